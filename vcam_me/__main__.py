@@ -1,0 +1,3 @@
+from vcam_me.app import main
+
+raise SystemExit(main())

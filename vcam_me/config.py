@@ -1,0 +1,242 @@
+"""Configuration as validated data: one frozen dataclass per stage, composed into :class:`AppConfig`.
+
+``config/default.toml`` holds the defaults (one ``[section]`` per stage); the user's overrides
+live in ``config.toml`` in the platform's config folder (``vcam-me doctor`` prints where).
+Loading validates every key: an unknown key, a wrong type or a value outside its allowed set
+is a :class:`~vcam_me.errors.ConfigError` that names the key and what is allowed.
+
+Each stage is handed only its own section. Nothing here does I/O except :func:`load_config`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+from vcam_me.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config" / "default.toml"
+
+
+@dataclass(frozen=True)
+class CaptureOptions:
+    #: "camera" (a webcam by index), or a path to a video file or still image.
+    source: str = "camera"
+    #: Webcam index for source = "camera".
+    camera_index: int = 0
+    #: Size and rate asked of the webcam; what it actually gives is read back and logged.
+    width: int = 1280
+    height: int = 720
+    fps: int = 30
+    #: Video files: "realtime" paces frames at the file's rate; "fast" as fast as possible.
+    pace: Literal["realtime", "fast"] = "realtime"
+    #: Video files: start again at the end instead of stopping.
+    loop: bool = False
+    #: Seconds between attempts to reopen a camera that disappeared.
+    reconnect_interval_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class TrackingOptions:
+    #: "live_stream" (asynchronous, drops frames when busy) or "video" (synchronous).
+    mode: Literal["live_stream", "video"] = "live_stream"
+    min_face_detection_confidence: float = 0.5
+    min_face_presence_confidence: float = 0.5
+    min_tracking_confidence: float = 0.5
+
+
+@dataclass(frozen=True)
+class ExpressionOptions:
+    #: One-Euro filter: minimum cutoff (Hz). Lower = steadier when still, more lag.
+    min_cutoff_hz: float = 1.5
+    #: One-Euro filter: speed coefficient. Higher = less lag on fast motion.
+    beta: float = 4.0
+    #: One-Euro filter: cutoff of the derivative estimate (Hz).
+    derivative_cutoff_hz: float = 1.0
+    #: Same filter for head pose (degrees), tuned separately.
+    pose_min_cutoff_hz: float = 1.0
+    pose_beta: float = 0.3
+    #: Neutral baseline: how fast it falls to a lower value (per camera frame, 0..1)…
+    baseline_fall_rate: float = 0.3
+    #: …and how slowly it creeps up (per camera frame): a slow running low percentile.
+    baseline_rise_rate: float = 0.002
+    #: Render-clock interpolation delay in ms; "auto" uses one camera period.
+    interpolation_delay_ms: int | Literal["auto"] = "auto"
+    #: Multiplies tracked AU intensities (1 = as tracked).
+    gain: float = 1.0
+
+
+@dataclass(frozen=True)
+class AvatarOptions:
+    #: Avatar folder or portrait photo; "" uses the bundled sample avatar.
+    path: str = ""
+    #: Displacement field is evaluated at 1/warp_downscale resolution, then upsampled.
+    warp_downscale: int = 4
+    #: How far (in face widths) hair and neck follow the head before the background is still.
+    head_follow_falloff: float = 0.6
+
+
+@dataclass(frozen=True)
+class LabelOptions:
+    """The visible "AI-generated avatar" label. It can be moved or restyled, never turned off."""
+
+    #: Where the main badge goes; "bottom-centre" stays inside every common crop.
+    position: Literal["bottom-centre", "top-centre"] = "bottom-centre"
+    #: Opacity of the dark backing behind the white text (0.6–0.9).
+    backing_opacity: float = 0.65
+    #: Seconds the large start banner stays up at start and after every reconnect (≥ 2).
+    banner_seconds: float = 3.0
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    #: Output frame rate: 60, or 30 for conferencing apps that misbehave above ~55 fps.
+    fps: Literal[60, 30] = 60
+    width: int = 1280
+    height: int = 720
+    #: Virtual-camera backend: "auto" picks the one for this OS.
+    virtualcam_backend: str = "auto"
+    #: Virtual-camera device (Linux: /dev/videoN); "" lets pyvirtualcam choose.
+    virtualcam_device: str = ""
+    #: MP4 recorder: H.264 constant-quality setting (lower = better, bigger).
+    record_crf: int = 20
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    capture: CaptureOptions = field(default_factory=CaptureOptions)
+    tracking: TrackingOptions = field(default_factory=TrackingOptions)
+    expression: ExpressionOptions = field(default_factory=ExpressionOptions)
+    avatar: AvatarOptions = field(default_factory=AvatarOptions)
+    label: LabelOptions = field(default_factory=LabelOptions)
+    output: OutputOptions = field(default_factory=OutputOptions)
+
+
+# Extra range rules, checked after types: key → (predicate, description of what is allowed).
+_RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
+    "capture.camera_index": (lambda v: v >= 0, "an integer ≥ 0"),
+    "capture.width": (lambda v: 16 <= v <= 7680, "16..7680"),
+    "capture.height": (lambda v: 16 <= v <= 4320, "16..4320"),
+    "capture.fps": (lambda v: 1 <= v <= 240, "1..240"),
+    "capture.reconnect_interval_s": (lambda v: 0.05 <= v <= 60, "0.05..60"),
+    "tracking.min_face_detection_confidence": (lambda v: 0 <= v <= 1, "0..1"),
+    "tracking.min_face_presence_confidence": (lambda v: 0 <= v <= 1, "0..1"),
+    "tracking.min_tracking_confidence": (lambda v: 0 <= v <= 1, "0..1"),
+    "expression.min_cutoff_hz": (lambda v: 0 < v <= 30, "0 < value ≤ 30"),
+    "expression.beta": (lambda v: 0 <= v <= 100, "0..100"),
+    "expression.derivative_cutoff_hz": (lambda v: 0 < v <= 30, "0 < value ≤ 30"),
+    "expression.pose_min_cutoff_hz": (lambda v: 0 < v <= 30, "0 < value ≤ 30"),
+    "expression.pose_beta": (lambda v: 0 <= v <= 100, "0..100"),
+    "expression.baseline_fall_rate": (lambda v: 0 < v <= 1, "0 < value ≤ 1"),
+    "expression.baseline_rise_rate": (lambda v: 0 <= v <= 1, "0..1"),
+    "expression.interpolation_delay_ms": (lambda v: v == "auto" or 0 <= v <= 200, '"auto" or 0..200'),
+    "expression.gain": (lambda v: 0 <= v <= 3, "0..3"),
+    "avatar.warp_downscale": (lambda v: v in (1, 2, 4, 8), "1, 2, 4 or 8"),
+    "avatar.head_follow_falloff": (lambda v: 0.05 <= v <= 3, "0.05..3"),
+    "label.backing_opacity": (lambda v: 0.6 <= v <= 0.95, "0.6..0.95 (the label must stay legible)"),
+    "label.banner_seconds": (lambda v: 2 <= v <= 30, "2..30 (the law asks for at least 2 s)"),
+    "output.width": (lambda v: 160 <= v <= 3840 and v % 2 == 0, "an even number 160..3840"),
+    "output.height": (lambda v: 120 <= v <= 2160 and v % 2 == 0, "an even number 120..2160"),
+    "output.record_crf": (lambda v: 0 <= v <= 51, "0..51"),
+}
+
+# Keys that someone may try to set to hide the disclosure; refused with a reason.
+_FORBIDDEN = {
+    "label.enabled", "label.visible", "label.show", "label.disable", "label.hidden",
+    "watermark.enabled", "watermark.disable", "consent.enabled", "consent.disable",
+}
+
+
+def _describe(tp: Any) -> str:
+    if get_origin(tp) is Literal:
+        return " or ".join(repr(a) if isinstance(a, str) else str(a) for a in get_args(tp))
+    if get_origin(tp) in (typing.Union, getattr(__import__("types"), "UnionType")):
+        return " or ".join(_describe(a) for a in get_args(tp))
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
+
+
+def _check_type(value: Any, tp: Any) -> bool:
+    origin = get_origin(tp)
+    if origin is Literal:
+        return any(value == a and type(value) is type(a) for a in get_args(tp))
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType")):
+        return any(_check_type(value, a) for a in get_args(tp))
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, tp)
+
+
+def _build_section(section: str, cls: type, values: dict[str, Any], base: Any) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    changes = {}
+    for key, value in values.items():
+        dotted = f"{section}.{key}"
+        if dotted in _FORBIDDEN:
+            raise ConfigError(f"{dotted}: the AI label and consent mark cannot be switched off (remove this key)")
+        if key not in known:
+            raise ConfigError(f"{dotted}: unknown key (allowed in [{section}]: {', '.join(sorted(known))})")
+        tp = hints[key]
+        if not _check_type(value, tp):
+            raise ConfigError(f"{dotted} = {value!r}: expected {_describe(tp)}")
+        if tp is float and isinstance(value, int):
+            value = float(value)
+        if dotted in _RANGES and not (value == "auto" and "auto" in _RANGES[dotted][1]):
+            ok, allowed = _RANGES[dotted]
+            if not ok(value):
+                raise ConfigError(f"{dotted} = {value!r}: allowed {allowed}")
+        changes[key] = value
+    return dataclasses.replace(base, **changes)
+
+
+def config_from_dict(data: dict[str, Any], base: AppConfig | None = None) -> AppConfig:
+    """Validate a parsed TOML document (sections → keys) on top of ``base``."""
+    base = base or AppConfig()
+    sections = {f.name: f for f in fields(AppConfig)}
+    changes = {}
+    for section, values in data.items():
+        if section not in sections:
+            if any(k.startswith(f"{section}.") for k in _FORBIDDEN):
+                raise ConfigError(f"[{section}]: the AI label and consent mark cannot be switched off (remove this section)")
+            raise ConfigError(f"[{section}]: unknown section (allowed: {', '.join(sections)})")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{section}: expected a [{section}] table")
+        cls = typing.get_type_hints(AppConfig)[section]
+        changes[section] = _build_section(section, cls, values, getattr(base, section))
+    return dataclasses.replace(base, **changes)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"config file {path} cannot be read: {err}") from None
+
+
+def user_config_path() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("vcam-me", appauthor=False)) / "config.toml"
+
+
+def load_config(path: Path | None = None, *, use_user_config: bool = True) -> AppConfig:
+    """Defaults from ``config/default.toml``, then the user's file, then ``path`` if given."""
+    cfg = config_from_dict(_read_toml(DEFAULT_CONFIG_PATH)) if DEFAULT_CONFIG_PATH.is_file() else AppConfig()
+    if use_user_config:
+        user = user_config_path()
+        if user.is_file():
+            cfg = config_from_dict(_read_toml(user), cfg)
+    if path is not None:
+        cfg = config_from_dict(_read_toml(Path(path)), cfg)
+    return cfg
