@@ -1,0 +1,78 @@
+"""Per-user calibration: a neutral baseline and an optional range for each AU channel.
+
+The baseline is a slow running low percentile: it falls quickly to a lower value (the face
+relaxed) and creeps up only slowly, so a held smile is not absorbed into "neutral" while a
+resting frown or squint that never goes away is. A calibrated maximum (from the setup
+wizard's "as strong as you can" prompts) maps one person's full smile to the avatar's full
+smile; without one, intensities are the tracker's change from neutral, unscaled.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vcam_me.errors import ConfigError
+from vcam_me.types import AU_CHANNELS
+
+
+@dataclass
+class Calibration:
+    """Saved per-user calibration. Arrays are ``(len(AU_CHANNELS),) float32``."""
+
+    baseline: np.ndarray
+    maximum: np.ndarray | None = None
+
+    def save(self, path: Path) -> None:
+        data = {
+            "channels": list(AU_CHANNELS),
+            "baseline": [round(float(v), 5) for v in self.baseline],
+            "maximum": None if self.maximum is None else [round(float(v), 5) for v in self.maximum],
+        }
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> "Calibration":
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            channels = data["channels"]
+            baseline = np.array(data["baseline"], np.float32)
+            maximum = None if data.get("maximum") is None else np.array(data["maximum"], np.float32)
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise ConfigError(f"calibration file {path} is unreadable: {err}") from None
+        if list(channels) != list(AU_CHANNELS):
+            raise ConfigError(f"calibration file {path} was made for other AU channels; run the setup again")
+        return cls(baseline, maximum)
+
+
+class NeutralBaseline:
+    """Running per-channel low percentile of raw AU values, updated once per camera frame."""
+
+    def __init__(self, fall_rate: float, rise_rate: float, initial: np.ndarray | None = None) -> None:
+        self.fall_rate = fall_rate
+        self.rise_rate = rise_rate
+        self.value: np.ndarray | None = None if initial is None else np.asarray(initial, np.float32).copy()
+
+    def update(self, raw: np.ndarray) -> np.ndarray:
+        raw = np.asarray(raw, np.float32)
+        if self.value is None:
+            self.value = raw.copy()
+        else:
+            rate = np.where(raw < self.value, self.fall_rate, self.rise_rate).astype(np.float32)
+            self.value += rate * (raw - self.value)
+        return self.value
+
+
+def apply_calibration(raw: np.ndarray, baseline: np.ndarray, maximum: np.ndarray | None, gain: float = 1.0) -> np.ndarray:
+    """AU intensity in [0, 1] from raw channel values: change from neutral, scaled to the user's range."""
+    delta = raw - baseline
+    if maximum is not None:
+        delta = delta / np.maximum(maximum - baseline, 0.05)
+    return np.clip(delta * gain, 0.0, 1.0).astype(np.float32)
