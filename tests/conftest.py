@@ -1,0 +1,49 @@
+"""Fixtures shared by the whole test suite.
+
+Real media (faces, videos, upstream expected outputs) live outside the repository in
+``../shared/data`` next to the checkout. Tests that need it either take the
+``shared_data`` / ``shared_file`` fixtures or carry ``@pytest.mark.shared_data``; all of
+them skip with a clear reason when the folder is absent, so the suite passes on a fresh
+machine.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+_SKIP_REASON = f"real media folder {SHARED_DATA} is absent (it sits beside the checkout as ../shared/data)"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "shared_data: needs the real media in ../shared/data (skipped when absent)")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("shared_data") is not None and not SHARED_DATA.is_dir():
+        pytest.skip(_SKIP_REASON)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` as a Path; skips the test when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(_SKIP_REASON)
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def shared_file(shared_data: Path) -> Callable[[str], Path]:
+    """``shared_file("driving/x.mp4")`` → the path; skips the test when that file is absent."""
+
+    def _get(relative: str) -> Path:
+        path = shared_data / relative
+        if not path.is_file():
+            pytest.skip(f"real media file {path} is absent")
+        return path
+
+    return _get
