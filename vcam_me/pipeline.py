@@ -1,0 +1,293 @@
+"""The real-time spine: capture → tracking → expression → avatar → label → sinks.
+
+Two threads and two clocks (design.md §2):
+  * the *tracking thread* takes the newest camera frame (never a queue), tracks it and
+    hands the observation to the expression stage, at the camera's rate;
+  * the *render loop* runs on the output clock (60 fps by default): it asks the expression
+    stage for the state at that instant, renders, stamps the label and hands the frame to
+    the sinks.
+
+Offline rendering (:func:`render_offline`) uses the same stages on one thread, driven by the
+video's own timeline instead of the wall clock.
+
+This module knows the stages only through the small protocols below; :mod:`vcam_me.app`
+builds the real ones and wires them here.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator, Protocol
+
+import numpy as np
+
+from vcam_me.clock import Pacer, now_ms
+from vcam_me.types import ExpressionState, FaceObservation, Frame, RenderedFrame
+
+log = logging.getLogger(__name__)
+
+
+class LiveSource(Protocol):
+    """A camera, or a video file paced in real time, read from a background thread."""
+
+    def wait_newer(self, after_index: int, timeout_s: float) -> Frame | None: ...
+
+    @property
+    def finished(self) -> bool: ...
+
+    @property
+    def reconnects(self) -> int: ...
+
+
+class Tracker(Protocol):
+    def track(self, frame: Frame) -> FaceObservation: ...
+
+
+class Expression(Protocol):
+    def update(self, obs: FaceObservation) -> None: ...
+
+    def state_at(self, t_ms: int) -> ExpressionState: ...
+
+
+class Renderer(Protocol):
+    def render(self, state: ExpressionState) -> np.ndarray: ...
+
+
+class Stamper(Protocol):
+    def stamp(self, frame: RenderedFrame) -> RenderedFrame: ...
+
+    def restart_banner(self, now_ms: int) -> None: ...
+
+
+class Sink(Protocol):
+    def send(self, frame: RenderedFrame) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class StreamStats:
+    """Per-frame timings of a run (all in ms), kept for benchmarks and the tray's status line."""
+
+    render_ms: list[float] = field(default_factory=list)
+    label_ms: list[float] = field(default_factory=list)
+    sink_ms: list[float] = field(default_factory=list)
+    latency_ms: list[float] = field(default_factory=list)
+    frame_interval_ms: list[float] = field(default_factory=list)
+    tracking_ms: list[float] = field(default_factory=list)
+    tracked_frames: int = 0
+    frames_with_face: int = 0
+    output_frames: int = 0
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+
+    def summary(self, fps: float) -> dict:
+        def pct(values, q):
+            return round(float(np.percentile(values, q)), 2) if values else None
+
+        period = 1000.0 / fps
+        intervals = np.asarray(self.frame_interval_ms)
+        return {
+            "output_frames": self.output_frames,
+            "wall_s": round(self.wall_s, 2),
+            "sustained_fps": round(self.output_frames / self.wall_s, 2) if self.wall_s else None,
+            "frames_later_than_2_periods": int(np.sum(intervals > 2 * period)) if intervals.size else 0,
+            "max_frame_interval_ms": round(float(intervals.max()), 2) if intervals.size else None,
+            "latency_ms_p50": pct(self.latency_ms, 50),
+            "latency_ms_p99": pct(self.latency_ms, 99),
+            "render_ms_median": pct(self.render_ms, 50),
+            "render_ms_p99": pct(self.render_ms, 99),
+            "label_ms_median": pct(self.label_ms, 50),
+            "sink_ms_median": pct(self.sink_ms, 50),
+            "tracking_ms_median": pct(self.tracking_ms, 50),
+            "tracked_frames": self.tracked_frames,
+            "frames_with_face": self.frames_with_face,
+            "cpu_cores": round(self.cpu_s / self.wall_s, 3) if self.wall_s else None,
+        }
+
+
+def _ms_since(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1000.0
+
+
+class LivePipeline:
+    """Runs the tracking thread and the render loop until stopped, the source ends, or a duration."""
+
+    def __init__(
+        self,
+        source: LiveSource,
+        tracker: Tracker,
+        expression: Expression,
+        renderer: Renderer,
+        stamper: Stamper,
+        sink: Sink,
+        fps: float,
+        *,
+        on_frame: Callable[[RenderedFrame, ExpressionState], None] | None = None,
+    ) -> None:
+        self.source = source
+        self.tracker = tracker
+        self.expression = expression
+        self.renderer = renderer
+        self.stamper = stamper
+        self.sink = sink
+        self.fps = fps
+        self.on_frame = on_frame
+        self.stats = StreamStats()
+        self._stop = threading.Event()
+        self._tracking_error: BaseException | None = None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # -- tracking thread -------------------------------------------------------------------
+    def _track_loop(self) -> None:
+        last_index = -1
+        try:
+            while not self._stop.is_set():
+                frame = self.source.wait_newer(last_index, 0.25)
+                if frame is None:
+                    if self.source.finished:
+                        break
+                    continue
+                last_index = frame.index
+                t0 = time.perf_counter()
+                obs = self.tracker.track(frame)
+                self.stats.tracking_ms.append(_ms_since(t0))
+                self.stats.tracked_frames += 1
+                self.stats.frames_with_face += obs.has_face
+                self.expression.update(obs)
+        except BaseException as err:  # reported by run() on the main thread
+            self._tracking_error = err
+            self._stop.set()
+
+    # -- render loop -----------------------------------------------------------------------
+    def run(self, duration_s: float | None = None) -> StreamStats:
+        import psutil
+
+        proc = psutil.Process()
+        tracking = threading.Thread(target=self._track_loop, name="vcam-tracking", daemon=True)
+        tracking.start()
+        pacer = Pacer(self.fps)
+        reconnects = self.source.reconnects
+        face_lost_since: int | None = None
+        cpu0 = proc.cpu_times()
+        wall0 = time.perf_counter()
+        self.stamper.restart_banner(now_ms())
+        last_sent: float | None = None
+        try:
+            while not self._stop.is_set():
+                if duration_s is not None and time.perf_counter() - wall0 >= duration_s:
+                    break
+                if not tracking.is_alive() and self.source.finished:
+                    break
+                tick = pacer.wait()
+                if self.source.reconnects != reconnects:  # camera came back: show the banner again
+                    reconnects = self.source.reconnects
+                    self.stamper.restart_banner(tick)
+                t0 = time.perf_counter()
+                state = self.expression.state_at(tick)
+                image = self.renderer.render(state)
+                t1 = time.perf_counter()
+                frame = self.stamper.stamp(RenderedFrame(image, tick, state.source_timestamp_ms))
+                t2 = time.perf_counter()
+                handed = now_ms()
+                self.sink.send(frame)
+                t3 = time.perf_counter()
+                st = self.stats
+                st.render_ms.append((t1 - t0) * 1000)
+                st.label_ms.append((t2 - t1) * 1000)
+                st.sink_ms.append((t3 - t2) * 1000)
+                if state.source_timestamp_ms is not None and state.face_present:
+                    st.latency_ms.append(handed - state.source_timestamp_ms)
+                if last_sent is not None:
+                    st.frame_interval_ms.append((t3 - last_sent) * 1000)
+                last_sent = t3
+                st.output_frames += 1
+                # Re-show the banner when the face comes back after a long absence.
+                if not state.face_present:
+                    face_lost_since = face_lost_since if face_lost_since is not None else tick
+                elif face_lost_since is not None:
+                    if tick - face_lost_since > 5000:
+                        self.stamper.restart_banner(tick)
+                    face_lost_since = None
+                if self.on_frame is not None:
+                    self.on_frame(frame, state)
+        finally:
+            self._stop.set()
+            tracking.join(timeout=2.0)
+            cpu1 = proc.cpu_times()
+            self.stats.wall_s = time.perf_counter() - wall0
+            self.stats.cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+        if self._tracking_error is not None:
+            raise self._tracking_error
+        return self.stats
+
+
+@dataclass
+class OfflineResult:
+    """What an offline render saw: the driver's observations and the frames written."""
+
+    driver: list[FaceObservation]
+    frames_written: int
+    states: list[ExpressionState]
+
+
+def render_offline(
+    frames: Iterable[Frame],
+    tracker: Tracker,
+    expression: Expression,
+    renderer: Renderer,
+    stamper: Stamper,
+    sink: Sink,
+    fps: float,
+    *,
+    keep_states: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> OfflineResult:
+    """Render output frame i at t = i / fps on the driving video's own timeline.
+
+    ``frames`` carry ``timestamp_ms`` = their presentation time in the video (from 0). Each
+    output instant is drawn from the driving frames up to one frame past it, so the
+    expression stage can interpolate (set its interpolation delay to 0 for this).
+    """
+    it: Iterator[Frame] = iter(frames)
+    driver: list[FaceObservation] = []
+    states: list[ExpressionState] = []
+    last_ts: int | None = None
+    exhausted = False
+    written = 0
+    stamper.restart_banner(0)
+
+    def feed() -> bool:
+        nonlocal last_ts
+        try:
+            frame = next(it)
+        except StopIteration:
+            return False
+        obs = tracker.track(frame)
+        driver.append(obs)
+        expression.update(obs)
+        last_ts = frame.timestamp_ms
+        return True
+
+    i = 0
+    while True:
+        t = int(round(i * 1000.0 / fps))
+        while not exhausted and (last_ts is None or last_ts < t):
+            exhausted = not feed()
+        if last_ts is None or (exhausted and t > last_ts):
+            break
+        state = expression.state_at(t)
+        frame = stamper.stamp(RenderedFrame(renderer.render(state), t, state.source_timestamp_ms))
+        sink.send(frame)
+        if keep_states:
+            states.append(state)
+        written += 1
+        i += 1
+        if progress is not None:
+            progress(written)
+    return OfflineResult(driver, written, states)
