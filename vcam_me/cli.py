@@ -1,0 +1,105 @@
+"""Command-line grammar of ``vcam-me``. Parsing only: :mod:`vcam_me.app` does the work."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+from vcam_me import __version__
+
+
+def _size(text: str) -> tuple[int, int]:
+    m = re.fullmatch(r"(\d+)[xX×](\d+)", text.strip())
+    if not m:
+        raise argparse.ArgumentTypeError(f"size must look like 1280x720, got {text!r}")
+    w, h = int(m.group(1)), int(m.group(2))
+    if not (160 <= w <= 3840 and 120 <= h <= 2160 and w % 2 == 0 and h % 2 == 0):
+        raise argparse.ArgumentTypeError(f"size {w}x{h}: width 160..3840 and height 120..2160, both even")
+    return w, h
+
+
+def _fps(text: str) -> int:
+    if text not in ("30", "60"):
+        raise argparse.ArgumentTypeError(f"fps must be 60 or 30, got {text!r}")
+    return int(text)
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as one line and exit code 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        self.exit(2, f"vcam-me: error: {message} (see: {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="vcam-me",
+        description="Your consenting avatar instead of the raw webcam, in any video call. "
+        "With no command, renders the bundled demo clip onto the bundled avatar.",
+    )
+    p.add_argument("--version", action="version", version=f"vcam-me {__version__}")
+    p.add_argument("--config", metavar="FILE", help="extra TOML config on top of the defaults and your config.toml")
+    p.add_argument("-v", "--verbose", action="store_true", help="log what each stage does")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+
+    demo = sub.add_parser("demo", help="render the bundled real face clip onto the bundled avatar (the default)")
+    demo.add_argument("--out", metavar="OUT.mp4", help="where to write the video (default: a new file in the current folder)")
+
+    run = sub.add_parser("run", help="live: camera or video in; virtual camera, preview or file out")
+    src = run.add_mutually_exclusive_group()
+    src.add_argument("--camera", type=int, metavar="N", help="webcam index (default from config: 0)")
+    src.add_argument("--video", metavar="FILE", help="drive from a video file instead of a camera")
+    src.add_argument("--image", metavar="FILE", help="drive from a still image")
+    run.add_argument("--avatar", metavar="A", help="avatar folder or portrait photo (default: the bundled sample)")
+    run.add_argument("--virtualcam", action="store_true", help="send to the virtual camera (default when no other output is named)")
+    run.add_argument("--preview", action="store_true", help="show a preview window")
+    run.add_argument("--record", metavar="OUT.mp4", help="also record to an MP4 file")
+    run.add_argument("--fps", type=_fps, help="output frame rate: 60 or 30")
+    run.add_argument("--size", type=_size, metavar="WxH", help="output size, e.g. 1280x720")
+    run.add_argument("--duration", type=_positive, metavar="S", help="stop after S seconds")
+    run.add_argument("--fast", action="store_true", help="video input: as fast as possible instead of real time")
+    run.add_argument("--loop", action="store_true", help="video input: start again at the end")
+    run.add_argument("--force", action="store_true", help="overwrite --record's file if it exists")
+
+    render = sub.add_parser("render", help="offline: drive an avatar with a video and write an MP4")
+    render.add_argument("--avatar", required=True, metavar="A", help="avatar folder or portrait photo")
+    render.add_argument("--driving", required=True, metavar="VIDEO", help="video of a face to follow")
+    render.add_argument("--out", required=True, metavar="OUT.mp4", help="output video")
+    render.add_argument("--fps", type=_fps, default=60, help="output frame rate: 60 (default) or 30")
+    render.add_argument("--size", type=_size, metavar="WxH", help="output size (default from config: 1280x720)")
+    render.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+
+    avatar = sub.add_parser("avatar", help="make and list avatars")
+    avatar_sub = avatar.add_subparsers(dest="avatar_command", parser_class=_Parser)
+    create = avatar_sub.add_parser("create", help="make an avatar from one portrait photo")
+    create.add_argument("--photo", required=True, metavar="FILE", help="a portrait with exactly one clearly visible face")
+    create.add_argument("--name", help="avatar name (default: the photo's file name)")
+    create.add_argument("--out", metavar="DIR", help="avatar folder to create (default: in your vcam-me data folder)")
+    avatar_sub.add_parser("list", help="list your avatars")
+
+    sub.add_parser("doctor", help="check this machine: camera, virtual camera driver, models, GPU")
+
+    bench = sub.add_parser("bench", help="measure speed: fps, latency, CPU, per-stage cost")
+    bench.add_argument("--driving", metavar="VIDEO", help="driving video (default: the bundled clip)")
+    bench.add_argument("--avatar", metavar="A", help="avatar (default: the bundled sample)")
+    bench.add_argument("--seconds", type=_positive, default=60.0, help="how long to stream (default 60)")
+    bench.add_argument("--fps", type=_fps, default=60, help="output frame rate (default 60)")
+    bench.add_argument("--size", type=_size, default=(1280, 720), metavar="WxH", help="output size (default 1280x720)")
+    bench.add_argument("--out", metavar="FILE.json", help="write the results as JSON here too")
+
+    ev = sub.add_parser("eval", help="closed-loop expression fidelity: AED/APD ratios and per-AU Pearson r")
+    ev.add_argument("--avatar", metavar="A", help="avatar (default: the bundled sample)")
+    ev.add_argument("--driving", metavar="VIDEO", nargs="+", help="driving videos (default: the real clips in ../shared/data/driving)")
+    ev.add_argument("--size", type=_size, default=(1280, 720), metavar="WxH", help="render size (default 1280x720)")
+    ev.add_argument("--out", metavar="FILE.json", help="write the results as JSON here too")
+    return p
