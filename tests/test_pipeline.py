@@ -1,0 +1,133 @@
+"""The spine with fake stages as seams (the real stages are tested end to end in tests/test_app.py)."""
+
+import threading
+import time
+
+import numpy as np
+
+from vcam_me.pipeline import LivePipeline, render_offline
+from vcam_me.types import ExpressionState, FaceObservation, Frame, RenderedFrame
+
+
+class FakeSource:
+    """Publishes a new frame every `period_s` on a thread, newest only, like a camera."""
+
+    def __init__(self, n, period_s=1 / 30):
+        self.n, self.period_s = n, period_s
+        self._latest = None
+        self._cond = threading.Condition()
+        self.finished = False
+        self.reconnects = 0
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        for i in range(self.n):
+            time.sleep(self.period_s)
+            with self._cond:
+                self._latest = Frame(np.zeros((4, 4, 3), np.uint8), int(time.monotonic_ns() // 1_000_000), i)
+                self._cond.notify_all()
+        with self._cond:
+            self.finished = True
+            self._cond.notify_all()
+
+    def wait_newer(self, after_index, timeout_s):
+        with self._cond:
+            self._cond.wait_for(lambda: (self._latest and self._latest.index > after_index) or self.finished, timeout_s)
+            if self._latest is not None and self._latest.index > after_index:
+                return self._latest
+            return None
+
+
+class FakeTracker:
+    def __init__(self):
+        self.seen = []
+
+    def track(self, frame):
+        self.seen.append(frame.index)
+        return FaceObservation(frame.timestamp_ms, frame.size, np.zeros((478, 3), np.float32), np.zeros(52, np.float32), np.eye(4, dtype=np.float32))
+
+
+class FakeExpression:
+    def __init__(self):
+        self.last = None
+
+    def update(self, obs):
+        self.last = obs
+
+    def state_at(self, t):
+        s = ExpressionState.neutral(t)
+        if self.last is None:
+            return s
+        return ExpressionState(t, s.au, s.gaze, s.head_pose, self.last.timestamp_ms, True)
+
+
+class FakeRenderer:
+    def render(self, state):
+        return np.full((8, 8, 3), state.timestamp_ms % 251, np.uint8)
+
+
+class FakeStamper:
+    def __init__(self):
+        self.banners = 0
+
+    def restart_banner(self, now):
+        self.banners += 1
+
+    def stamp(self, frame):
+        return frame
+
+
+class ListSink:
+    def __init__(self):
+        self.frames = []
+
+    def send(self, frame):
+        self.frames.append(frame)
+
+    def close(self):
+        pass
+
+
+def test_live_pipeline_renders_on_output_clock_and_measures_latency():
+    source, tracker, sink = FakeSource(20), FakeTracker(), ListSink()
+    pipe = LivePipeline(source, tracker, FakeExpression(), FakeRenderer(), FakeStamper(), sink, fps=60)
+    stats = pipe.run(duration_s=0.5)
+    assert 20 <= stats.output_frames <= 32  # ~60 fps over 0.5 s
+    assert len(sink.frames) == stats.output_frames
+    ts = [f.timestamp_ms for f in sink.frames]
+    assert ts == sorted(ts)
+    assert tracker.seen == sorted(tracker.seen) and len(tracker.seen) >= 5
+    assert stats.latency_ms and min(stats.latency_ms) >= 0
+    summary = stats.summary(60)
+    assert summary["output_frames"] == stats.output_frames and summary["cpu_cores"] is not None
+
+
+def test_live_pipeline_ends_with_a_finished_source():
+    pipe = LivePipeline(FakeSource(3, 0.01), FakeTracker(), FakeExpression(), FakeRenderer(), FakeStamper(), ListSink(), fps=60)
+    t0 = time.monotonic()
+    pipe.run(duration_s=5)
+    assert time.monotonic() - t0 < 2
+
+
+def test_tracking_errors_reach_the_caller():
+    class Broken(FakeTracker):
+        def track(self, frame):
+            raise RuntimeError("tracker exploded")
+
+    pipe = LivePipeline(FakeSource(5), Broken(), FakeExpression(), FakeRenderer(), FakeStamper(), ListSink(), fps=60)
+    try:
+        pipe.run(duration_s=2)
+    except RuntimeError as err:
+        assert "exploded" in str(err)
+    else:
+        raise AssertionError("error was swallowed")
+
+
+def test_offline_render_follows_the_video_timeline():
+    frames = [Frame(np.zeros((4, 4, 3), np.uint8), int(round(i * 1000 / 30)), i) for i in range(30)]  # 1 s at 30 fps
+    sink, tracker = ListSink(), FakeTracker()
+    result = render_offline(frames, tracker, FakeExpression(), FakeRenderer(), FakeStamper(), sink, fps=60)
+    # frame i of the output is at t = i / 60 s, up to the last driving frame (967 ms)
+    assert [f.timestamp_ms for f in sink.frames] == [int(round(i * 1000 / 60)) for i in range(len(sink.frames))]
+    assert sink.frames[-1].timestamp_ms <= 967 and len(sink.frames) == 59
+    assert len(result.driver) == 30 and tracker.seen == list(range(30))
