@@ -1,0 +1,222 @@
+"""CameraSource: opening, format read-back, latest-wins, reconnect, close — with a fake device,
+plus one real OpenCV test (this machine has no camera at a high index)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from vcam_me.capture import CameraSource, find_cameras
+from vcam_me.config import CaptureOptions
+from vcam_me.errors import CaptureError
+
+FAST_RECONNECT = CaptureOptions(reconnect_interval_s=0.05)
+
+
+class FakeDevice:
+    """A camera that can be plugged in and out while a FakeCapture holds it."""
+
+    def __init__(self, size=(64, 48), fps=15.0, period_s=0.004, gives_frames=True):
+        self.size = size
+        self.fps = fps
+        self.period_s = period_s
+        self.present = True
+        self.gives_frames = gives_frames
+        self.opens = 0
+        self.releases = 0
+        self.frames_made = 0
+        self.lock = threading.Lock()
+
+
+class FakeCapture:
+    """Implements the part of cv2.VideoCapture that CameraSource uses."""
+
+    def __init__(self, device: FakeDevice | None):
+        self.device = device
+        self.opened = device is not None and device.present
+        self.asked = {}
+        if self.opened:
+            device.opens += 1
+
+    def isOpened(self):
+        return self.opened
+
+    def set(self, prop, value):
+        self.asked[prop] = value
+        return True
+
+    def get(self, prop):  # the device gives its own size and rate, whatever was asked
+        d = self.device
+        return {cv2.CAP_PROP_FRAME_WIDTH: d.size[0], cv2.CAP_PROP_FRAME_HEIGHT: d.size[1],
+                cv2.CAP_PROP_FPS: d.fps}.get(prop, 0.0)
+
+    def read(self):
+        d = self.device
+        time.sleep(d.period_s)
+        if not (self.opened and d.present and d.gives_frames):
+            return False, None
+        with d.lock:
+            n = d.frames_made
+            d.frames_made += 1
+        bgr = np.zeros((d.size[1], d.size[0], 3), np.uint8)
+        bgr[..., 2] = 255  # pure red in BGR order
+        bgr[0, 0, 0] = n % 256
+        return True, bgr
+
+    def release(self):
+        if self.opened:
+            self.opened = False
+            self.device.releases += 1
+
+
+def factory_for(devices: dict[int, FakeDevice]):
+    return lambda index: FakeCapture(devices.get(index))
+
+
+def test_missing_index_is_one_line_capture_error_listing_found_cameras():
+    devices = {0: FakeDevice(), 2: FakeDevice()}
+    with pytest.raises(CaptureError) as info:
+        CameraSource.open(CaptureOptions(camera_index=5), capture_factory=factory_for(devices))
+    assert str(info.value) == "no camera at index 5 (found: 0, 2)"
+
+
+def test_missing_index_with_no_cameras_at_all():
+    with pytest.raises(CaptureError, match=r"^no camera at index 1 \(found: none\)$"):
+        CameraSource.open(CaptureOptions(camera_index=1), capture_factory=factory_for({}))
+
+
+def test_real_opencv_nonexistent_index_raises_capture_error():
+    index = 63  # no machine this runs on has 64 cameras
+    with pytest.raises(CaptureError) as info:
+        CameraSource.open(CaptureOptions(camera_index=index))
+    message = str(info.value)
+    assert message.startswith(f"no camera at index {index} (found: ")
+    assert "\n" not in message
+
+
+def test_find_cameras_probes_with_the_factory():
+    assert find_cameras(factory_for({1: FakeDevice(), 3: FakeDevice()}), indices=range(5)) == [1, 3]
+
+
+def test_factory_exception_becomes_capture_error():
+    def broken(index):
+        raise RuntimeError("backend exploded\nlong native trace")
+
+    with pytest.raises(CaptureError, match=r"^cannot open camera 0: backend exploded$"):
+        CameraSource.open(CaptureOptions(), capture_factory=broken)
+
+
+def test_opened_but_no_frame_is_capture_error_and_releases():
+    device = FakeDevice(gives_frames=False)
+    with pytest.raises(CaptureError, match="opened but gave no frame"):
+        CameraSource.open(CaptureOptions(), capture_factory=factory_for({0: device}))
+    assert device.releases == device.opens == 1
+
+
+def test_asks_for_size_and_rate_and_reads_back_what_the_device_gave(caplog):
+    device = FakeDevice(size=(64, 48), fps=15.0)
+    captures = []
+
+    def factory(index):
+        cap = FakeCapture(device)
+        captures.append(cap)
+        return cap
+
+    options = CaptureOptions(width=1280, height=720, fps=30)
+    with caplog.at_level(logging.INFO, logger="vcam_me.capture.camera"):
+        with CameraSource.open(options, capture_factory=factory) as cam:
+            assert captures[0].asked[cv2.CAP_PROP_FRAME_WIDTH] == 1280
+            assert captures[0].asked[cv2.CAP_PROP_FRAME_HEIGHT] == 720
+            assert captures[0].asked[cv2.CAP_PROP_FPS] == 30
+            assert cam.format.requested_size == (1280, 720)
+            assert cam.size == (64, 48)
+            assert cam.fps == 15.0
+    assert "asked 1280x720 @ 30 fps, got 64x48 @ 15 fps" in caplog.text
+
+
+def test_frames_are_rgb_with_increasing_timestamps_and_only_the_newest_is_kept():
+    device = FakeDevice(period_s=0.002)
+    with CameraSource.open(FAST_RECONNECT, capture_factory=factory_for({0: device})) as cam:
+        first = cam.wait_newer(-1, timeout=1.0)
+        assert first is not None
+        assert first.image.shape == (48, 64, 3) and first.image.dtype == np.uint8
+        assert tuple(first.image[1, 1]) == (255, 0, 0)  # BGR red → RGB red
+        time.sleep(0.1)  # a slow consumer: ~50 frames are produced meanwhile
+        newer = cam.wait_newer(first.index, timeout=1.0)
+        assert newer is not None
+        assert newer.index > first.index + 5, "frames were queued instead of skipped"
+        assert newer.timestamp_ms > first.timestamp_ms
+        assert cam.latest().index >= newer.index
+        # Asking for something newer than the newest waits for the next frame only.
+        nxt = cam.wait_newer(cam.latest().index, timeout=1.0)
+        assert nxt is not None and nxt.index > newer.index
+
+
+def test_wait_newer_times_out_with_none_when_nothing_new():
+    device = FakeDevice(period_s=0.002)
+    with CameraSource.open(FAST_RECONNECT, capture_factory=factory_for({0: device}), start=False) as cam:
+        first = cam.latest()  # the frame taken at open
+        assert first is not None and first.index == 0
+        device.gives_frames = False
+        t0 = time.monotonic()
+        assert cam.wait_newer(first.index, timeout=0.05) is None
+        assert time.monotonic() - t0 < 0.5
+
+
+def test_reconnects_after_the_camera_disappears_and_signals_it():
+    device = FakeDevice(period_s=0.002)
+    calls = []
+    with CameraSource.open(FAST_RECONNECT, capture_factory=factory_for({0: device}),
+                           on_reconnect=calls.append) as cam:
+        before = cam.wait_newer(-1, timeout=1.0)
+        device.present = False  # unplugged
+        deadline = time.monotonic() + 2.0
+        while cam.connected and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not cam.connected
+        assert cam.reconnect_count == 0
+        time.sleep(0.15)  # several reopen attempts fail while it is gone
+        assert cam.reconnect_count == 0
+        device.present = True  # plugged back in
+        assert cam.wait_reconnected(timeout=2.0)
+        assert cam.connected and cam.reconnect_count == 1 and calls == [1]
+        after = cam.wait_newer(cam.latest().index, timeout=1.0)
+        assert after is not None
+        assert after.index > before.index and after.timestamp_ms > before.timestamp_ms
+    assert device.releases == device.opens  # every handle given back, including the lost one
+
+
+def test_a_failing_reconnect_listener_does_not_stop_the_camera():
+    device = FakeDevice(period_s=0.002)
+
+    def listener(count):
+        raise ValueError("bug in the app")
+
+    with CameraSource.open(FAST_RECONNECT, capture_factory=factory_for({0: device}), on_reconnect=listener) as cam:
+        device.present = False
+        while cam.connected:
+            time.sleep(0.01)
+        device.present = True
+        assert cam.wait_reconnected(timeout=2.0)
+        last = cam.latest().index
+        assert cam.wait_newer(last, timeout=1.0) is not None
+
+
+def test_close_is_idempotent_stops_the_thread_and_releases_the_device():
+    device = FakeDevice(period_s=0.002)
+    cam = CameraSource.open(FAST_RECONNECT, capture_factory=factory_for({0: device}))
+    cam.wait_newer(-1, timeout=1.0)
+    thread = cam._thread
+    cam.close()
+    cam.close()
+    assert not thread.is_alive()
+    assert device.releases == device.opens == 1
+    assert cam.finished
+    assert cam.wait_newer(cam.latest().index, timeout=0.01) is None
+    with pytest.raises(RuntimeError, match="closed"):
+        cam.start()
