@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Sets up vcam_me on a fresh machine: the system libraries OpenCV and the tests need (when
+# apt-get is available), then a virtual environment in .venv with the project installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if command -v apt-get >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  missing=""
+  for pkg in libgl1 libegl1 libglib2.0-0 libxkbcommon0 xvfb ffmpeg; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
+  done
+  if [ -n "$missing" ]; then
+    echo "setup: installing system packages:$missing"
+    $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+  fi
+fi
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".[dev]"
