@@ -4,7 +4,6 @@ plus one real OpenCV test (this machine has no camera at a high index)."""
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
 import cv2
@@ -18,76 +17,16 @@ from vcam_me.errors import CaptureError
 FAST_RECONNECT = CaptureOptions(reconnect_interval_s=0.05)
 
 
-class FakeDevice:
-    """A camera that can be plugged in and out while a FakeCapture holds it."""
-
-    def __init__(self, size=(64, 48), fps=15.0, period_s=0.004, gives_frames=True):
-        self.size = size
-        self.fps = fps
-        self.period_s = period_s
-        self.present = True
-        self.gives_frames = gives_frames
-        self.opens = 0
-        self.releases = 0
-        self.frames_made = 0
-        self.lock = threading.Lock()
-
-
-class FakeCapture:
-    """Implements the part of cv2.VideoCapture that CameraSource uses."""
-
-    def __init__(self, device: FakeDevice | None):
-        self.device = device
-        self.opened = device is not None and device.present
-        self.asked = {}
-        if self.opened:
-            device.opens += 1
-
-    def isOpened(self):
-        return self.opened
-
-    def set(self, prop, value):
-        self.asked[prop] = value
-        return True
-
-    def get(self, prop):  # the device gives its own size and rate, whatever was asked
-        d = self.device
-        return {cv2.CAP_PROP_FRAME_WIDTH: d.size[0], cv2.CAP_PROP_FRAME_HEIGHT: d.size[1],
-                cv2.CAP_PROP_FPS: d.fps}.get(prop, 0.0)
-
-    def read(self):
-        d = self.device
-        time.sleep(d.period_s)
-        if not (self.opened and d.present and d.gives_frames):
-            return False, None
-        with d.lock:
-            n = d.frames_made
-            d.frames_made += 1
-        bgr = np.zeros((d.size[1], d.size[0], 3), np.uint8)
-        bgr[..., 2] = 255  # pure red in BGR order
-        bgr[0, 0, 0] = n % 256
-        return True, bgr
-
-    def release(self):
-        if self.opened:
-            self.opened = False
-            self.device.releases += 1
-
-
-def factory_for(devices: dict[int, FakeDevice]):
-    return lambda index: FakeCapture(devices.get(index))
-
-
-def test_missing_index_is_one_line_capture_error_listing_found_cameras():
-    devices = {0: FakeDevice(), 2: FakeDevice()}
+def test_missing_index_is_one_line_capture_error_listing_found_cameras(fakecam):
+    devices = {0: fakecam.Device(), 2: fakecam.Device()}
     with pytest.raises(CaptureError) as info:
-        CameraSource.open(CaptureOptions(camera_index=5), capture_factory=factory_for(devices))
+        CameraSource.open(CaptureOptions(camera_index=5), capture_factory=fakecam.factory(devices))
     assert str(info.value) == "no camera at index 5 (found: 0, 2)"
 
 
-def test_missing_index_with_no_cameras_at_all():
+def test_missing_index_with_no_cameras_at_all(fakecam):
     with pytest.raises(CaptureError, match=r"^no camera at index 1 \(found: none\)$"):
-        CameraSource.open(CaptureOptions(camera_index=1), capture_factory=factory_for({}))
+        CameraSource.open(CaptureOptions(camera_index=1), capture_factory=fakecam.factory({}))
 
 
 def test_real_opencv_nonexistent_index_raises_capture_error():
@@ -99,8 +38,8 @@ def test_real_opencv_nonexistent_index_raises_capture_error():
     assert "\n" not in message
 
 
-def test_find_cameras_probes_with_the_factory():
-    assert find_cameras(factory_for({1: FakeDevice(), 3: FakeDevice()}), indices=range(5)) == [1, 3]
+def test_find_cameras_probes_with_the_factory(fakecam):
+    assert find_cameras(fakecam.factory({1: fakecam.Device(), 3: fakecam.Device()}), indices=range(5)) == [1, 3]
 
 
 def test_factory_exception_becomes_capture_error():
@@ -111,19 +50,19 @@ def test_factory_exception_becomes_capture_error():
         CameraSource.open(CaptureOptions(), capture_factory=broken)
 
 
-def test_opened_but_no_frame_is_capture_error_and_releases():
-    device = FakeDevice(gives_frames=False)
+def test_opened_but_no_frame_is_capture_error_and_releases(fakecam):
+    device = fakecam.Device(gives_frames=False)
     with pytest.raises(CaptureError, match="opened but gave no frame"):
-        CameraSource.open(CaptureOptions(), capture_factory=factory_for({0: device}))
+        CameraSource.open(CaptureOptions(), capture_factory=fakecam.factory({0: device}))
     assert device.releases == device.opens == 1
 
 
-def test_asks_for_size_and_rate_and_reads_back_what_the_device_gave(caplog):
-    device = FakeDevice(size=(64, 48), fps=15.0)
+def test_asks_for_size_and_rate_and_reads_back_what_the_device_gave(caplog, fakecam):
+    device = fakecam.Device(size=(64, 48), fps=15.0)
     captures = []
 
     def factory(index):
-        cap = FakeCapture(device)
+        cap = fakecam.Capture(device)
         captures.append(cap)
         return cap
 
@@ -139,9 +78,9 @@ def test_asks_for_size_and_rate_and_reads_back_what_the_device_gave(caplog):
     assert "asked 1280x720 @ 30 fps, got 64x48 @ 15 fps" in caplog.text
 
 
-def test_frames_are_rgb_with_increasing_timestamps_and_only_the_newest_is_kept():
-    device = FakeDevice(period_s=0.002)
-    with CameraSource.open(FAST_RECONNECT, capture_factory=factory_for({0: device})) as cam:
+def test_frames_are_rgb_with_increasing_timestamps_and_only_the_newest_is_kept(fakecam):
+    device = fakecam.Device(period_s=0.002)
+    with CameraSource.open(FAST_RECONNECT, capture_factory=fakecam.factory({0: device})) as cam:
         first = cam.wait_newer(-1, timeout=1.0)
         assert first is not None
         assert first.image.shape == (48, 64, 3) and first.image.dtype == np.uint8
@@ -157,9 +96,9 @@ def test_frames_are_rgb_with_increasing_timestamps_and_only_the_newest_is_kept()
         assert nxt is not None and nxt.index > newer.index
 
 
-def test_wait_newer_times_out_with_none_when_nothing_new():
-    device = FakeDevice(period_s=0.002)
-    with CameraSource.open(FAST_RECONNECT, capture_factory=factory_for({0: device}), start=False) as cam:
+def test_wait_newer_times_out_with_none_when_nothing_new(fakecam):
+    device = fakecam.Device(period_s=0.002)
+    with CameraSource.open(FAST_RECONNECT, capture_factory=fakecam.factory({0: device}), start=False) as cam:
         first = cam.latest()  # the frame taken at open
         assert first is not None and first.index == 0
         device.gives_frames = False
@@ -168,10 +107,10 @@ def test_wait_newer_times_out_with_none_when_nothing_new():
         assert time.monotonic() - t0 < 0.5
 
 
-def test_reconnects_after_the_camera_disappears_and_signals_it():
-    device = FakeDevice(period_s=0.002)
+def test_reconnects_after_the_camera_disappears_and_signals_it(fakecam):
+    device = fakecam.Device(period_s=0.002)
     calls = []
-    with CameraSource.open(FAST_RECONNECT, capture_factory=factory_for({0: device}),
+    with CameraSource.open(FAST_RECONNECT, capture_factory=fakecam.factory({0: device}),
                            on_reconnect=calls.append) as cam:
         before = cam.wait_newer(-1, timeout=1.0)
         device.present = False  # unplugged
@@ -191,13 +130,13 @@ def test_reconnects_after_the_camera_disappears_and_signals_it():
     assert device.releases == device.opens  # every handle given back, including the lost one
 
 
-def test_a_failing_reconnect_listener_does_not_stop_the_camera():
-    device = FakeDevice(period_s=0.002)
+def test_a_failing_reconnect_listener_does_not_stop_the_camera(fakecam):
+    device = fakecam.Device(period_s=0.002)
 
     def listener(count):
         raise ValueError("bug in the app")
 
-    with CameraSource.open(FAST_RECONNECT, capture_factory=factory_for({0: device}), on_reconnect=listener) as cam:
+    with CameraSource.open(FAST_RECONNECT, capture_factory=fakecam.factory({0: device}), on_reconnect=listener) as cam:
         device.present = False
         while cam.connected:
             time.sleep(0.01)
@@ -207,9 +146,9 @@ def test_a_failing_reconnect_listener_does_not_stop_the_camera():
         assert cam.wait_newer(last, timeout=1.0) is not None
 
 
-def test_close_is_idempotent_stops_the_thread_and_releases_the_device():
-    device = FakeDevice(period_s=0.002)
-    cam = CameraSource.open(FAST_RECONNECT, capture_factory=factory_for({0: device}))
+def test_close_is_idempotent_stops_the_thread_and_releases_the_device(fakecam):
+    device = fakecam.Device(period_s=0.002)
+    cam = CameraSource.open(FAST_RECONNECT, capture_factory=fakecam.factory({0: device}))
     cam.wait_newer(-1, timeout=1.0)
     thread = cam._thread
     cam.close()
