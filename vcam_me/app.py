@@ -1,0 +1,432 @@
+"""Composition root: the one place that builds the stages and wires them together.
+
+Every command of ``vcam-me`` ends here. Stage packages never import each other; this
+module imports them all, builds them from the validated configuration (factories do the
+I/O), and hands them to :mod:`vcam_me.pipeline`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from vcam_me.config import PROJECT_ROOT, AppConfig, load_config, user_config_path
+from vcam_me.errors import AvatarError, OutputError, VcamError
+
+log = logging.getLogger("vcam_me")
+
+BUNDLED_DRIVING = PROJECT_ROOT / "assets" / "driving" / "pyfeat_WolfgangLanger_Pexels.mp4"
+BUNDLED_AVATAR = PROJECT_ROOT / "assets" / "avatars" / "sample"
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+#: Real clips the closed-loop evaluation drives by default (when ../shared is present).
+EVAL_CLIPS = (
+    "liveportrait_d0.mp4", "liveportrait_d5.mp4", "liveportrait_d6.mp4", "liveportrait_d7.mp4",
+    "liveportrait_d8.mp4", "liveportrait_d14.mp4", "liveportrait_d18.mp4", "liveportrait_d19.mp4",
+    "pyfeat_WolfgangLanger_Pexels.mp4", "pyfeat_single_face.mp4",
+)
+
+
+# --------------------------------------------------------------------------------------
+# process set-up
+# --------------------------------------------------------------------------------------
+def _quiet_native_logs() -> None:
+    # OpenCV's and MediaPipe's C++ cores print warnings straight to stderr; a user should
+    # see our one-line messages instead. Must be set before either library is imported.
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def user_data_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("vcam-me", appauthor=False))
+
+
+def _log_path() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_log_dir("vcam-me", appauthor=False)) / "vcam-me.log"
+
+
+class Progress:
+    """A one-line progress bar on stderr (plain lines when stderr is not a terminal)."""
+
+    def __init__(self, label: str, total: int | None) -> None:
+        self.label, self.total = label, total
+        self.tty = sys.stderr.isatty()
+        self._last = 0.0
+
+    def __call__(self, done: int) -> None:
+        now = time.monotonic()
+        if now - self._last < (0.2 if self.tty else 5.0) and done != self.total:
+            return
+        self._last = now
+        if self.total:
+            frac = min(done / self.total, 1.0)
+            bar = "#" * int(frac * 30)
+            text = f"{self.label} [{bar:<30}] {done}/{self.total} ({frac:.0%})"
+        else:
+            text = f"{self.label}: {done}"
+        sys.stderr.write(("\r" + text) if self.tty else (text + "\n"))
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.tty:
+            sys.stderr.write("\n")
+
+
+# --------------------------------------------------------------------------------------
+# builders: the only code that knows how the stages fit together
+# --------------------------------------------------------------------------------------
+def build_tracker(cfg: AppConfig, mode: str, **kwargs):
+    from vcam_me.models import verified_model_path
+    from vcam_me.tracking import FaceTracker
+
+    return FaceTracker.create(verified_model_path("face_landmarker"), cfg.tracking, mode=mode, **kwargs)
+
+
+def _avatar_cache_dir() -> Path:
+    return user_data_dir() / "avatars"
+
+
+def resolve_avatar(spec: str | None, cfg: AppConfig):
+    """An avatar folder, or a portrait photo (made into an avatar once, then cached)."""
+    from vcam_me import avatar as avatar_stage
+
+    spec = spec if spec else (cfg.avatar.path or str(BUNDLED_AVATAR))
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise AvatarError(f"avatar not found: {path} (give an avatar folder or a portrait photo)")
+    if path.is_dir():
+        return avatar_stage.Avatar.load(path)
+    from vcam_me.models import sha256_of
+
+    digest = sha256_of(path)[:12]
+    cached = _avatar_cache_dir() / f"{path.stem}-{digest}"
+    if cached.is_dir():
+        try:
+            return avatar_stage.Avatar.load(cached)
+        except AvatarError:
+            log.warning("cached avatar %s is damaged; making it again", cached)
+            cached = cached.with_name(cached.name + f"-{int(time.time())}")
+    return create_avatar(path, cached, cfg)
+
+
+def create_avatar(photo: Path, out_dir: Path, cfg: AppConfig):
+    from vcam_me import avatar as avatar_stage
+
+    image = avatar_stage.read_photo(photo)
+    with build_tracker(cfg, "image", num_faces=4) as tracker:
+        faces = tracker.detect_image(image)
+    return avatar_stage.create_avatar(image, faces, out_dir, source_name=photo.name)
+
+
+def build_renderer(avatar, size: tuple[int, int], cfg: AppConfig):
+    from vcam_me import avatar as avatar_stage
+
+    return avatar_stage.AvatarRenderer.create(avatar, size, cfg.avatar)
+
+
+def build_stamper(cfg: AppConfig, size: tuple[int, int], display_name: str | None = None):
+    from vcam_me.consent import LabelStamper
+
+    return LabelStamper.create(size, cfg.label, consent_code=None, display_name=display_name)
+
+
+def build_expression(cfg: AppConfig, *, offline: bool):
+    from vcam_me.expression import ExpressionMapper
+
+    options = cfg.expression
+    if offline:  # the whole video is known: interpolate on its own timeline, no delay
+        options = dataclasses.replace(options, interpolation_delay_ms=0)
+    return ExpressionMapper(options)
+
+
+def _check_new_output(path: Path, force: bool) -> Path:
+    """Refuse to clobber the user's files or to start work that cannot be written."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise OutputError(f"output path is a folder: {path}")
+    if path.exists() and not force:
+        raise OutputError(f"output file exists: {path} (choose another name, or pass --force to replace it)")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"cannot write {path}: folder {parent} is not writable")
+    return path
+
+
+def _free_name(path: Path) -> Path:
+    if not path.exists():
+        return path
+    for i in range(1, 10_000):
+        candidate = path.with_name(f"{path.stem}-{i}{path.suffix}")
+        if not candidate.exists():
+            return candidate
+    raise OutputError(f"no free file name next to {path}")
+
+
+def _open_driving(path: Path, pace: str = "fast", loop: bool = False):
+    from vcam_me.capture import VideoFileSource
+
+    return VideoFileSource.open(path, pace=pace, loop=loop)
+
+
+def _timeline_frames(source):
+    """Frames re-stamped with their presentation time in the file, for offline rendering."""
+    from vcam_me.types import Frame
+
+    for frame, pts_ms in source.iter_timed():
+        yield Frame(frame.image, int(pts_ms), frame.index)
+
+
+# --------------------------------------------------------------------------------------
+# commands
+# --------------------------------------------------------------------------------------
+def render_video(avatar_spec: str | None, driving: Path, out: Path, fps: int, size: tuple[int, int], cfg: AppConfig,
+                 *, force: bool = False) -> dict:
+    """Offline render: frame i of ``out`` shows the avatar at t = i / fps on the driving video's timeline."""
+    from vcam_me.output import RecorderSink
+    from vcam_me.pipeline import render_offline
+
+    out = _check_new_output(out, force)
+    avatar = resolve_avatar(avatar_spec, cfg)
+    renderer = build_renderer(avatar, size, cfg)
+    stamper = build_stamper(cfg, size)
+    expression = build_expression(cfg, offline=True)
+    with _open_driving(Path(driving)) as source, build_tracker(cfg, "video") as tracker:
+        total = int(source.duration_s * fps) if source.duration_s else None
+        progress = Progress(f"rendering {out.name}", total)
+        with RecorderSink.open(out, size, fps, cfg.output, overwrite=force) as sink:
+            result = render_offline(_timeline_frames(source), tracker, expression, renderer, stamper, sink, fps,
+                                    progress=progress)
+        progress.done()
+    faces = sum(o.has_face for o in result.driver)
+    return {"out": str(out), "frames": result.frames_written, "driving_frames": len(result.driver), "driving_frames_with_face": faces}
+
+
+def cmd_demo(args, cfg: AppConfig) -> int:
+    out = Path(args.out) if getattr(args, "out", None) else _free_name(Path.cwd() / "vcam-me-demo.mp4")
+    size = (cfg.output.width, cfg.output.height)
+    print(f"vcam-me: rendering the bundled clip ({BUNDLED_DRIVING.name}) onto the bundled avatar …", file=sys.stderr)
+    info = render_video(str(BUNDLED_AVATAR), BUNDLED_DRIVING, out, cfg.output.fps, size, cfg)
+    print(f"vcam-me: wrote {info['frames']} frames ({size[0]}x{size[1]}, {cfg.output.fps} fps) to {info['out']}")
+    print("vcam-me: to go live with your webcam: vcam-me run   (vcam-me doctor checks your machine)")
+    return 0
+
+
+def cmd_render(args, cfg: AppConfig) -> int:
+    size = args.size or (cfg.output.width, cfg.output.height)
+    info = render_video(args.avatar, Path(args.driving), Path(args.out), args.fps, size, cfg, force=args.force)
+    print(f"vcam-me: wrote {info['frames']} frames to {info['out']} "
+          f"(driving video: {info['driving_frames']} frames, a face in {info['driving_frames_with_face']})")
+    return 0
+
+
+def cmd_avatar(args, cfg: AppConfig) -> int:
+    if args.avatar_command == "create":
+        photo = Path(args.photo).expanduser()
+        if not photo.is_file():
+            raise AvatarError(f"photo not found: {photo}")
+        name = args.name or photo.stem
+        out = Path(args.out).expanduser() if args.out else _avatar_cache_dir() / name
+        avatar = create_avatar(photo, out, cfg)
+        print(f"vcam-me: avatar '{name}' created in {avatar.folder}")
+        return 0
+    if args.avatar_command == "list":
+        root = _avatar_cache_dir()
+        folders = sorted(p for p in root.glob("*") if (p / "avatar.json").is_file()) if root.is_dir() else []
+        print(f"bundled: {BUNDLED_AVATAR}")
+        for folder in folders:
+            print(f"{folder.name}: {folder}")
+        if not folders:
+            print(f"(no avatars of yours yet in {root}; make one with: vcam-me avatar create --photo FILE)")
+        return 0
+    print("vcam-me: error: say what to do with avatars: vcam-me avatar create --photo FILE | vcam-me avatar list", file=sys.stderr)
+    return 2
+
+
+def cmd_run(args, cfg: AppConfig) -> int:
+    from vcam_me.capture import open_source
+    from vcam_me.output import FanOutSink, PreviewSink, RecorderSink, VirtualCameraSink
+    from vcam_me.pipeline import LivePipeline
+
+    capture = cfg.capture
+    if args.video:
+        capture = dataclasses.replace(capture, source=args.video, pace="fast" if args.fast else "realtime", loop=args.loop)
+    elif args.image:
+        capture = dataclasses.replace(capture, source=args.image)
+    elif args.camera is not None:
+        capture = dataclasses.replace(capture, source="camera", camera_index=args.camera)
+    fps = args.fps or cfg.output.fps
+    size = args.size or (cfg.output.width, cfg.output.height)
+    record = _check_new_output(Path(args.record), args.force) if args.record else None
+    avatar = resolve_avatar(args.avatar, cfg)
+    renderer = build_renderer(avatar, size, cfg)
+    stamper = build_stamper(cfg, size)
+    expression = build_expression(cfg, offline=False)
+    sinks = []
+    try:
+        if args.virtualcam or not (args.preview or args.record):
+            sinks.append(VirtualCameraSink.open(size, fps, cfg.output))
+        if args.preview:
+            sinks.append(PreviewSink.open("vcam-me preview"))
+        if record is not None:
+            sinks.append(RecorderSink.open(record, size, fps, cfg.output, overwrite=args.force))
+        with open_source(capture) as source, build_tracker(cfg, "video") as tracker, FanOutSink(sinks) as sink:
+            described = ", ".join(type(s).__name__ for s in sinks)
+            print(f"vcam-me: streaming {size[0]}x{size[1]} at {fps} fps to {described}; Ctrl+C stops", file=sys.stderr)
+            pipeline = LivePipeline(source, tracker, expression, renderer, stamper, sink, fps)
+            try:
+                stats = pipeline.run(duration_s=args.duration)
+            except KeyboardInterrupt:
+                stats = pipeline.stats
+        summary = stats.summary(fps)
+        print(f"vcam-me: {summary['output_frames']} frames in {summary['wall_s']} s "
+              f"({summary['sustained_fps']} fps), latency p50 {summary['latency_ms_p50']} ms")
+        if record is not None:
+            print(f"vcam-me: recording saved to {record}")
+    finally:
+        for s in sinks:
+            s.close()
+    return 0
+
+
+def cmd_doctor(args, cfg: AppConfig) -> int:
+    """What is missing on this machine, and how to fix it. Exit 1 if something essential is."""
+    rows: list[tuple[str, bool, str]] = []
+    essential_ok = True
+
+    def check(name: str, ok: bool, detail: str, essential: bool = False) -> None:
+        nonlocal essential_ok
+        rows.append((name, ok, detail))
+        if essential and not ok:
+            essential_ok = False
+
+    check("python", sys.version_info >= (3, 11), f"{platform.python_version()} on {platform.system()} {platform.machine()}", True)
+    try:
+        from vcam_me.models import verified_model_path
+
+        check("face model", True, str(verified_model_path("face_landmarker")), True)
+    except VcamError as err:
+        check("face model", False, str(err), True)
+    try:
+        import mediapipe
+
+        check("mediapipe", True, mediapipe.__version__, True)
+    except Exception as err:  # noqa: BLE001 - any import failure is the finding
+        check("mediapipe", False, f"cannot import ({err}); reinstall: pip install mediapipe==1.2.2", True)
+    try:
+        import av
+
+        ok = "libx264" in av.codecs_available
+        check("video encoder", ok, f"PyAV {av.__version__}, H.264 {'available' if ok else 'missing: pip install --force-reinstall av'}", True)
+    except Exception as err:  # noqa: BLE001
+        check("video encoder", False, f"PyAV cannot import ({err}): pip install av", True)
+    try:
+        from vcam_me.capture import find_cameras
+
+        cams = find_cameras()
+        check("camera", bool(cams), f"found at index {', '.join(map(str, cams))}" if cams else
+              "no camera found: plug one in, allow camera access for this terminal/app (macOS: System Settings → "
+              "Privacy & Security → Camera), or drive with --video FILE")
+    except Exception as err:  # noqa: BLE001
+        check("camera", False, f"probe failed: {err}")
+    try:
+        from vcam_me.output import virtual_camera_status
+
+        ok, message = virtual_camera_status(cfg.output)
+        check("virtual camera", ok, message)
+    except Exception as err:  # noqa: BLE001
+        check("virtual camera", False, f"probe failed: {err}")
+    try:
+        import onnxruntime as ort
+
+        providers = ort.get_available_providers()
+        gpu = [p for p in providers if p not in ("CPUExecutionProvider", "AzureExecutionProvider")]
+        check("GPU", bool(gpu), f"onnxruntime providers: {', '.join(providers)}" + ("" if gpu else
+              " (CPU only: fine; for NVIDIA GPUs: pip install 'vcam-me[gpu]' with CUDA installed)"))
+    except ImportError:
+        check("GPU", False, "not used: onnxruntime is not installed (CPU path needs none; for NVIDIA GPUs: pip install 'vcam-me[gpu]')")
+    display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or platform.system() in ("Windows", "Darwin")
+    check("preview window", display, "a display is available" if display else "no display (DISPLAY unset): --preview will not work here; use --record")
+    cfg_path = user_config_path()
+    check("config", True, f"{cfg_path} ({'present' if cfg_path.is_file() else 'not created; defaults in use'})")
+    check("data folder", True, str(user_data_dir()))
+    width = max(len(r[0]) for r in rows)
+    for name, ok, detail in rows:
+        print(f"{'ok ' if ok else '-- '} {name:<{width}}  {detail}")
+    return 0 if essential_ok else 1
+
+
+def cmd_bench(args, cfg: AppConfig) -> int:
+    from vcam_me.bench import run_bench
+
+    result = run_bench(args, cfg)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n", encoding="utf-8")
+        print(f"vcam-me: results written to {out}", file=sys.stderr)
+    return 0
+
+
+def cmd_eval(args, cfg: AppConfig) -> int:
+    from vcam_me.evaluation.closed_loop import run_eval
+
+    result = run_eval(args, cfg)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        print(f"vcam-me: results written to {out}", file=sys.stderr)
+    return 0 if result.get("all_targets_met") else 1
+
+
+COMMANDS = {
+    None: cmd_demo, "demo": cmd_demo, "run": cmd_run, "render": cmd_render, "avatar": cmd_avatar,
+    "doctor": cmd_doctor, "bench": cmd_bench, "eval": cmd_eval,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``vcam-me`` command. Returns the process exit code."""
+    _quiet_native_logs()
+    from vcam_me.cli import build_parser
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = load_config(Path(args.config) if args.config else None)
+        return COMMANDS[args.command](args, cfg)
+    except VcamError as err:
+        print(f"vcam-me: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("vcam-me: stopped", file=sys.stderr)
+        return 130
+    except Exception as err:  # a bug: one line for the user, the traceback to the log file
+        where = ""
+        try:
+            path = _log_path()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a", encoding="utf-8") as handle:
+                handle.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} vcam-me {' '.join(sys.argv[1:])}\n")
+                traceback.print_exc(file=handle)
+            where = f" (details in {path})"
+        except OSError:
+            pass
+        print(f"vcam-me: internal error: {type(err).__name__}: {err}{where}", file=sys.stderr)
+        return 1
