@@ -195,15 +195,21 @@ def _timeline_frames(source):
 def render_video(avatar_spec: str | None, driving: Path, out: Path, fps: int, size: tuple[int, int], cfg: AppConfig,
                  *, force: bool = False) -> dict:
     """Offline render: frame i of ``out`` shows the avatar at t = i / fps on the driving video's timeline."""
+    out = _check_new_output(out, force)
+    source = _open_driving(Path(driving))  # cheap checks first: a bad video fails before any model loads
+    with source:
+        avatar = resolve_avatar(avatar_spec, cfg)
+        renderer = build_renderer(avatar, size, cfg)
+        stamper = build_stamper(cfg, size)
+        expression = build_expression(cfg, offline=True)
+        return _render_opened(source, out, renderer, stamper, expression, fps, size, cfg, force)
+
+
+def _render_opened(source, out, renderer, stamper, expression, fps, size, cfg, force) -> dict:
     from vcam_me.output import RecorderSink
     from vcam_me.pipeline import render_offline
 
-    out = _check_new_output(out, force)
-    avatar = resolve_avatar(avatar_spec, cfg)
-    renderer = build_renderer(avatar, size, cfg)
-    stamper = build_stamper(cfg, size)
-    expression = build_expression(cfg, offline=True)
-    with _open_driving(Path(driving)) as source, build_tracker(cfg, "video") as tracker:
+    with build_tracker(cfg, "video") as tracker:
         total = int(source.duration_s * fps) if source.duration_s else None
         progress = Progress(f"rendering {out.name}", total)
         with RecorderSink.open(out, size, fps, cfg.output, overwrite=force) as sink:

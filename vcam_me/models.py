@@ -8,17 +8,21 @@ never a crash deep inside an inference engine.
 from __future__ import annotations
 
 import hashlib
+import os
 import tomllib
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 from vcam_me.errors import ModelError
 
 
 def models_dir() -> Path:
-    """The folder holding the shipped models (``models/`` at the project root)."""
-    return Path(__file__).resolve().parent.parent / "models"
+    """The folder holding the shipped models: ``models/`` at the project root.
+
+    ``VCAM_ME_MODELS_DIR`` points elsewhere (installers that keep models apart, tests).
+    """
+    override = os.environ.get("VCAM_ME_MODELS_DIR")
+    return Path(override) if override else Path(__file__).resolve().parent.parent / "models"
 
 
 @dataclass(frozen=True)
@@ -38,9 +42,8 @@ def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-@lru_cache(maxsize=None)
 def load_manifest(folder: Path | None = None) -> dict[str, ModelEntry]:
-    folder = folder or models_dir()
+    folder = Path(folder) if folder else models_dir()
     manifest = folder / "manifest.toml"
     try:
         data = tomllib.loads(manifest.read_text(encoding="utf-8"))
