@@ -263,8 +263,7 @@ def cmd_avatar(args, cfg: AppConfig) -> int:
 
 def cmd_run(args, cfg: AppConfig) -> int:
     from vcam_me.capture import open_source
-    from vcam_me.output import FanOutSink, PreviewSink, RecorderSink, VirtualCameraSink
-    from vcam_me.pipeline import LivePipeline
+    from vcam_me.output import PreviewSink, RecorderSink, VirtualCameraSink
 
     capture = cfg.capture
     if args.video:
@@ -276,34 +275,43 @@ def cmd_run(args, cfg: AppConfig) -> int:
     fps = args.fps or cfg.output.fps
     size = args.size or (cfg.output.width, cfg.output.height)
     record = _check_new_output(Path(args.record), args.force) if args.record else None
-    avatar = resolve_avatar(args.avatar, cfg)
-    renderer = build_renderer(avatar, size, cfg)
-    stamper = build_stamper(cfg, size)
-    expression = build_expression(cfg, offline=False)
     sinks = []
-    try:
-        if args.virtualcam or not (args.preview or args.record):
-            sinks.append(VirtualCameraSink.open(size, fps, cfg.output))
-        if args.preview:
-            sinks.append(PreviewSink.open("vcam-me preview"))
-        if record is not None:
-            sinks.append(RecorderSink.open(record, size, fps, cfg.output, overwrite=args.force))
-        with open_source(capture) as source, build_tracker(cfg, "video") as tracker, FanOutSink(sinks) as sink:
-            described = ", ".join(type(s).__name__ for s in sinks)
-            print(f"vcam-me: streaming {size[0]}x{size[1]} at {fps} fps to {described}; Ctrl+C stops", file=sys.stderr)
-            pipeline = LivePipeline(source, tracker, expression, renderer, stamper, sink, fps)
-            try:
-                stats = pipeline.run(duration_s=args.duration)
-            except KeyboardInterrupt:
-                stats = pipeline.stats
-        summary = stats.summary(fps)
-        print(f"vcam-me: {summary['output_frames']} frames in {summary['wall_s']} s "
-              f"({summary['sustained_fps']} fps), latency p50 {summary['latency_ms_p50']} ms")
-        if record is not None:
-            print(f"vcam-me: recording saved to {record}")
-    finally:
-        for s in sinks:
-            s.close()
+    # Cheap, likely failures first (camera, file, driver), before any model is loaded.
+    with open_source(capture) as source:
+        try:
+            if args.virtualcam or not (args.preview or args.record):
+                sinks.append(VirtualCameraSink.open(size, fps, cfg.output))
+            if args.preview:
+                sinks.append(PreviewSink.open("vcam-me preview"))
+            if record is not None:
+                sinks.append(RecorderSink.open(record, size, fps, cfg.output, overwrite=args.force))
+            avatar = resolve_avatar(args.avatar, cfg)
+            renderer = build_renderer(avatar, size, cfg)
+            stamper = build_stamper(cfg, size)
+            expression = build_expression(cfg, offline=False)
+            return _stream(source, sinks, renderer, stamper, expression, fps, size, cfg, args.duration, record)
+        finally:
+            for s in sinks:
+                s.close()
+
+
+def _stream(source, sinks, renderer, stamper, expression, fps, size, cfg, duration, record) -> int:
+    from vcam_me.output import FanOutSink
+    from vcam_me.pipeline import LivePipeline
+
+    with build_tracker(cfg, "video") as tracker, FanOutSink(sinks) as sink:
+        described = ", ".join(type(s).__name__ for s in sinks)
+        print(f"vcam-me: streaming {size[0]}x{size[1]} at {fps} fps to {described}; Ctrl+C stops", file=sys.stderr)
+        pipeline = LivePipeline(source, tracker, expression, renderer, stamper, sink, fps)
+        try:
+            stats = pipeline.run(duration_s=duration)
+        except KeyboardInterrupt:
+            stats = pipeline.stats
+    summary = stats.summary(fps)
+    print(f"vcam-me: {summary['output_frames']} frames in {summary['wall_s']} s "
+          f"({summary['sustained_fps']} fps), latency p50 {summary['latency_ms_p50']} ms")
+    if record is not None:
+        print(f"vcam-me: recording saved to {record}")
     return 0
 
 

@@ -1,0 +1,128 @@
+"""The command line end to end, as a user runs it: real stages, real files, subprocesses.
+
+Bad input must give one clear line on stderr and a non-zero exit, never a traceback, and
+must never destroy a file the user already has.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BUNDLED_CLIP = REPO / "assets" / "driving" / "pyfeat_WolfgangLanger_Pexels.mp4"
+
+
+def vcam(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "vcam_me", *args], capture_output=True, text=True,
+                          env=full_env, cwd=cwd or REPO, timeout=timeout)
+
+
+def assert_clean_error(result: subprocess.CompletedProcess, *needles: str) -> None:
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [l for l in result.stderr.strip().splitlines() if l.strip()]
+    assert len(lines) == 1, result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A private data/config folder so tests never touch the user's own."""
+    env = {"HOME": str(tmp_path / "home"), "XDG_DATA_HOME": str(tmp_path / "data"),
+           "XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_STATE_HOME": str(tmp_path / "state")}
+    return env
+
+
+def test_missing_video(tmp_path, home):
+    r = vcam("render", "--avatar", "x", "--driving", str(tmp_path / "nope.mp4"), "--out", str(tmp_path / "o.mp4"), env=home)
+    assert_clean_error(r, "video file not found", "nope.mp4")
+
+
+def test_corrupt_video(tmp_path, home):
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(4000))
+    r = vcam("render", "--avatar", "x", "--driving", str(bad), "--out", str(tmp_path / "o.mp4"), env=home)
+    assert_clean_error(r, "broken.mp4")
+
+
+def test_unwritable_output_path(tmp_path, home):
+    r = vcam("render", "--avatar", "x", "--driving", str(BUNDLED_CLIP), "--out", str(tmp_path / "no" / "such" / "o.mp4"), env=home)
+    assert_clean_error(r, "does not exist")
+
+
+def test_existing_output_is_never_overwritten(tmp_path, home):
+    keep = tmp_path / "mine.mp4"
+    keep.write_bytes(b"precious")
+    r = vcam("render", "--avatar", "x", "--driving", str(BUNDLED_CLIP), "--out", str(keep), env=home)
+    assert_clean_error(r, "exists", "--force")
+    assert keep.read_bytes() == b"precious"
+
+
+def test_invalid_config_value_names_key_and_allowed_values(tmp_path, home):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[output]\nfps = 45\n", encoding="utf-8")
+    r = vcam("--config", str(cfg), "doctor", env=home)
+    assert_clean_error(r, "output.fps = 45", "60 or 30")
+
+
+def test_label_cannot_be_switched_off_by_config(tmp_path, home):
+    cfg = tmp_path / "sneaky.toml"
+    cfg.write_text("[label]\nenabled = false\n", encoding="utf-8")
+    r = vcam("--config", str(cfg), "doctor", env=home)
+    assert_clean_error(r, "cannot be switched off")
+
+
+def test_model_with_wrong_hash_is_refused(tmp_path, home):
+    models = tmp_path / "models"
+    shutil.copytree(REPO / "models", models)
+    model = models / "face_landmarker.task"
+    data = bytearray(model.read_bytes())
+    data[1000] ^= 0xFF
+    model.write_bytes(bytes(data))
+    r = vcam("avatar", "create", "--photo", str(REPO / "assets" / "avatars" / "sample" / "reference.png"),
+             "--out", str(tmp_path / "av"), env={**home, "VCAM_ME_MODELS_DIR": str(models)})
+    assert_clean_error(r, "face_landmarker.task", "sha256")
+
+
+def test_photo_without_a_face(tmp_path, home):
+    import cv2
+
+    img = np.tile(np.linspace(0, 255, 400, dtype=np.uint8), (300, 1))
+    photo = tmp_path / "wall.png"
+    cv2.imwrite(str(photo), cv2.merge([img, img, img]))
+    r = vcam("avatar", "create", "--photo", str(photo), "--out", str(tmp_path / "av"), env=home)
+    assert_clean_error(r, "no face")
+
+
+def test_unreadable_photo(tmp_path, home):
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(b"not really a jpeg")
+    r = vcam("avatar", "create", "--photo", str(photo), "--out", str(tmp_path / "av"), env=home)
+    assert_clean_error(r, "photo.jpg")
+
+
+def test_camera_index_that_does_not_exist(tmp_path, home):
+    r = vcam("run", "--camera", "7", "--record", str(tmp_path / "o.mp4"), "--duration", "1", env=home)
+    assert_clean_error(r, "7")
+
+
+def test_usage_error_is_one_line(home):
+    r = vcam("render", "--fps", "45", env=home)
+    assert_clean_error(r)
+
+
+def test_doctor_reports_each_check(home):
+    r = vcam("doctor", env=home)
+    assert "Traceback" not in r.stderr
+    for name in ("face model", "mediapipe", "camera", "virtual camera", "GPU"):
+        assert name in r.stdout
+    assert r.returncode == 0, r.stdout  # essentials (model, mediapipe, encoder) are present here
