@@ -397,9 +397,42 @@ def cmd_bench(args, cfg: AppConfig) -> int:
 
 
 def cmd_eval(args, cfg: AppConfig) -> int:
-    from vcam_me.evaluation.closed_loop import run_eval
+    """Closed-loop fidelity on real clips: render, re-track, compare (metrics.md)."""
+    import datetime
 
-    result = run_eval(args, cfg)
+    from vcam_me.bench import machine_info
+    from vcam_me.evaluation.closed_loop import Stages, run_clips
+
+    if args.driving:
+        clips = [Path(p) for p in args.driving]
+    else:
+        clips = [SHARED_DATA / "driving" / name for name in EVAL_CLIPS if (SHARED_DATA / "driving" / name).is_file()]
+        if not clips:
+            clips = [BUNDLED_DRIVING]
+    for clip in clips:  # fail before any work on a bad path
+        _open_driving(clip).close()
+    size = tuple(args.size)
+    avatar = resolve_avatar(args.avatar, cfg)
+
+    def make_stages(clip: Path) -> Stages:
+        return Stages(
+            source=_open_driving(clip),
+            driver_tracker=build_tracker(cfg, "video"),
+            output_tracker=build_tracker(cfg, "video"),
+            expression=build_expression(cfg, offline=True),
+            renderer=build_renderer(avatar, size, cfg),
+            stamper=build_stamper(cfg, size),
+        )
+
+    result = run_clips(clips, make_stages, fps=60)
+    result.update(
+        command="vcam-me " + " ".join(sys.argv[1:]),
+        date=datetime.datetime.now().isoformat(timespec="seconds"),
+        machine=machine_info(),
+        avatar=str(getattr(avatar, "folder", args.avatar)),
+        size=list(size),
+    )
+    print(json.dumps(result, indent=2))
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
