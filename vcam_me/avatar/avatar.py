@@ -1,0 +1,236 @@
+"""An avatar: one portrait photo plus its face mesh, stored as a hash-checked folder.
+
+Folder layout (every file's sha256 is in ``avatar.json``; :meth:`Avatar.load` checks them)::
+
+    avatar.json       metadata: format, version, created, source, image size, files → sha256
+    reference.png     the portrait (RGB, downscaled so the face is at most ~600 px tall)
+    landmarks.npy     (478, 3) float32 MediaPipe-normalised landmarks of the portrait
+    transform.npy     (4, 4) float32 MediaPipe facial transformation matrix (canonical → camera, cm)
+    blendshapes.npy   (52,) float32 the portrait's own blendshape scores (its rest expression)
+
+:func:`create_avatar` is pure apart from writing the folder: the caller runs the face
+tracker (image mode, ``num_faces`` ≥ 2 so that several faces can be refused) and passes the
+observations in. :func:`read_photo` turns any image file into RGB or a one-line
+:class:`~vcam_me.errors.AvatarError`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from vcam_me.errors import AvatarError
+from vcam_me.types import NUM_LANDMARKS, FaceObservation
+
+FORMAT = "vcam_me.avatar"
+VERSION = 1
+#: Smallest face accepted, in pixels of the face's landmark bounding box (its shorter side).
+MIN_FACE_PX = 96
+#: The stored reference is downscaled so the face box is at most this tall (pixels): enough
+#: for a 1080p output, small enough to keep the folder light.
+MAX_STORED_FACE_PX = 640
+
+_FILES = ("reference.png", "landmarks.npy", "transform.npy", "blendshapes.npy")
+
+
+def read_photo(path: str | Path) -> np.ndarray:
+    """Read an image file as ``(H, W, 3) uint8 RGB``; :class:`AvatarError` if it cannot be read."""
+    path = Path(path)
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except FileNotFoundError:
+        raise AvatarError(f"photo not found: {path}") from None
+    except (OSError, ValueError) as err:
+        raise AvatarError(f"photo {path} cannot be read: {getattr(err, 'strerror', None) or err}") from None
+    if data.size == 0:
+        raise AvatarError(f"photo {path} is empty")
+    # IMREAD_COLOR: 8-bit, 3 channels, EXIF orientation applied, alpha dropped
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if bgr is None or bgr.ndim != 3 or min(bgr.shape[:2]) < 8:
+        raise AvatarError(f"photo {path} is not a readable image (corrupt, truncated or unsupported format)")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def face_box(landmarks: np.ndarray, image_size: tuple[int, int]) -> tuple[float, float, float, float]:
+    """``(x0, y0, width, height)`` in pixels of the landmarks' bounding box."""
+    w, h = image_size
+    xy = np.asarray(landmarks, np.float64)[:, :2] * (w, h)
+    lo, hi = xy.min(0), xy.max(0)
+    return float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])
+
+
+@dataclass(frozen=True)
+class Avatar:
+    """The finished parts of an avatar (build it with :func:`create_avatar` or :meth:`load`).
+
+    Attributes:
+        image: ``(H, W, 3) uint8 RGB`` reference portrait.
+        landmarks: ``(478, 3) float32`` normalised landmarks of ``image``.
+        transform: ``(4, 4) float32`` facial transformation matrix of ``image``.
+        blendshapes: ``(52,) float32`` the portrait's own blendshape scores.
+        files: file name → sha256 (what a consent record binds to); empty if never saved.
+        meta: the rest of ``avatar.json``.
+        folder: where it was loaded from or saved to, if anywhere.
+    """
+
+    image: np.ndarray
+    landmarks: np.ndarray
+    transform: np.ndarray
+    blendshapes: np.ndarray
+    files: dict[str, str] = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+    folder: Path | None = None
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return int(self.image.shape[1]), int(self.image.shape[0])
+
+    @property
+    def content_id(self) -> str:
+        """sha256 over the sorted file hashes: one identifier for the avatar's content."""
+        text = "\n".join(f"{k} {v}" for k, v in sorted(self.files.items()))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "Avatar":
+        """Read an avatar folder and check every file against the hashes in ``avatar.json``."""
+        folder = Path(folder)
+        meta_path = folder / "avatar.json"
+        if not folder.is_dir():
+            raise AvatarError(f"avatar folder not found: {folder}")
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise AvatarError(f"{folder} is not an avatar folder (no avatar.json)") from None
+        except (OSError, ValueError) as err:
+            raise AvatarError(f"{meta_path} cannot be read: {err}") from None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise AvatarError(f"{meta_path} is not a vcam_me avatar description")
+        if meta.get("version") != VERSION:
+            raise AvatarError(f"{meta_path}: avatar format version {meta.get('version')} is not supported (expected {VERSION})")
+        files = meta.get("files", {})
+        for name in _FILES:
+            path = folder / name
+            if name not in files:
+                raise AvatarError(f"{meta_path} lists no hash for {name}")
+            if not path.is_file():
+                raise AvatarError(f"avatar file missing: {path}")
+            if _sha256(path) != files[name]:
+                raise AvatarError(f"avatar file {path} does not match its hash in avatar.json (modified or corrupt)")
+        image = read_photo(folder / "reference.png")
+        try:
+            landmarks = np.load(folder / "landmarks.npy", allow_pickle=False).astype(np.float32)
+            transform = np.load(folder / "transform.npy", allow_pickle=False).astype(np.float32)
+            blend = np.load(folder / "blendshapes.npy", allow_pickle=False).astype(np.float32)
+        except (OSError, ValueError) as err:
+            raise AvatarError(f"avatar data in {folder} cannot be read: {err}") from None
+        if landmarks.shape != (NUM_LANDMARKS, 3) or transform.shape != (4, 4) or blend.shape != (52,):
+            raise AvatarError(f"avatar data in {folder} has the wrong shapes")
+        rest = {k: v for k, v in meta.items() if k != "files"}
+        return cls(image, landmarks, transform, blend, dict(files), rest, folder)
+
+
+def _check_faces(faces: Sequence[FaceObservation], image_size: tuple[int, int], min_face_px: int) -> FaceObservation:
+    found = [f for f in faces if f.has_face]
+    if not found:
+        raise AvatarError("no face found in the photo: use a clear, frontal portrait")
+    if len(found) > 1:
+        raise AvatarError(f"{len(found)} faces found in the photo: use a photo with exactly one face")
+    face = found[0]
+    if tuple(face.image_size) != tuple(image_size):
+        raise ValueError(f"face observation is for a {face.image_size} image, photo is {image_size}")
+    _, _, bw, bh = face_box(face.landmarks, image_size)
+    if min(bw, bh) < min_face_px:
+        raise AvatarError(
+            f"face too small: {bw:.0f}x{bh:.0f} px, need at least {min_face_px} px on each side "
+            "(use a closer or higher-resolution photo)"
+        )
+    if face.transform is None or face.blendshapes is None:
+        raise ValueError("face observation lacks its transformation matrix or blendshapes")
+    return face
+
+
+def create_avatar(
+    photo_rgb: np.ndarray,
+    faces: Sequence[FaceObservation],
+    out_dir: str | Path | None,
+    *,
+    overwrite: bool = False,
+    min_face_px: int = MIN_FACE_PX,
+    source: str = "",
+) -> Avatar:
+    """Make an avatar from one portrait and the tracker's observations of it.
+
+    Args:
+        photo_rgb: ``(H, W, 3) uint8 RGB`` portrait.
+        faces: every face the tracker found in it (image mode, ``num_faces`` ≥ 2).
+        out_dir: folder to write; ``None`` returns an unsaved avatar (tests, previews).
+            An existing non-empty folder is refused unless ``overwrite``.
+        min_face_px: smallest accepted face (shorter side of the landmark box, pixels).
+        source: free text kept in the metadata (e.g. the photo's file name and licence).
+
+    Raises:
+        AvatarError: no face, several faces, face too small, or the folder exists.
+    """
+    photo = np.asarray(photo_rgb)
+    if photo.dtype != np.uint8 or photo.ndim != 3 or photo.shape[2] != 3:
+        raise TypeError(f"expected (H, W, 3) uint8 RGB, got {photo.shape} {photo.dtype}")
+    size = (int(photo.shape[1]), int(photo.shape[0]))
+    face = _check_faces(faces, size, min_face_px)
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None and out.exists():
+        if not out.is_dir():
+            raise AvatarError(f"cannot create avatar: {out} exists and is not a folder")
+        if any(out.iterdir()) and not overwrite:
+            raise AvatarError(f"avatar folder {out} already exists and is not empty (choose another or allow overwrite)")
+
+    # Landmarks are normalised, so downscaling the image leaves them valid.
+    _, _, _, bh = face_box(face.landmarks, size)
+    scale = min(1.0, MAX_STORED_FACE_PX / bh)
+    if scale < 1.0:
+        new = (max(8, round(size[0] * scale)), max(8, round(size[1] * scale)))
+        photo = cv2.resize(photo, new, interpolation=cv2.INTER_AREA)
+    landmarks = np.asarray(face.landmarks, np.float32)
+    transform = np.asarray(face.transform, np.float32)
+    blend = np.asarray(face.blendshapes, np.float32)
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "source": source,
+        "image_size": [int(photo.shape[1]), int(photo.shape[0])],
+    }
+    avatar = Avatar(np.ascontiguousarray(photo), landmarks, transform, blend, {}, meta, None)
+    if out is None:
+        return avatar
+    return save_avatar(avatar, out)
+
+
+def save_avatar(avatar: Avatar, out: Path) -> Avatar:
+    """Write ``avatar`` into ``out`` (created if needed) and return it with its file hashes."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        ok, png = cv2.imencode(".png", cv2.cvtColor(avatar.image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+        if not ok:
+            raise AvatarError("cannot encode the reference image as PNG")
+        (out / "reference.png").write_bytes(png.tobytes())
+        np.save(out / "landmarks.npy", avatar.landmarks)
+        np.save(out / "transform.npy", avatar.transform)
+        np.save(out / "blendshapes.npy", avatar.blendshapes)
+        files = {name: _sha256(out / name) for name in _FILES}
+        meta = dict(avatar.meta, files=files)
+        (out / "avatar.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    except OSError as err:
+        raise AvatarError(f"cannot write avatar folder {out}: {err.strerror or err}") from None
+    return Avatar(avatar.image, avatar.landmarks, avatar.transform, avatar.blendshapes, files, avatar.meta, out)

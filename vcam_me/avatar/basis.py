@@ -1,0 +1,59 @@
+"""The fitted AU → face-mesh displacement basis (``models/au_basis.npz``).
+
+Made by :mod:`vcam_me.training.fit_au_basis` from real driving videos. Each feature (the
+driving AU channels, then gaze ``left_h, left_v, right_h, right_v``) moves the 478 landmarks
+linearly, in MediaPipe's canonical, pose-normalised frame (x right, y down, z away from the
+camera) with the canonical inter-ocular distance as the unit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vcam_me.errors import ModelError
+from vcam_me.types import AU_INDEX, DRIVING_AU_CHANNELS, NUM_LANDMARKS, ExpressionState
+
+GAZE_FEATURES = ("gaze_left_h", "gaze_left_v", "gaze_right_h", "gaze_right_v")
+FEATURE_NAMES: tuple[str, ...] = DRIVING_AU_CHANNELS + GAZE_FEATURES
+_DRIVING_INDEX = np.array([AU_INDEX[c] for c in DRIVING_AU_CHANNELS])
+
+
+def state_features(state: ExpressionState) -> np.ndarray:
+    """``(len(FEATURE_NAMES),) float32``: driving AUs clipped to [0, 1], then gaze in [-1, 1]."""
+    au = np.clip(np.asarray(state.au, np.float32)[_DRIVING_INDEX], 0.0, 1.0)
+    gaze = np.clip(np.asarray(state.gaze, np.float32).reshape(4), -1.0, 1.0)
+    return np.concatenate([au, gaze])
+
+
+@dataclass(frozen=True)
+class AUBasis:
+    """Attributes:
+        basis: ``(len(FEATURE_NAMES), 478, 3) float32`` displacement per unit feature (IOD).
+    """
+
+    basis: np.ndarray
+
+    @classmethod
+    def zeros(cls) -> "AUBasis":
+        """A basis that moves nothing (tests; an avatar that only turns its head)."""
+        return cls(np.zeros((len(FEATURE_NAMES), NUM_LANDMARKS, 3), np.float32))
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "AUBasis":
+        """Load ``path``, or the shipped ``au_basis`` after checking its manifest hash."""
+        if path is None:
+            from vcam_me.models import verified_model_path
+
+            path = verified_model_path("au_basis")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                basis = data["basis"].astype(np.float32)
+                names = tuple(str(n) for n in data["feature_names"])
+        except (OSError, KeyError, ValueError) as err:
+            raise ModelError(f"AU basis {path} cannot be read: {err}") from None
+        if names != FEATURE_NAMES or basis.shape != (len(FEATURE_NAMES), NUM_LANDMARKS, 3):
+            raise ModelError(f"AU basis {path} does not match this version's AU channels; refit it")
+        return cls(basis)

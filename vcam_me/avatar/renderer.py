@@ -1,0 +1,420 @@
+"""The avatar renderer: ExpressionState → ``(H, W, 3) uint8 RGB`` frame, ≤ 6 ms at 720p on one core.
+
+How a frame is made (design.md §4):
+
+1. **Geometry.** The fitted basis turns the driving AUs and gaze into displacements of the
+   avatar's 478-point mesh in the canonical, pose-normalised frame; they are rotated into
+   the portrait's own pose and scaled to its size, added to the reference mesh, the lids
+   and irises are kept from crossing, and the 3-D mesh is turned by ``state.head_pose``
+   (relative to the portrait's own rest pose) about MediaPipe's canonical head origin and
+   projected orthographically.
+2. **Forward displacement field at 1/k resolution** (k = ``warp_downscale``) =
+   precomputed sparse matrix @ [vertex displacements; 3 control-point displacements].
+   Grid points inside the face take barycentric weights in the reference triangles. Points
+   outside follow the head's rigid motion (an affine field carried by 3 control points)
+   with a smooth falloff to zero, plus, near the face boundary, the boundary vertices'
+   non-rigid part, so the field is continuous across the face outline (no tearing).
+3. **Inverse warp.** One fixed-point iteration at low resolution (src = q − Δ(q − Δ(q))),
+   bilinear upsampling, ``cv2.convertMaps`` to fixed point and one ``cv2.remap`` of the
+   head region's bounding box only; the rest of the frame is the static framed portrait.
+4. **Mouth interior.** When the lips part more than in the portrait, the inner-lip polygon
+   is filled with a dark colour (antialiased, soft edge), faded in with the opening.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from vcam_me.avatar import mesh as M
+from vcam_me.avatar.avatar import Avatar
+from vcam_me.avatar.basis import AUBasis, state_features
+from vcam_me.config import AvatarOptions
+from vcam_me.geometry import euler_to_rotation
+from vcam_me.types import NUM_LANDMARKS, ExpressionState
+
+#: Image frame (x right, y down, z away) ↔ MediaPipe camera frame (x right, y up, z toward).
+_FLIP = np.diag([1.0, -1.0, -1.0])
+#: Framing of the portrait in the output: face height (forehead→chin) as a fraction of the
+#: output height, and where the eye midpoint goes (fractions of width, height).
+FACE_HEIGHT_FRACTION = 0.40
+EYES_AT = (0.5, 0.43)
+#: Dark mouth interior (RGB) and how far the lips must part beyond the portrait's rest gap
+#: (in IOD) before it is fully shown.
+MOUTH_COLOUR = np.array([46, 20, 24], np.float32)
+MOUTH_FULL_GAP_IOD = 0.06
+#: Non-rigid motion of boundary vertices fades out over this many face widths outside the face.
+EXPRESSION_FALLOFF = 0.35
+
+_LIP_PAIRS = ((13, 14), (82, 87), (81, 178), (80, 88), (312, 317), (311, 402), (310, 318))
+
+
+def frame_portrait(image: np.ndarray, landmarks: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Place the portrait in a ``size = (W, H)`` frame: returns (canvas RGB, 2x3 photo→frame affine).
+
+    The face is scaled to :data:`FACE_HEIGHT_FRACTION` of the height with the eyes at
+    :data:`EYES_AT`; where the frame reaches beyond the photo, the photo's edge is
+    replicated and heavily blurred, so the surround looks like out-of-focus background.
+    """
+    w_out, h_out = size
+    ih, iw = image.shape[:2]
+    px = M.landmarks_to_pixels(landmarks, (iw, ih))
+    face_h = np.linalg.norm(px[M.CHIN, :2] - px[M.FOREHEAD_TOP, :2])
+    eyes = 0.5 * (px[list(M.RIGHT_EYE), :2].mean(0) + px[list(M.LEFT_EYE), :2].mean(0))
+    s = FACE_HEIGHT_FRACTION * h_out / max(face_h, 1.0)
+    # The photo's own top/bottom edges should not show inside the frame if a slightly
+    # larger face avoids it (up to 25 % larger).
+    if ih * s < h_out and ih * s * 1.25 >= h_out:
+        s = h_out / ih
+    t = np.array([EYES_AT[0] * w_out, EYES_AT[1] * h_out]) - s * eyes
+    affine = np.array([[s, 0.0, t[0]], [0.0, s, t[1]]])
+    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+    sharp = cv2.warpAffine(image, affine, (w_out, h_out), flags=interp, borderMode=cv2.BORDER_REPLICATE)
+    inside = cv2.warpAffine(np.ones((ih, iw), np.float32), affine, (w_out, h_out), flags=cv2.INTER_LINEAR, borderValue=0)
+    if inside.min() > 0.999:
+        return sharp, affine
+    small = cv2.resize(sharp, (max(1, w_out // 8), max(1, h_out // 8)), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), 4.0)
+    blurred = cv2.resize(small, (w_out, h_out), interpolation=cv2.INTER_LINEAR)
+    feather = max(3.0, 0.01 * h_out)
+    mask = cv2.GaussianBlur(cv2.erode(inside, np.ones((3, 3), np.uint8), iterations=int(2 * feather)), (0, 0), feather)
+    canvas = sharp * mask[..., None] + blurred * (1.0 - mask[..., None])
+    return np.clip(canvas + 0.5, 0, 255).astype(np.uint8), affine
+
+
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
+def _affine_coords(points: np.ndarray, ctrl: np.ndarray) -> np.ndarray:
+    """Barycentric (affine) coordinates ``(n, 3)`` of 2-D ``points`` w.r.t. triangle ``ctrl (3, 2)``."""
+    a = np.vstack([ctrl.T, np.ones(3)])  # (3, 3)
+    rhs = np.vstack([points.T, np.ones(len(points))])
+    return np.linalg.solve(a, rhs).T
+
+
+@dataclass(frozen=True)
+class EyeRig:
+    """Index data for one eye: lids kept apart, iris kept between them."""
+
+    upper: np.ndarray  # (m,) upper-lid contour vertices
+    lower_pair: np.ndarray  # (m,) the lower-lid vertex opposite each
+    mid_upper: int
+    mid_lower: int
+    iris: np.ndarray  # iris vertices inside the opening (centre, maybe more)
+    down: np.ndarray  # (3,) unit vector upper → lower lid at rest
+    rest_open: float  # rest opening along ``down`` (pixels)
+
+
+def _triangulation(v2: np.ndarray) -> tuple[np.ndarray, list[EyeRig]]:
+    """Render triangles ``(T, 3)``: the canonical ones, with each eye opening re-fanned
+    around its iris centre so gaze can move the iris; plus the eye rigs."""
+    tris = M.canonical_mesh().triangles
+    rigs = []
+    keep = np.ones(len(tris), bool)
+    extra = []
+    for contour, iris in ((M.RIGHT_EYE, M.IRIS_A), (M.LEFT_EYE, M.IRIS_B)):
+        # MediaPipe's iris ring A belongs to whichever eye its centre sits in.
+        c = np.asarray(contour)
+        if np.linalg.norm(v2[iris[0]] - v2[c].mean(0)) > np.linalg.norm(v2[M.IRIS_B[0]] - v2[c].mean(0)):
+            iris = M.IRIS_B if iris is M.IRIS_A else M.IRIS_A
+        poly = v2[c].astype(np.float32)
+        centre = iris[0]
+        inside = cv2.pointPolygonTest(poly.reshape(-1, 1, 2), tuple(map(float, v2[centre])), True) > 1.0
+        if inside:
+            closers = np.all(np.isin(tris, c), axis=1)
+            keep &= ~closers
+            extra += [(centre, c[i], c[(i + 1) % len(c)]) for i in range(len(c))]
+        lower, upper = c[:9], c[9:]
+        pair = np.array([lower[np.argmin(np.abs(v2[lower, 0] - v2[u, 0]))] for u in upper])
+        mid_u = M.RIGHT_EYE_UPPER if contour is M.RIGHT_EYE else M.LEFT_EYE_UPPER
+        mid_l = M.RIGHT_EYE_LOWER if contour is M.RIGHT_EYE else M.LEFT_EYE_LOWER
+        rigs.append((upper, pair, mid_u, mid_l, np.array([centre] if inside else [], int)))
+    all_tris = np.vstack([tris[keep], np.array(extra, np.int32).reshape(-1, 3)])
+    return all_tris, rigs
+
+
+def _build_warp(
+    v2: np.ndarray,
+    tris: np.ndarray,
+    ctrl: np.ndarray,
+    size: tuple[int, int],
+    k: int,
+    follow: float,
+):
+    """Precompute the sparse map from [vertex; control] displacements to the 1/k grid.
+
+    Returns ``(matrix (n, 478 + 3) CSR float32, bbox (x0, y0, x1, y1), grid shape (hl, wl))``.
+    """
+    from scipy.sparse import csr_matrix
+
+    w_out, h_out = size
+    oval = np.asarray(M.FACE_OVAL)
+    fw = float(np.linalg.norm(v2[234] - v2[454]))
+    rigid_r = max(follow * fw, 1.0)
+    expr_r = max(EXPRESSION_FALLOFF * fw, 1.0)
+    reach = max(rigid_r, expr_r) + 2 * k
+    lo = v2[oval].min(0) - reach
+    hi = v2[oval].max(0) + reach
+    x0 = int(max(0, np.floor(lo[0] / k) * k))
+    y0 = int(max(0, np.floor(lo[1] / k) * k))
+    x1 = int(min((w_out // k) * k, np.ceil(hi[0] / k) * k))
+    y1 = int(min((h_out // k) * k, np.ceil(hi[1] / k) * k))
+    wl, hl = (x1 - x0) // k, (y1 - y0) // k
+    jj, ii = np.meshgrid(np.arange(wl), np.arange(hl))
+    # centre of each k×k block: matches cv2.resize's pixel-centre convention when upsampling
+    gx = x0 + k * jj.ravel() + (k - 1) / 2.0
+    gy = y0 + k * ii.ravel() + (k - 1) / 2.0
+    pts = np.stack([gx, gy], 1)
+    n = len(pts)
+    nv = NUM_LANDMARKS
+
+    rows, cols, vals = [], [], []
+    assigned = np.zeros(n, bool)
+    # Face: barycentric weights in the triangle that contains the point (first one wins).
+    for a, b, c in tris:
+        pa, pb, pc = v2[a], v2[b], v2[c]
+        det = (pb[0] - pa[0]) * (pc[1] - pa[1]) - (pc[0] - pa[0]) * (pb[1] - pa[1])
+        if abs(det) < 1e-9:
+            continue
+        bx0, by0 = np.minimum(np.minimum(pa, pb), pc)
+        bx1, by1 = np.maximum(np.maximum(pa, pb), pc)
+        j0, j1 = int(np.ceil((bx0 - x0 - (k - 1) / 2) / k)), int(np.floor((bx1 - x0 - (k - 1) / 2) / k))
+        i0, i1 = int(np.ceil((by0 - y0 - (k - 1) / 2) / k)), int(np.floor((by1 - y0 - (k - 1) / 2) / k))
+        j0, i0, j1, i1 = max(j0, 0), max(i0, 0), min(j1, wl - 1), min(i1, hl - 1)
+        if j1 < j0 or i1 < i0:
+            continue
+        sj, si = np.meshgrid(np.arange(j0, j1 + 1), np.arange(i0, i1 + 1))
+        idx = (si * wl + sj).ravel()
+        idx = idx[~assigned[idx]]
+        if idx.size == 0:
+            continue
+        p = pts[idx]
+        l1 = ((pb[1] - pc[1]) * (p[:, 0] - pc[0]) + (pc[0] - pb[0]) * (p[:, 1] - pc[1])) / det
+        l2 = ((pc[1] - pa[1]) * (p[:, 0] - pc[0]) + (pa[0] - pc[0]) * (p[:, 1] - pc[1])) / det
+        l3 = 1.0 - l1 - l2
+        ok = (l1 >= -1e-6) & (l2 >= -1e-6) & (l3 >= -1e-6)
+        if not ok.any():
+            continue
+        idx, l1, l2, l3 = idx[ok], l1[ok], l2[ok], l3[ok]
+        assigned[idx] = True
+        for v, l in ((a, l1), (b, l2), (c, l3)):
+            rows.append(idx)
+            cols.append(np.full(idx.size, v))
+            vals.append(l)
+
+    # Outside the face: rigid head motion with falloff + boundary non-rigid part with falloff.
+    out_idx = np.nonzero(~assigned)[0]
+    p = pts[out_idx]
+    poly = v2[oval]
+    seg_a, seg_b = poly, np.roll(poly, -1, axis=0)
+    ab = seg_b - seg_a
+    rel = p[:, None, :] - seg_a[None]
+    u = np.clip(np.sum(rel * ab[None], axis=2) / np.maximum(np.sum(ab * ab, axis=1), 1e-9)[None], 0.0, 1.0)
+    near = seg_a[None] + u[..., None] * ab[None]
+    dist2 = np.sum((p[:, None, :] - near) ** 2, axis=2)
+    seg = np.argmin(dist2, axis=1)
+    d = np.sqrt(dist2[np.arange(len(p)), seg])
+    u = u[np.arange(len(p)), seg]
+    inside_oval = np.array([cv2.pointPolygonTest(poly.astype(np.float32).reshape(-1, 1, 2), (float(x), float(y)), False) >= 0 for x, y in p]) if len(p) else np.zeros(0, bool)
+    d = np.where(inside_oval, 0.0, d)
+    chin_y = v2[M.CHIN, 1]
+    # The neck follows the head less than the hair does: shoulders must stay put.
+    d_rigid = np.where(p[:, 1] > chin_y, 2.0 * d, d)
+    g = _smoothstep(1.0 - d_rigid / rigid_r)
+    e = _smoothstep(1.0 - d / expr_r)
+    va, vb = oval[seg], oval[(seg + 1) % len(oval)]
+    beta_p = _affine_coords(p, ctrl)
+    beta_v = _affine_coords(v2, ctrl)  # (478, 3)
+    live = (g > 0) | (e > 0)
+    for v, wgt in ((va, e * (1.0 - u)), (vb, e * u)):
+        rows.append(out_idx[live])
+        cols.append(v[live])
+        vals.append(wgt[live])
+    for i in range(3):
+        wgt = g * beta_p[:, i] - e * ((1.0 - u) * beta_v[va, i] + u * beta_v[vb, i])
+        rows.append(out_idx[live])
+        cols.append(np.full(int(live.sum()), nv + i))
+        vals.append(wgt[live])
+    matrix = csr_matrix(
+        (np.concatenate(vals).astype(np.float32), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(n, nv + 3),
+    )
+    matrix.sum_duplicates()
+    return matrix, (x0, y0, x1, y1), (hl, wl)
+
+
+class AvatarRenderer:
+    """Renders an avatar for an :class:`ExpressionState`. Build it with :meth:`create`.
+
+    Not thread-safe (it reuses buffers); use one per render thread.
+    """
+
+    def __init__(
+        self,
+        canvas: np.ndarray,
+        rest: np.ndarray,
+        basis_px: np.ndarray,
+        pivot: np.ndarray,
+        ctrl: np.ndarray,
+        warp_matrix,
+        bbox: tuple[int, int, int, int],
+        grid: tuple[int, int],
+        downscale: int,
+        eyes: list[EyeRig],
+        iod_px: float,
+    ) -> None:
+        self.canvas = canvas
+        self.rest = rest
+        self._basis = basis_px
+        self._pivot = pivot
+        self._ctrl = ctrl
+        self._matrix = warp_matrix
+        self.bbox = bbox
+        self._grid = grid
+        self._k = downscale
+        self._eyes = eyes
+        self.iod_px = iod_px
+        x0, y0, x1, y1 = bbox
+        hl, wl = grid
+        jj, ii = np.meshgrid(np.arange(wl, dtype=np.float32), np.arange(hl, dtype=np.float32))
+        self._lo_grid = (jj, ii)
+        gx, gy = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
+        self._base_map = np.ascontiguousarray(np.stack([gx, gy], axis=2))
+        self._rhs = np.zeros((NUM_LANDMARKS + 3, 2), np.float32)
+        lips = np.asarray(_LIP_PAIRS)
+        self._lips_up, self._lips_low = lips[:, 0], lips[:, 1]
+        self._rest_gap = self._lip_gap(rest[:, :2])
+
+    # -- construction ----------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        avatar: Avatar,
+        size: tuple[int, int] = (1280, 720),
+        options: AvatarOptions | None = None,
+        basis: AUBasis | None = None,
+    ) -> "AvatarRenderer":
+        """Precompute everything for ``avatar`` at output ``size = (W, H)``.
+
+        ``basis`` defaults to the shipped, hash-checked ``models/au_basis.npz``.
+        """
+        options = options or AvatarOptions()
+        basis = basis if basis is not None else AUBasis.load()
+        canvas, affine = frame_portrait(avatar.image, avatar.landmarks, size)
+        s = affine[0, 0]
+        px = M.landmarks_to_pixels(avatar.landmarks, avatar.image_size)
+        rest = px.copy()
+        rest[:, :2] = px[:, :2] * s + affine[:, 2]
+        rest[:, 2] = px[:, 2] * s
+        # Canonical (basis) frame → this portrait's frame: aligned = a · x Rᵀ + t, so a
+        # canonical displacement d maps to d R / a in output pixels.
+        _, (a, r, t) = M.normalise_pose(rest)
+        to_px = r / a
+        basis_px = (basis.basis.reshape(-1, 3) @ to_px).reshape(len(basis.basis), -1).astype(np.float32)
+        pivot = (-t) @ r / a  # canonical origin (MediaPipe's head-pose origin) in output pixels
+        v2 = rest[:, :2]
+        fw = float(np.linalg.norm(v2[234] - v2[454]))
+        centre = 0.5 * (v2[list(M.RIGHT_EYE)].mean(0) + v2[list(M.LEFT_EYE)].mean(0))
+        ctrl = np.array([centre, centre + (fw, 0.0), centre + (0.0, fw)])
+        tris, rig_data = _triangulation(v2)
+        matrix, bbox, grid = _build_warp(v2, tris, ctrl, size, options.warp_downscale, options.head_follow_falloff)
+        ctrl_z = float(rest[list(M.FACE_OVAL), 2].mean())
+        ctrl3 = np.column_stack([ctrl, np.full(3, ctrl_z)])
+        eyes = []
+        for upper, pair, mu, ml, iris in rig_data:
+            down = rest[ml] - rest[mu]
+            rest_open = float(np.linalg.norm(down))
+            eyes.append(EyeRig(upper, pair, mu, ml, iris, down / max(rest_open, 1e-6), rest_open))
+        return cls(canvas, rest, basis_px, pivot, ctrl3, matrix, bbox, grid, options.warp_downscale, eyes, M.interocular(rest))
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return int(self.canvas.shape[1]), int(self.canvas.shape[0])
+
+    # -- per frame -------------------------------------------------------------------------
+    def _lip_gap(self, v2: np.ndarray) -> float:
+        return float(np.mean(v2[self._lips_low, 1] - v2[self._lips_up, 1]))
+
+    def _fix_eyes(self, v: np.ndarray) -> None:
+        """Keep each upper lid from passing its lower lid, and the iris between them (in place)."""
+        for eye in self._eyes:
+            gap = (v[eye.lower_pair] - v[eye.upper]) @ eye.down
+            cross = np.minimum(gap, 0.0)
+            v[eye.upper] += cross[:, None] * eye.down
+            if eye.iris.size:
+                up, low = v[eye.mid_upper], v[eye.mid_lower]
+                open_now = max(float((low - up) @ eye.down), 0.0)
+                for i in eye.iris:
+                    along = float((v[i] - up) @ eye.down)
+                    # scale the iris's depth into the opening with the opening itself, so a
+                    # closing lid carries the iris along instead of folding over it
+                    frac = np.clip(along / max(eye.rest_open, 1e-6), 0.1, 0.9)
+                    v[i] += (frac * open_now - along) * eye.down
+
+    def mesh(self, state: ExpressionState) -> np.ndarray:
+        """``(478, 3) float32`` posed mesh in output pixels (x, y; z scaled like x)."""
+        f = state_features(state)
+        v = self.rest + (f @ self._basis).reshape(-1, 3)
+        self._fix_eyes(v)
+        pose = np.asarray(state.head_pose, np.float64)
+        if np.any(pose != 0):
+            r = _FLIP @ euler_to_rotation(pose) @ _FLIP
+            v = (v - self._pivot) @ r.T + self._pivot
+        return v.astype(np.float32)
+
+    def _ctrl_displacement(self, state: ExpressionState) -> np.ndarray:
+        pose = np.asarray(state.head_pose, np.float64)
+        if not np.any(pose != 0):
+            return np.zeros((3, 2), np.float32)
+        r = _FLIP @ euler_to_rotation(pose) @ _FLIP
+        moved = (self._ctrl - self._pivot) @ r.T + self._pivot
+        return (moved[:, :2] - self._ctrl[:, :2]).astype(np.float32)
+
+    def render(self, state: ExpressionState) -> np.ndarray:
+        """The avatar for ``state``: ``(H, W, 3) uint8 RGB`` at :attr:`size`."""
+        v = self.mesh(state)
+        rhs = self._rhs
+        rhs[:NUM_LANDMARKS] = v[:, :2] - self.rest[:, :2]
+        rhs[NUM_LANDMARKS:] = self._ctrl_displacement(state)
+        k = self._k
+        hl, wl = self._grid
+        field = (self._matrix @ rhs).reshape(hl, wl, 2)
+        # One fixed-point step of the inverse: src(q) = q − Δ(q − Δ(q)), at low resolution.
+        jj, ii = self._lo_grid
+        mx = jj - field[..., 0] * (1.0 / k)
+        my = ii - field[..., 1] * (1.0 / k)
+        back = cv2.remap(field, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        x0, y0, x1, y1 = self.bbox
+        inv = cv2.resize(back, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+        full = self._base_map - inv
+        m1, m2 = cv2.convertMaps(full, None, cv2.CV_16SC2)
+        out = self.canvas.copy()
+        cv2.remap(self.canvas, m1, m2, cv2.INTER_LINEAR, dst=out[y0:y1, x0:x1], borderMode=cv2.BORDER_REPLICATE)
+        self._draw_mouth(out, v[:, :2])
+        return out
+
+    def _draw_mouth(self, out: np.ndarray, v2: np.ndarray) -> None:
+        alpha = (self._lip_gap(v2) - self._rest_gap) / (MOUTH_FULL_GAP_IOD * self.iod_px)
+        if alpha <= 0.02:
+            return
+        alpha = min(alpha, 1.0)
+        poly = v2[list(M.INNER_LIPS)]
+        pad = 3
+        lo = np.floor(poly.min(0)).astype(int) - pad
+        hi = np.ceil(poly.max(0)).astype(int) + pad
+        lo = np.maximum(lo, 0)
+        hi = np.minimum(hi, (out.shape[1], out.shape[0]))
+        if np.any(hi - lo < 2):
+            return
+        roi = out[lo[1] : hi[1], lo[0] : hi[0]]
+        mask = np.zeros(roi.shape[:2], np.uint8)
+        shift = 4
+        pts = np.round((poly - lo) * (1 << shift)).astype(np.int32)
+        cv2.fillPoly(mask, [pts], 255, lineType=cv2.LINE_AA, shift=shift)
+        mask = cv2.GaussianBlur(mask, (3, 3), 0)
+        a = mask.astype(np.float32)[..., None] * (alpha / 255.0)
+        roi[:] = (roi * (1.0 - a) + MOUTH_COLOUR * a + 0.5).astype(np.uint8)
