@@ -123,7 +123,7 @@ def test_reconnects_after_the_camera_disappears_and_signals_it(fakecam):
         assert cam.reconnect_count == 0
         device.present = True  # plugged back in
         assert cam.wait_reconnected(timeout=2.0)
-        assert cam.connected and cam.reconnect_count == 1 and calls == [1]
+        assert cam.connected and cam.reconnect_count == cam.reconnects == 1 and calls == [1]
         after = cam.wait_newer(cam.latest().index, timeout=1.0)
         assert after is not None
         assert after.index > before.index and after.timestamp_ms > before.timestamp_ms

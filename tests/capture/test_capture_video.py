@@ -175,6 +175,7 @@ def test_live_replay_is_latest_wins_and_finishes(cfr_video):
             time.sleep(0.045)  # slower than the 50 fps file: frames must be skipped, not queued
         assert video.wait_newer(last, timeout=0.01) is None
     assert seen[0] == 0 and seen[-1] == 9
+    assert video.reconnects == 0  # files never reconnect; same interface as a camera
     assert len(seen) < 10 and seen == sorted(set(seen))
 
 

@@ -55,6 +55,8 @@ class LiveSource:
         self._error: BaseException | None = None
         self._closed = False
         self._close_lock = threading.Lock()
+        #: Times the device came back after disappearing (cameras only; see ``reconnects``).
+        self.reconnect_count = 0
 
     # -- consumer side ---------------------------------------------------------------------
     def start(self) -> None:
@@ -98,6 +100,11 @@ class LiveSource:
             if ok and self._latest is not None and self._latest.index > after_index:
                 return self._latest
             return None
+
+    @property
+    def reconnects(self) -> int:
+        """How many times the device came back after disappearing (always 0 for files)."""
+        return self.reconnect_count
 
     @property
     def finished(self) -> bool:

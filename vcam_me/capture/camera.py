@@ -119,7 +119,7 @@ class CameraSource(LiveSource):
     Attributes:
         index: the camera index.
         format: requested vs actual size and rate (:class:`CameraFormat`).
-        reconnect_count: how many times the camera came back after disappearing.
+        reconnect_count, reconnects: how many times the camera came back after disappearing.
         connected: whether the camera currently delivers frames.
     """
 
@@ -136,7 +136,6 @@ class CameraSource(LiveSource):
         self.index = index
         self.format = fmt
         self.on_reconnect = on_reconnect
-        self.reconnect_count = 0
         self.connected = True
         self.dropped_non_monotonic = 0
         self._reconnected = threading.Event()
