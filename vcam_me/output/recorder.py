@@ -1,0 +1,236 @@
+"""MP4 recorder: H.264 (libx264 through PyAV), yuv420p, constant quality (CRF).
+
+Frame ``n`` sent gets presentation time ``n / fps`` (timestamps come from the frame index,
+not the wall clock, so a recording plays at the output rate even if the render loop
+jittered). Encoding runs on a background thread: :meth:`RecorderSink.send` only copies the
+RGB image into an encoder frame (one copy, which the encoder needs anyway) and queues it.
+When the queue is full ``send`` waits (``block=True``, the default: a recording keeps every
+frame) or drops the frame (``block=False``; the next frame keeps its own index, so timing
+stays right and the dropped frame shows as a repeat).
+
+The file is written under a hidden temporary name in the same folder and renamed to the
+final name by :meth:`RecorderSink.close`, so a crash never leaves a half-written file under
+the name the user asked for. An existing file is never replaced unless ``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import uuid
+from fractions import Fraction
+from pathlib import Path
+
+from vcam_me.config import OutputOptions
+from vcam_me.errors import OutputError
+from vcam_me.output.base import SinkBase, check_image
+from vcam_me.types import RenderedFrame
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+def check_writable(path: Path, overwrite: bool) -> Path:
+    """The absolute output path, or :class:`OutputError` (one line) if it cannot be written."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise OutputError(f"cannot record to {path}: it is a folder")
+    if path.exists() and not overwrite:
+        raise OutputError(f"refusing to overwrite {path}: the file exists (choose another name, or allow overwriting)")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.exists():
+        raise OutputError(f"cannot record to {path}: folder {parent} does not exist")
+    if not parent.is_dir():
+        raise OutputError(f"cannot record to {path}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot record to {path}: folder {parent} is not writable")
+    return path.absolute()
+
+
+class RecorderSink(SinkBase):
+    """Writes frames to an MP4 file. Build it with :meth:`open`."""
+
+    kind = "recorder"
+
+    def __init__(self, container, stream, path: Path, temp_path: Path, size: tuple[int, int], fps: int, *,
+                 overwrite: bool = False, queue_frames: int = 8, block: bool = True) -> None:
+        super().__init__()
+        self.path = path
+        self.temp_path = temp_path
+        self.size = (int(size[0]), int(size[1]))
+        self.fps = fps
+        self._container = container
+        self._stream = stream
+        self._overwrite = overwrite
+        self._block = block
+        self._time_base = Fraction(1, int(fps)) if float(fps).is_integer() else Fraction(1, 1000)
+        self._ms_per_tick = None if float(fps).is_integer() else 1000.0 / fps
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_frames))
+        self._error: BaseException | None = None
+        #: Frames handed to the encoder / frames dropped because the encoder was busy.
+        self.frames_written = 0
+        self.frames_dropped = 0
+        self._index = 0
+        self._thread = threading.Thread(target=self._encode_loop, name="vcam-recorder", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike,
+        size: tuple[int, int],
+        fps: float,
+        options: OutputOptions | None = None,
+        *,
+        overwrite: bool = False,
+        crf: int | None = None,
+        preset: str = "veryfast",
+        threads: int = 0,
+        queue_frames: int = 8,
+        block: bool = True,
+    ) -> "RecorderSink":
+        """Start an MP4 recording of ``size`` = (width, height) frames at ``fps``.
+
+        ``crf`` defaults to ``options.record_crf``; ``preset`` is x264's speed/size trade-off;
+        ``threads`` = 0 lets x264 choose. Raises :class:`OutputError` (one line) if the file
+        exists and ``overwrite`` is false, or the folder is missing or not writable.
+        """
+        import av
+
+        options = options or OutputOptions()
+        width, height = int(size[0]), int(size[1])
+        if width <= 0 or height <= 0 or width % 2 or height % 2:
+            raise ValueError(f"recording size must be positive and even for yuv420p, got {width}x{height}")
+        if fps <= 0:
+            raise ValueError(f"fps must be > 0, got {fps}")
+        crf = options.record_crf if crf is None else crf
+        if not 0 <= crf <= 51:
+            raise ValueError(f"crf must be in 0..51, got {crf}")
+        path = check_writable(Path(path), overwrite)
+        temp_path = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
+        try:
+            container = av.open(str(temp_path), mode="w", format="mp4")
+        except Exception as err:  # PermissionError, av.error.*: the path cannot be written
+            raise OutputError(f"cannot record to {path}: {' '.join(str(err).split())}") from err
+        try:
+            rate = Fraction(int(fps)) if float(fps).is_integer() else Fraction(fps).limit_denominator(1001)
+            stream = container.add_stream("libx264", rate=rate)
+            cc = stream.codec_context
+            cc.width, cc.height, cc.pix_fmt = width, height, "yuv420p"
+            cc.time_base = Fraction(1, int(fps)) if float(fps).is_integer() else Fraction(1, 1000)
+            cc.options = {"crf": str(crf), "preset": preset}
+            if threads:
+                cc.thread_count = int(threads)
+        except Exception as err:
+            container.close()
+            _unlink(temp_path)
+            raise OutputError(f"cannot start the H.264 encoder for {path}: {' '.join(str(err).split())}") from err
+        log.info("recording %dx%d @ %s fps, crf %d, to %s", width, height, fps, crf, path)
+        return cls(container, stream, path, temp_path, (width, height), fps, overwrite=overwrite,
+                   queue_frames=queue_frames, block=block)
+
+    # -- caller side -------------------------------------------------------------------------
+    def _send(self, frame: RenderedFrame) -> None:
+        import av
+
+        self._raise_pending()
+        check_image(frame.image, self.size)
+        vf = av.VideoFrame.from_ndarray(frame.image, format="rgb24")  # copies: the caller may reuse its buffer
+        index = self._index
+        self._index += 1
+        vf.pts = index if self._ms_per_tick is None else int(round(index * self._ms_per_tick))
+        vf.time_base = self._time_base
+        if self._block:
+            while True:
+                try:
+                    self._queue.put(vf, timeout=0.5)
+                    break
+                except queue.Full:
+                    self._raise_pending()
+                    if not self._thread.is_alive():
+                        raise OutputError(f"recorder for {self.path} stopped")
+        else:
+            try:
+                self._queue.put_nowait(vf)
+            except queue.Full:
+                self.frames_dropped += 1
+
+    def _raise_pending(self) -> None:
+        if self._error is not None:
+            err = self._error
+            raise OutputError(f"recording to {self.path} failed: {' '.join(str(err).split())}") from err
+
+    # -- encoder thread ----------------------------------------------------------------------
+    def _encode_loop(self) -> None:
+        try:
+            while True:
+                item = self._queue.get()
+                if item is _STOP:
+                    break
+                if self._error is not None:
+                    continue  # drain
+                for packet in self._stream.encode(item):
+                    self._container.mux(packet)
+                self.frames_written += 1
+            if self._error is None:
+                for packet in self._stream.encode(None):
+                    self._container.mux(packet)
+        except BaseException as err:  # thread boundary: keep it for the caller
+            log.error("recorder failed: %s", err)
+            self._error = err
+            while True:  # unblock a waiting send()
+                try:
+                    if self._queue.get_nowait() is _STOP:
+                        break
+                except queue.Empty:
+                    break
+
+    # -- finishing ---------------------------------------------------------------------------
+    def _close(self) -> None:
+        while self._thread.is_alive():
+            try:
+                self._queue.put(_STOP, timeout=0.5)
+                break
+            except queue.Full:
+                continue
+        self._thread.join()
+        try:
+            self._container.close()
+        except Exception as err:  # noqa: BLE001 - reported below with the file name
+            if self._error is None:
+                self._error = err
+        if self._error is not None:
+            _unlink(self.temp_path)
+            self._raise_pending()
+        if self.frames_written == 0:
+            _unlink(self.temp_path)
+            log.warning("recorder: no frames were sent; %s not written", self.path)
+            return
+        self._move_into_place()
+
+    def _move_into_place(self) -> None:
+        if self._overwrite:
+            os.replace(self.temp_path, self.path)
+            return
+        try:
+            os.link(self.temp_path, self.path)  # fails if the name was taken meanwhile: never clobbers
+        except FileExistsError:
+            raise OutputError(f"refusing to overwrite {self.path}, which appeared while recording; "
+                              f"the recording is kept as {self.temp_path}") from None
+        except OSError:  # no hard links here (some filesystems): rename, which on Windows never replaces
+            if self.path.exists():
+                raise OutputError(f"refusing to overwrite {self.path}, which appeared while recording; "
+                                  f"the recording is kept as {self.temp_path}") from None
+            os.rename(self.temp_path, self.path)
+            return
+        _unlink(self.temp_path)
+
+
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

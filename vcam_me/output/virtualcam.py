@@ -1,0 +1,253 @@
+"""The virtual camera: frames go to conferencing apps through pyvirtualcam's real ``Camera``.
+
+pyvirtualcam keeps a registry of backends (``pyvirtualcam.register_backend``); which ones
+exist depends on the OS. ``OutputOptions.virtualcam_backend = "auto"`` tries this OS's
+drivers in order (Windows: OBS, then UnityCapture; macOS: OBS; Linux: v4l2loopback), and
+any other value names one registered backend (tests and ``vcam-me bench`` register their
+own). When none can be opened the error is one line naming the driver to install.
+
+:func:`virtual_camera_status` answers "is a driver installed?" without opening a device,
+for ``vcam-me doctor``.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import platform
+from pathlib import Path
+
+from vcam_me.config import OutputOptions
+from vcam_me.errors import OutputError
+from vcam_me.output.base import SinkBase, check_image
+from vcam_me.types import RenderedFrame
+
+log = logging.getLogger(__name__)
+
+#: Backends tried for ``virtualcam_backend = "auto"``, per ``platform.system()``.
+DEFAULT_BACKENDS: dict[str, tuple[str, ...]] = {
+    "Windows": ("obs", "unitycapture"),
+    "Darwin": ("obs",),
+    "Linux": ("v4l2loopback",),
+}
+
+#: What to install, per OS (one line each).
+DRIVER_HINTS: dict[str, str] = {
+    "Linux": "install and load v4l2loopback: sudo apt install v4l2loopback-dkms && "
+             "sudo modprobe v4l2loopback devices=1 exclusive_caps=1",
+    "Windows": "install OBS Studio 26 or newer (its Virtual Camera) or UnityCapture "
+               "(https://github.com/schellingb/UnityCapture), then try again",
+    "Darwin": "install OBS Studio 26.1 or newer and click 'Start Virtual Camera' in it once "
+              "(macOS then asks you to allow the camera extension)",
+}
+
+# DirectShow filters the Windows drivers register (HKEY_CLASSES_ROOT\CLSID\{...}).
+_WINDOWS_CLSIDS = {
+    "OBS Virtual Camera": "{A3FCE0F5-3493-419F-958A-ABA1250EC20B}",
+    "UnityCapture": "{5C2CD55C-92AD-4999-8666-912BD3E70010}",
+}
+# OBS's macOS virtual camera: a camera extension (OBS ≥ 30, macOS ≥ 13) or a DAL plug-in (older).
+_MACOS_OBS_PATHS = (
+    "/Library/SystemExtensions/*/com.obsproject.obs-studio.mac-camera-extension.systemextension",
+    "/Library/CoreMediaIO/Plug-Ins/DAL/obs-mac-virtualcam.plugin",
+)
+
+
+def _system() -> str:
+    """``platform.system()``, behind a seam so tests can pretend to be another OS."""
+    return platform.system()
+
+
+def driver_hint(system: str | None = None) -> str:
+    """One line: what to install for a virtual camera on ``system`` (default: this OS)."""
+    system = system or _system()
+    return DRIVER_HINTS.get(system, f"no virtual camera driver is known for {system}; use --preview or --record")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _candidate_backends(backend: str, registered: dict) -> list[str]:
+    system = _system()
+    if backend and backend != "auto":
+        if backend not in registered:
+            available = ", ".join(sorted(registered)) or "none"
+            raise OutputError(
+                f"virtual camera backend '{backend}' is not available on {system} (available: {available}); "
+                f"set output.virtualcam_backend = \"auto\" or one of those"
+            )
+        return [backend]
+    names = [n for n in DEFAULT_BACKENDS.get(system, ()) if n in registered]
+    if not names:
+        raise OutputError(f"no virtual camera backend for {system} in pyvirtualcam: {driver_hint(system)}")
+    return names
+
+
+class VirtualCameraSink(SinkBase):
+    """Sends RGB frames to a ``pyvirtualcam.Camera`` (no conversion on our side: the
+    backend converts to the driver's native format, in native code).
+
+    Build it with :meth:`open`; ``__init__`` takes an already opened camera.
+    """
+
+    kind = "virtual camera"
+
+    def __init__(self, camera) -> None:
+        super().__init__()
+        self._camera = camera
+        self.size = (int(camera.width), int(camera.height))
+
+    @classmethod
+    def open(
+        cls,
+        size: tuple[int, int],
+        fps: float,
+        options: OutputOptions | None = None,
+        *,
+        backend: str | None = None,
+        device: str | None = None,
+    ) -> "VirtualCameraSink":
+        """Open the virtual camera for ``size`` = (width, height) frames at ``fps``.
+
+        ``backend``/``device`` override ``options.virtualcam_backend``/``virtualcam_device``.
+        Raises :class:`OutputError` (one line, naming the driver to install) when no backend
+        can be opened.
+        """
+        import pyvirtualcam
+
+        options = options or OutputOptions()
+        backend = backend if backend is not None else options.virtualcam_backend
+        device = device if device is not None else options.virtualcam_device
+        width, height = int(size[0]), int(size[1])
+        names = _candidate_backends(backend, pyvirtualcam.camera.BACKENDS)
+        reasons = []
+        for name in names:
+            try:
+                camera = pyvirtualcam.Camera(
+                    width, height, fps, fmt=pyvirtualcam.PixelFormat.RGB, device=device or None, backend=name
+                )
+            except Exception as err:  # the backend's own words go into the one-line message
+                reasons.append(f"{name}: {_one_line(err)}")
+                continue
+            log.info("virtual camera: %s backend, device %s, %dx%d @ %s fps", name, camera.device, width, height, fps)
+            return cls(camera)
+        why = "; ".join(reasons)
+        if backend and backend != "auto":
+            raise OutputError(f"cannot open the virtual camera ({why})")
+        raise OutputError(f"no virtual camera available ({why}): {driver_hint()}")
+
+    @property
+    def backend(self) -> str:
+        return self._camera.backend
+
+    @property
+    def device(self) -> str:
+        return self._camera.device
+
+    @property
+    def fps(self) -> float:
+        return self._camera.fps
+
+    @property
+    def frames_sent(self) -> int:
+        return self._camera.frames_sent
+
+    def _send(self, frame: RenderedFrame) -> None:
+        image = frame.image
+        check_image(image, self.size)
+        try:
+            self._camera.send(image)  # C-contiguous RGB: passed on as a view, no copy
+        except (TypeError, ValueError):
+            raise
+        except Exception as err:
+            raise OutputError(f"virtual camera stopped accepting frames: {_one_line(err)}") from err
+
+    def _close(self) -> None:
+        self._camera.close()
+
+
+# --------------------------------------------------------------------------------------
+# availability without opening (for `vcam-me doctor`)
+# --------------------------------------------------------------------------------------
+def virtual_camera_status(options: OutputOptions | None = None, *, _sysfs: str = "/sys",
+                          _dev: str = "/dev") -> tuple[bool, str]:
+    """``(ok, message)``: whether a virtual-camera driver looks usable here, without opening it.
+
+    ``message`` is one line: what was found, or what to install. A non-"auto" backend that
+    is registered with pyvirtualcam but is not a system driver (a test or benchmark backend)
+    is reported as available.
+    """
+    options = options or OutputOptions()
+    system = _system()
+    backend = options.virtualcam_backend
+    if backend and backend != "auto" and backend not in DEFAULT_BACKENDS.get(system, ()):
+        try:
+            import pyvirtualcam
+
+            registered = backend in pyvirtualcam.camera.BACKENDS
+        except Exception:  # noqa: BLE001 - cannot import: report below
+            registered = False
+        if registered:
+            return True, f"backend '{backend}' is registered with pyvirtualcam (not a system driver)"
+        return False, f"virtual camera backend '{backend}' is not available on {system}; set output.virtualcam_backend = \"auto\""
+    if system == "Linux":
+        return _linux_status(options, Path(_sysfs), Path(_dev))
+    if system == "Windows":
+        return _windows_status()
+    if system == "Darwin":
+        return _macos_status()
+    return False, driver_hint(system)
+
+
+def _linux_status(options: OutputOptions, sysfs: Path, dev: Path) -> tuple[bool, str]:
+    if not (sysfs / "module" / "v4l2loopback").exists():
+        return False, f"v4l2loopback is not loaded; {driver_hint('Linux')}"
+    devices = []
+    for entry in sorted((sysfs / "devices" / "virtual" / "video4linux").glob("video*")):
+        try:
+            label = (entry / "name").read_text(encoding="utf-8", errors="replace").strip()
+        except OSError:
+            label = "?"
+        devices.append((str(dev / entry.name), label))
+    if not devices:
+        return False, ("v4l2loopback is loaded but has no devices; reload it: sudo modprobe -r v4l2loopback && "
+                       "sudo modprobe v4l2loopback devices=1 exclusive_caps=1")
+    wanted = options.virtualcam_device
+    if wanted:
+        devices = [d for d in devices if d[0] == wanted]
+        if not devices:
+            return False, f"{wanted} is not a v4l2loopback device (set output.virtualcam_device = \"\" to pick one)"
+    usable = [d for d in devices if os.access(d[0], os.R_OK | os.W_OK)]
+    if not usable:
+        return False, (f"{', '.join(d[0] for d in devices)}: no permission to write; add yourself to the "
+                       f"'video' group (sudo usermod -aG video $USER) and log in again")
+    return True, "v4l2loopback: " + ", ".join(f"{path} ({label})" for path, label in usable)
+
+
+def _windows_status() -> tuple[bool, str]:
+    try:
+        import winreg
+    except ImportError:  # pragma: no cover - only on Windows
+        return False, driver_hint("Windows")
+    found = []
+    for name, clsid in _WINDOWS_CLSIDS.items():
+        try:
+            winreg.CloseKey(winreg.OpenKey(winreg.HKEY_CLASSES_ROOT, f"CLSID\\{clsid}"))
+            found.append(name)
+        except OSError:
+            pass
+    if found:
+        return True, f"{' and '.join(found)} installed"
+    return False, f"no virtual camera driver registered; {driver_hint('Windows')}"
+
+
+def _macos_status() -> tuple[bool, str]:
+    for pattern in _MACOS_OBS_PATHS:
+        hits = glob.glob(pattern)
+        if hits:
+            return True, f"OBS virtual camera installed ({hits[0]})"
+    if Path("/Applications/OBS.app").exists():
+        return False, "OBS is installed but its virtual camera was never started: open OBS and click 'Start Virtual Camera' once"
+    return False, driver_hint("Darwin")
