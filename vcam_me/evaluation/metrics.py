@@ -230,12 +230,12 @@ def pearson_r(x: np.ndarray, y: np.ndarray) -> float:
     y = np.asarray(y, dtype=np.float64)
     if x.size < 2:
         return math.nan
+    if np.ptp(x) == 0.0:  # exact test: a mean-subtracted constant can leave rounding noise
+        return math.nan
+    if np.ptp(y) == 0.0:
+        return 0.0
     dx, dy = x - x.mean(), y - y.mean()
     sx, sy = math.sqrt(float(dx @ dx)), math.sqrt(float(dy @ dy))
-    if sx == 0.0:
-        return math.nan
-    if sy == 0.0:
-        return 0.0
     return float(np.clip((dx @ dy) / (sx * sy), -1.0, 1.0))
 
 
