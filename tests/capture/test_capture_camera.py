@@ -81,18 +81,19 @@ def test_asks_for_size_and_rate_and_reads_back_what_the_device_gave(caplog, fake
 def test_frames_are_rgb_with_increasing_timestamps_and_only_the_newest_is_kept(fakecam):
     device = fakecam.Device(period_s=0.002)
     with CameraSource.open(FAST_RECONNECT, capture_factory=fakecam.factory({0: device})) as cam:
-        first = cam.wait_newer(-1, timeout=1.0)
+        first = cam.wait_newer(-1, timeout_s=1.0)
         assert first is not None
         assert first.image.shape == (48, 64, 3) and first.image.dtype == np.uint8
         assert tuple(first.image[1, 1]) == (255, 0, 0)  # BGR red → RGB red
+        assert not first.image.flags.writeable and first.image.flags.c_contiguous
         time.sleep(0.1)  # a slow consumer: ~50 frames are produced meanwhile
-        newer = cam.wait_newer(first.index, timeout=1.0)
+        newer = cam.wait_newer(first.index, timeout_s=1.0)
         assert newer is not None
         assert newer.index > first.index + 5, "frames were queued instead of skipped"
         assert newer.timestamp_ms > first.timestamp_ms
         assert cam.latest().index >= newer.index
         # Asking for something newer than the newest waits for the next frame only.
-        nxt = cam.wait_newer(cam.latest().index, timeout=1.0)
+        nxt = cam.wait_newer(cam.latest().index, timeout_s=1.0)
         assert nxt is not None and nxt.index > newer.index
 
 
@@ -103,7 +104,7 @@ def test_wait_newer_times_out_with_none_when_nothing_new(fakecam):
         assert first is not None and first.index == 0
         device.gives_frames = False
         t0 = time.monotonic()
-        assert cam.wait_newer(first.index, timeout=0.05) is None
+        assert cam.wait_newer(first.index, timeout_s=0.05) is None
         assert time.monotonic() - t0 < 0.5
 
 
@@ -112,7 +113,7 @@ def test_reconnects_after_the_camera_disappears_and_signals_it(fakecam):
     calls = []
     with CameraSource.open(FAST_RECONNECT, capture_factory=fakecam.factory({0: device}),
                            on_reconnect=calls.append) as cam:
-        before = cam.wait_newer(-1, timeout=1.0)
+        before = cam.wait_newer(-1, timeout_s=1.0)
         device.present = False  # unplugged
         deadline = time.monotonic() + 2.0
         while cam.connected and time.monotonic() < deadline:
@@ -122,9 +123,9 @@ def test_reconnects_after_the_camera_disappears_and_signals_it(fakecam):
         time.sleep(0.15)  # several reopen attempts fail while it is gone
         assert cam.reconnect_count == 0
         device.present = True  # plugged back in
-        assert cam.wait_reconnected(timeout=2.0)
+        assert cam.wait_reconnected(timeout_s=2.0)
         assert cam.connected and cam.reconnect_count == cam.reconnects == 1 and calls == [1]
-        after = cam.wait_newer(cam.latest().index, timeout=1.0)
+        after = cam.wait_newer(cam.latest().index, timeout_s=1.0)
         assert after is not None
         assert after.index > before.index and after.timestamp_ms > before.timestamp_ms
     assert device.releases == device.opens  # every handle given back, including the lost one
@@ -141,21 +142,21 @@ def test_a_failing_reconnect_listener_does_not_stop_the_camera(fakecam):
         while cam.connected:
             time.sleep(0.01)
         device.present = True
-        assert cam.wait_reconnected(timeout=2.0)
+        assert cam.wait_reconnected(timeout_s=2.0)
         last = cam.latest().index
-        assert cam.wait_newer(last, timeout=1.0) is not None
+        assert cam.wait_newer(last, timeout_s=1.0) is not None
 
 
 def test_close_is_idempotent_stops_the_thread_and_releases_the_device(fakecam):
     device = fakecam.Device(period_s=0.002)
     cam = CameraSource.open(FAST_RECONNECT, capture_factory=fakecam.factory({0: device}))
-    cam.wait_newer(-1, timeout=1.0)
+    cam.wait_newer(-1, timeout_s=1.0)
     thread = cam._thread
     cam.close()
     cam.close()
     assert not thread.is_alive()
     assert device.releases == device.opens == 1
     assert cam.finished
-    assert cam.wait_newer(cam.latest().index, timeout=0.01) is None
+    assert cam.wait_newer(cam.latest().index, timeout_s=0.01) is None
     with pytest.raises(RuntimeError, match="closed"):
         cam.start()

@@ -56,8 +56,8 @@ def test_still_image_repeats_at_the_given_rate(png):
 
 def test_still_image_live_interface(png):
     with ImageSource.open(png, fps=200) as still:
-        first = still.wait_newer(-1, timeout=1.0)
-        second = still.wait_newer(first.index, timeout=1.0)
+        first = still.wait_newer(-1, timeout_s=1.0)
+        second = still.wait_newer(first.index, timeout_s=1.0)
         assert second.index > first.index and second.timestamp_ms > first.timestamp_ms
         np.testing.assert_array_equal(second.image, first.image)
 
@@ -74,7 +74,7 @@ def test_open_source_camera_uses_the_given_factory(fakecam):
     factory = fakecam.factory({0: fakecam.Device()})
     with open_source(CaptureOptions(source="camera"), capture_factory=factory) as src:
         assert isinstance(src, CameraSource)
-        assert src.wait_newer(-1, timeout=1.0) is not None
+        assert src.wait_newer(-1, timeout_s=1.0) is not None
 
 
 def test_open_source_image_by_suffix_and_by_content(png, tmp_path):
@@ -102,3 +102,15 @@ def test_open_source_errors(tmp_path):
     text.write_text("hello\n" * 50)
     with pytest.raises(CaptureError, match="not a video file, or corrupt"):
         open_source(CaptureOptions(source=str(text)))
+
+
+def test_public_surface():
+    import vcam_me.capture as capture
+
+    assert sorted(capture.__all__) == sorted([
+        "CameraFormat", "CameraSource", "ImageSource", "LiveSource", "VideoFileSource",
+        "default_capture_factory", "find_cameras", "looks_like_image", "open_source", "read_image_rgb",
+    ])
+    for name in ("wait_newer", "latest", "finished", "reconnects", "close", "start"):
+        for cls in (capture.CameraSource, capture.VideoFileSource, capture.ImageSource):
+            assert hasattr(cls, name), f"{cls.__name__}.{name}"

@@ -166,14 +166,14 @@ def test_live_replay_is_latest_wins_and_finishes(cfr_video):
         seen = []
         last = -1
         while True:
-            frame = video.wait_newer(last, timeout=1.0)
+            frame = video.wait_newer(last, timeout_s=1.0)
             if frame is None:
                 assert video.finished
                 break
             seen.append(frame.index)
             last = frame.index
             time.sleep(0.045)  # slower than the 50 fps file: frames must be skipped, not queued
-        assert video.wait_newer(last, timeout=0.01) is None
+        assert video.wait_newer(last, timeout_s=0.01) is None
     assert seen[0] == 0 and seen[-1] == 9
     assert video.reconnects == 0  # files never reconnect; same interface as a camera
     assert len(seen) < 10 and seen == sorted(set(seen))
@@ -188,7 +188,7 @@ def test_iterating_a_live_source_is_refused(cfr_video):
 
 def test_close_is_idempotent_and_stops_a_live_replay(cfr_video):
     video = VideoFileSource.open(cfr_video, pace="realtime", loop=True)
-    assert video.wait_newer(-1, timeout=1.0) is not None
+    assert video.wait_newer(-1, timeout_s=1.0) is not None
     thread = video._thread
     video.close()
     video.close()

@@ -1,7 +1,7 @@
 """Stage ①: camera, video file or still image in, :class:`~vcam_me.types.Frame` out.
 
 Every source is a context manager with an idempotent ``close()`` and the same live,
-latest-wins interface (``wait_newer(after_index, timeout)``, ``latest()``, ``finished``),
+latest-wins interface (``wait_newer(after_index, timeout_s)``, ``latest()``, ``finished``),
 so the pipeline consumes a paced video file exactly like a webcam. Files and images can
 also be iterated (``for frame in source``) for offline work.
 """

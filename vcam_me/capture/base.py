@@ -7,7 +7,7 @@ consumer remembers the index of the last frame it took and asks for a newer one:
     with open_source(options) as source:
         last = -1
         while running:
-            frame = source.wait_newer(last, timeout=0.5)
+            frame = source.wait_newer(last, timeout_s=0.5)
             if frame is None:          # nothing new yet (or the source has finished)
                 if source.finished:
                     break
@@ -16,16 +16,16 @@ consumer remembers the index of the last frame it took and asks for a newer one:
             ...
 
 Cameras, paced video files and repeated still images all behave this way, so the pipeline
-can replay a video exactly as it would consume a webcam. Errors raised on the source's
-thread are kept and re-raised (as :class:`~vcam_me.errors.CaptureError`) by the next call of
-:meth:`LiveSource.wait_newer`.
+can replay a video exactly as it would consume a webcam. Frame images are read-only (one
+frame may be shared by several consumers); copy before drawing into one. Errors raised on
+the source's thread are kept and re-raised (as :class:`~vcam_me.errors.CaptureError`) by
+the next call of :meth:`LiveSource.wait_newer`.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable
 
 from vcam_me.clock import now_ms
 from vcam_me.errors import CaptureError
@@ -74,10 +74,10 @@ class LiveSource:
         with self._cond:
             return self._latest
 
-    def wait_newer(self, after_index: int = -1, timeout: float | None = None) -> Frame | None:
+    def wait_newer(self, after_index: int = -1, timeout_s: float | None = None) -> Frame | None:
         """The newest frame whose ``index`` is greater than ``after_index``.
 
-        Blocks up to ``timeout`` seconds (``None``: until one arrives or the source
+        Blocks up to ``timeout_s`` seconds (``None``: until one arrives or the source
         finishes). Returns ``None`` on timeout and once the source has :attr:`finished`
         (or was closed) with nothing newer left. Frames the caller was too slow for are skipped, never
         queued. An error on the source's thread is re-raised here as ``CaptureError``.
@@ -90,7 +90,7 @@ class LiveSource:
                 or self._finished
                 or self._error is not None
                 or self._closed,
-                timeout=timeout,
+                timeout=timeout_s,
             )
             if self._error is not None:
                 err = self._error
@@ -120,6 +120,8 @@ class LiveSource:
         return ts
 
     def _make_frame(self, image, timestamp_ms: int | None = None) -> Frame:
+        # One frame may be read by several consumers at once: nobody may draw into it.
+        image.flags.writeable = False
         frame = Frame(image=image, timestamp_ms=self._stamp() if timestamp_ms is None else timestamp_ms,
                       index=self._next_index)
         self._next_index += 1

@@ -23,6 +23,7 @@ from typing import Any, Callable, Protocol
 import numpy as np
 
 from vcam_me.capture.base import LiveSource, first_line
+from vcam_me.clock import now_ms
 from vcam_me.config import CaptureOptions
 from vcam_me.errors import CaptureError
 
@@ -192,9 +193,9 @@ class CameraSource(LiveSource):
         """The rate the driver reports (or the requested one when it reports none)."""
         return self.format.fps if self.format.fps > 0 else float(self.format.requested_fps)
 
-    def wait_reconnected(self, timeout: float | None = None) -> bool:
-        """Block until the next reconnect (or ``timeout``); True if one happened. Clears the flag."""
-        happened = self._reconnected.wait(timeout)
+    def wait_reconnected(self, timeout_s: float | None = None) -> bool:
+        """Block until the next reconnect (or ``timeout_s``); True if one happened. Clears the flag."""
+        happened = self._reconnected.wait(timeout_s)
         self._reconnected.clear()
         return happened
 
@@ -228,8 +229,6 @@ class CameraSource(LiveSource):
                 self._stop.wait(0.01)
 
     def _publish_camera_frame(self, rgb: np.ndarray) -> None:
-        from vcam_me.clock import now_ms
-
         ts = now_ms()
         if ts <= self._last_ts:  # two frames within one ms: a buffered frame, not a new one
             self.dropped_non_monotonic += 1

@@ -183,15 +183,17 @@ class VideoFileSource(LiveSource):
         try:
             packets = container.demux(stream)
             while True:
-                if self._stop.is_set():
-                    return
                 try:
-                    with self._io_lock:
+                    with self._io_lock:  # close() may release the file between packets
+                        if self._stop.is_set() or self._container is None:
+                            return
                         packet = next(packets)
                 except StopIteration:
                     return
                 try:
                     with self._io_lock:
+                        if self._container is None:
+                            return
                         frames = packet.decode()
                 except av.FFmpegError as err:
                     self.decode_errors += 1
@@ -230,6 +232,8 @@ class VideoFileSource(LiveSource):
             self.loops_completed += 1
             offset += (last_t or 0.0) + gap
             with self._io_lock:
+                if self._container is None:
+                    return
                 try:
                     self._container.seek(0)
                 except _av().FFmpegError as err:
@@ -254,9 +258,7 @@ class VideoFileSource(LiveSource):
                 elif due > now and self._stop.wait(due - now):
                     return
             pts_ms = int(round(t * 1000.0))
-            image = rgb
-            image.flags.writeable = False
-            frame = self._make_frame(image)
+            frame = self._make_frame(rgb)
             with self._io_lock:
                 self._pts[frame.index] = pts_ms
                 if len(self._pts) > PTS_HISTORY:
