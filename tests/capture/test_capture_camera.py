@@ -72,6 +72,7 @@ def test_asks_for_size_and_rate_and_reads_back_what_the_device_gave(caplog, fake
             assert captures[0].asked[cv2.CAP_PROP_FRAME_WIDTH] == 1280
             assert captures[0].asked[cv2.CAP_PROP_FRAME_HEIGHT] == 720
             assert captures[0].asked[cv2.CAP_PROP_FPS] == 30
+            assert captures[0].asked[cv2.CAP_PROP_FOURCC] == cv2.VideoWriter_fourcc(*"MJPG")
             assert cam.format.requested_size == (1280, 720)
             assert cam.size == (64, 48)
             assert cam.fps == 15.0

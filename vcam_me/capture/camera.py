@@ -128,7 +128,7 @@ class CameraSource(LiveSource):
 
     def __init__(self, capture: VideoCaptureLike, index: int, capture_factory: CaptureFactory,
                  options: CaptureOptions, fmt: CameraFormat, first_image: np.ndarray | None = None,
-                 on_reconnect: Callable[[int], None] | None = None) -> None:
+                 on_reconnect: Callable[[int], None] | None = None, fourcc: str | None = "MJPG") -> None:
         super().__init__()
         self._capture: VideoCaptureLike | None = capture
         self._capture_lock = threading.Lock()
@@ -139,6 +139,7 @@ class CameraSource(LiveSource):
         self.on_reconnect = on_reconnect
         self.connected = True
         self.dropped_non_monotonic = 0
+        self._fourcc = fourcc
         self._reconnected = threading.Event()
         if first_image is not None:
             self._publish(self._make_frame(first_image))
@@ -146,8 +147,14 @@ class CameraSource(LiveSource):
     # -- factory ---------------------------------------------------------------------------
     @classmethod
     def open(cls, options: CaptureOptions | None = None, *, capture_factory: CaptureFactory | None = None,
-             on_reconnect: Callable[[int], None] | None = None, start: bool = True) -> "CameraSource":
+             on_reconnect: Callable[[int], None] | None = None, start: bool = True,
+             fourcc: str | None = "MJPG") -> "CameraSource":
         """Open camera ``options.camera_index``, ask for its size and rate, start its thread.
+
+        ``fourcc`` is the pixel format asked for first: most USB webcams give 720p at 30 fps
+        only as MJPG (raw YUYV is limited by USB bandwidth); a camera without it ignores the
+        request. ``None`` leaves the driver's choice. ``on_reconnect(count)`` is called on
+        the camera thread after each reconnect.
 
         Raises:
             CaptureError: no camera at that index (the message lists the ones found), or it
@@ -166,18 +173,22 @@ class CameraSource(LiveSource):
             found = find_cameras(factory, skip=(index,))
             listed = ", ".join(map(str, found)) if found else "none"
             raise CaptureError(f"no camera at index {index} (found: {listed})")
-        fmt = _configure(cap, options)
+        fmt = _configure(cap, options, fourcc)
         ok, image = _read(cap)
         if not ok:
             _safe_release(cap)
             raise CaptureError(f"camera {index} opened but gave no frame (is another app using it?)")
-        rgb = _to_rgb(image)
+        try:
+            rgb = _to_rgb(image)
+        except CaptureError:
+            _safe_release(cap)
+            raise
         actual = (int(rgb.shape[1]), int(rgb.shape[0]))
         if actual != fmt.size:
             fmt = CameraFormat(fmt.requested_size, fmt.requested_fps, actual, fmt.fps)
         log.info("camera %d: asked %dx%d @ %g fps, got %dx%d @ %s fps", index, *fmt.requested_size,
                  fmt.requested_fps, *fmt.size, f"{fmt.fps:g}" if fmt.fps > 0 else "unknown")
-        source = cls(cap, index, factory, options, fmt, rgb, on_reconnect)
+        source = cls(cap, index, factory, options, fmt, rgb, on_reconnect, fourcc)
         if start:
             source.start()
         return source
@@ -251,7 +262,7 @@ class CameraSource(LiveSource):
             _safe_release(cap)
             return False
         try:
-            _configure(cap, self._options)
+            _configure(cap, self._options, self._fourcc)
         except Exception as err:
             log.debug("camera %d: configuring failed after reopen: %s", self.index, first_line(err))
         ok, image = _read(cap)
@@ -299,8 +310,10 @@ class CameraSource(LiveSource):
                 self._drop_capture()
 
 
-def _configure(cap: VideoCaptureLike, options: CaptureOptions) -> CameraFormat:
+def _configure(cap: VideoCaptureLike, options: CaptureOptions, fourcc: str | None = None) -> CameraFormat:
     cv2 = _cv2()
+    if fourcc:
+        cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*fourcc))
     cap.set(cv2.CAP_PROP_FRAME_WIDTH, options.width)
     cap.set(cv2.CAP_PROP_FRAME_HEIGHT, options.height)
     cap.set(cv2.CAP_PROP_FPS, options.fps)
