@@ -179,6 +179,23 @@ def test_live_replay_is_latest_wins_and_finishes(cfr_video):
     assert len(seen) < 10 and seen == sorted(set(seen))
 
 
+def test_live_fast_replay_hands_over_every_frame_in_lockstep(cfr_video):
+    with VideoFileSource.open(cfr_video, pace="fast") as video:
+        seen, last = [], -1
+        while (frame := video.wait_newer(last, timeout_s=1.0)) is not None:
+            seen.append(frame.index)
+            last = frame.index
+            time.sleep(0.01)  # a slow consumer still gets every frame, in order
+        assert video.finished
+    assert seen == list(range(10))
+    # A lockstep producer waiting for its frame to be taken still stops on close().
+    video = VideoFileSource.open(cfr_video, pace="fast", loop=True)
+    assert video.wait_newer(-1, timeout_s=1.0) is not None
+    time.sleep(0.02)
+    video.close()
+    assert not video._thread.is_alive()
+
+
 def test_iterating_a_live_source_is_refused(cfr_video):
     with VideoFileSource.open(cfr_video, pace="fast") as video:
         video.start()

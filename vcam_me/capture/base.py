@@ -57,6 +57,11 @@ class LiveSource:
         self._close_lock = threading.Lock()
         #: Times the device came back after disappearing (cameras only; see ``reconnects``).
         self.reconnect_count = 0
+        #: When True the producer waits until each frame has been taken by
+        #: :meth:`wait_newer` before making the next: no frame is skipped and none queues.
+        #: Files and images set it for ``pace="fast"``; a camera never does.
+        self.lockstep = False
+        self._taken_index = -1
 
     # -- consumer side ---------------------------------------------------------------------
     def start(self) -> None:
@@ -79,8 +84,9 @@ class LiveSource:
 
         Blocks up to ``timeout_s`` seconds (``None``: until one arrives or the source
         finishes). Returns ``None`` on timeout and once the source has :attr:`finished`
-        (or was closed) with nothing newer left. Frames the caller was too slow for are skipped, never
-        queued. An error on the source's thread is re-raised here as ``CaptureError``.
+        (or was closed) with nothing newer left. Frames the caller was too slow for are
+        skipped, never queued (except in lockstep, see :attr:`lockstep`). An error on the
+        source's thread is re-raised here as ``CaptureError``.
         """
         if not self._closed:
             self.start()
@@ -98,6 +104,9 @@ class LiveSource:
                     raise CaptureError(str(err)) from err
                 raise CaptureError(f"{self.kind} failed: {type(err).__name__}: {err}") from err
             if ok and self._latest is not None and self._latest.index > after_index:
+                if self._latest.index > self._taken_index:
+                    self._taken_index = self._latest.index
+                    self._cond.notify_all()  # a lockstep producer may go on
                 return self._latest
             return None
 
@@ -131,6 +140,8 @@ class LiveSource:
         with self._cond:
             self._latest = frame
             self._cond.notify_all()
+            if self.lockstep:  # hand over one frame at a time: wait until this one is taken
+                self._cond.wait_for(lambda: self._taken_index >= frame.index or self._stop.is_set())
 
     def _finish(self) -> None:
         with self._cond:

