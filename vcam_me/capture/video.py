@@ -116,6 +116,8 @@ class VideoFileSource(LiveSource):
         av = _av()
         try:
             container = av.open(str(path), mode="r")
+        except PermissionError:
+            raise CaptureError(f"cannot read video file (permission denied): {path}") from None
         except av.error.EOFError:  # the container ends before its first packet
             raise CaptureError(f"video file has no frames: {path}") from None
         except (av.FFmpegError, OSError, ValueError) as err:
