@@ -160,6 +160,31 @@ def test_realtime_loop_keeps_the_clip_rhythm_across_the_seam(cfr_video):
     assert np.all(np.abs(gaps - 20) < PACING_TOLERANCE_MS), gaps
 
 
+def test_display_rotation_is_applied(tmp_path):
+    """A phone video stored landscape with a 90° counter-clockwise display rotation."""
+    path = tmp_path / "phone.mp4"
+    container = av.open(str(path), "w")
+    stream = container.add_stream("libx264", rate=30)
+    stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+    stream.set_display_rotation(90)
+    stored = np.zeros((48, 64, 3), np.uint8)
+    stored[:16, :16] = 255  # white block at the stored top-left
+    for i in range(2):
+        frame = av.VideoFrame.from_ndarray(stored, format="rgb24")
+        frame.pts = i
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    with VideoFileSource.open(path, pace="fast") as video:
+        assert video.size == (48, 64)  # portrait, as displayed
+        frame = next(iter(video))
+    assert frame.image.shape == (64, 48, 3)
+    assert frame.image[56:, :8].mean() > 200  # counter-clockwise: top-left → bottom-left
+    assert frame.image[:8, :8].mean() < 50
+
+
 # -- live interface --------------------------------------------------------------------------
 def test_live_replay_is_latest_wins_and_finishes(cfr_video):
     with VideoFileSource.open(cfr_video, pace="realtime") as video:

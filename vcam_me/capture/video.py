@@ -57,7 +57,8 @@ class VideoFileSource(LiveSource):
 
     Attributes:
         path: the file.
-        size: ``(width, height)`` in pixels.
+        size: ``(width, height)`` in pixels, as displayed (a phone video's rotation tag is
+            applied to every frame).
         fps: average frame rate (frames / duration) as reported by the container; for a
             variable-rate file this is the average, not the nominal tag.
         frame_count: number of frames when the container says, else ``None``.
@@ -136,6 +137,7 @@ class VideoFileSource(LiveSource):
             source._release()
             raise CaptureError(f"video file has no decodable frames: {path}")
         source._pending = first
+        source.size = (int(first[0].shape[1]), int(first[0].shape[0]))  # after display rotation
         log.info("video %s: %dx%d, %.3f fps, %s frames, %s s, pace=%s, loop=%s", path.name, *source.size,
                  source.fps, source.frame_count if source.frame_count is not None else "?",
                  f"{source.duration_s:.2f}" if source.duration_s is not None else "?", pace, loop)
@@ -211,7 +213,7 @@ class VideoFileSource(LiveSource):
                     if last_t is not None and t <= last_t:  # broken timestamps: keep order
                         t = last_t + 1e-3
                     last_t = t
-                    yield vf.to_ndarray(format="rgb24"), t
+                    yield _upright(vf.to_ndarray(format="rgb24"), getattr(vf, "rotation", 0)), t
         except av.FFmpegError as err:
             raise CaptureError(f"cannot read video {self.path}: {first_line(err)}") from None
 
@@ -286,6 +288,12 @@ class VideoFileSource(LiveSource):
     def close(self, join_timeout_s: float = 3.0) -> None:
         """Stop playback (and any iteration in progress) and close the file. Idempotent."""
         super().close(join_timeout_s)
+
+
+def _upright(rgb: np.ndarray, rotation_deg) -> np.ndarray:
+    """Apply the file's display rotation (degrees counter-clockwise, as phones record it)."""
+    k = int(round((rotation_deg or 0) / 90.0)) % 4
+    return rgb if k == 0 else np.ascontiguousarray(np.rot90(rgb, k))
 
 
 def _chain_first(first, rest):
