@@ -168,7 +168,7 @@ def create_avatar(
     *,
     overwrite: bool = False,
     min_face_px: int = MIN_FACE_PX,
-    source: str = "",
+    source_name: str = "",
 ) -> Avatar:
     """Make an avatar from one portrait and the tracker's observations of it.
 
@@ -178,7 +178,7 @@ def create_avatar(
         out_dir: folder to write; ``None`` returns an unsaved avatar (tests, previews).
             An existing non-empty folder is refused unless ``overwrite``.
         min_face_px: smallest accepted face (shorter side of the landmark box, pixels).
-        source: free text kept in the metadata (e.g. the photo's file name and licence).
+        source_name: free text kept in the metadata (e.g. the photo's file name and licence).
 
     Raises:
         AvatarError: no face, several faces, face too small, or the folder exists.
@@ -208,7 +208,7 @@ def create_avatar(
         "format": FORMAT,
         "version": VERSION,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "source": source,
+        "source": source_name,
         "image_size": [int(photo.shape[1]), int(photo.shape[0])],
     }
     avatar = Avatar(np.ascontiguousarray(photo), landmarks, transform, blend, {}, meta, None)

@@ -32,9 +32,21 @@ def state_features(state: ExpressionState) -> np.ndarray:
 class AUBasis:
     """Attributes:
         basis: ``(len(FEATURE_NAMES), 478, 3) float32`` displacement per unit feature (IOD).
+        gain: ``(len(FEATURE_NAMES),) float32`` closed-loop gain per feature (what the
+            renderer multiplies each feature by, so that MediaPipe reads back on the render
+            what it read on the driver; calibrated by :mod:`vcam_me.training.calibrate_gains`).
+        pose_gain: ``(3,) float32`` the same for yaw, pitch, roll.
     """
 
     basis: np.ndarray
+    gain: np.ndarray | None = None
+    pose_gain: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.gain is None:
+            object.__setattr__(self, "gain", np.ones(len(FEATURE_NAMES), np.float32))
+        if self.pose_gain is None:
+            object.__setattr__(self, "pose_gain", np.ones(3, np.float32))
 
     @classmethod
     def zeros(cls) -> "AUBasis":
@@ -52,8 +64,12 @@ class AUBasis:
             with np.load(path, allow_pickle=False) as data:
                 basis = data["basis"].astype(np.float32)
                 names = tuple(str(n) for n in data["feature_names"])
+                gain = data["gain"].astype(np.float32) if "gain" in data else None
+                pose_gain = data["pose_gain"].astype(np.float32) if "pose_gain" in data else None
         except (OSError, KeyError, ValueError) as err:
             raise ModelError(f"AU basis {path} cannot be read: {err}") from None
         if names != FEATURE_NAMES or basis.shape != (len(FEATURE_NAMES), NUM_LANDMARKS, 3):
             raise ModelError(f"AU basis {path} does not match this version's AU channels; refit it")
-        return cls(basis)
+        if gain is not None and gain.shape != (len(FEATURE_NAMES),) or pose_gain is not None and pose_gain.shape != (3,):
+            raise ModelError(f"AU basis {path} has gains of the wrong shape; refit it")
+        return cls(basis, gain, pose_gain)

@@ -30,7 +30,7 @@ import numpy as np
 
 from vcam_me.avatar import mesh as M
 from vcam_me.avatar.avatar import Avatar
-from vcam_me.avatar.basis import AUBasis, state_features
+from vcam_me.avatar.basis import FEATURE_NAMES, AUBasis, state_features
 from vcam_me.config import AvatarOptions
 from vcam_me.geometry import euler_to_rotation
 from vcam_me.types import NUM_LANDMARKS, ExpressionState
@@ -45,6 +45,10 @@ EYES_AT = (0.5, 0.43)
 #: (in IOD) before it is fully shown.
 MOUTH_COLOUR = np.array([46, 20, 24], np.float32)
 MOUTH_FULL_GAP_IOD = 0.06
+#: Eye closure is drawn explicitly (the fitted lid motion is driver-sized, not this
+#: avatar's): closure = clip(BLINK_GAIN · AU43, 0, 1) of the lid gap. MediaPipe reads a
+#: fully closed eye as eyeBlink ≈ 0.6–0.7 above rest, hence the gain.
+BLINK_GAIN = 1.6
 #: Non-rigid motion of boundary vertices fades out over this many face widths outside the face.
 EXPRESSION_FALLOFF = 0.35
 
@@ -107,6 +111,7 @@ class EyeRig:
     iris: np.ndarray  # iris vertices inside the opening (centre, maybe more)
     down: np.ndarray  # (3,) unit vector upper → lower lid at rest
     rest_open: float  # rest opening along ``down`` (pixels)
+    blink_feature: int  # index of this eye's AU43 feature
 
 
 def _triangulation(v2: np.ndarray) -> tuple[np.ndarray, list[EyeRig]]:
@@ -135,6 +140,53 @@ def _triangulation(v2: np.ndarray) -> tuple[np.ndarray, list[EyeRig]]:
         rigs.append((upper, pair, mid_u, mid_l, np.array([centre] if inside else [], int)))
     all_tris = np.vstack([tris[keep], np.array(extra, np.int32).reshape(-1, 3)])
     return all_tris, rigs
+
+
+def _barycentric_rows(v2: np.ndarray, tris: np.ndarray, x0: int, y0: int, k: int, wl: int, hl: int):
+    """Barycentric weights of the grid points ``(x0 + k j + (k-1)/2, y0 + k i + (k-1)/2)`` in
+    the triangles ``tris`` of the 2-D mesh ``v2`` (first containing triangle wins).
+
+    Returns ``(rows, cols, vals, assigned)``: lists of arrays for a sparse matrix, and the
+    ``(hl * wl,) bool`` mask of grid points inside the mesh.
+    """
+    jj, ii = np.meshgrid(np.arange(wl), np.arange(hl))
+    pts = np.stack([x0 + k * jj.ravel() + (k - 1) / 2.0, y0 + k * ii.ravel() + (k - 1) / 2.0], 1)
+    n = len(pts)
+    rows, cols, vals = [], [], []
+    assigned = np.zeros(n, bool)
+    # Face: barycentric weights in the triangle that contains the point (first one wins).
+    for a, b, c in tris:
+        pa, pb, pc = v2[a], v2[b], v2[c]
+        det = (pb[0] - pa[0]) * (pc[1] - pa[1]) - (pc[0] - pa[0]) * (pb[1] - pa[1])
+        if abs(det) < 1e-9:
+            continue
+        bx0, by0 = np.minimum(np.minimum(pa, pb), pc)
+        bx1, by1 = np.maximum(np.maximum(pa, pb), pc)
+        j0, j1 = int(np.ceil((bx0 - x0 - (k - 1) / 2) / k)), int(np.floor((bx1 - x0 - (k - 1) / 2) / k))
+        i0, i1 = int(np.ceil((by0 - y0 - (k - 1) / 2) / k)), int(np.floor((by1 - y0 - (k - 1) / 2) / k))
+        j0, i0, j1, i1 = max(j0, 0), max(i0, 0), min(j1, wl - 1), min(i1, hl - 1)
+        if j1 < j0 or i1 < i0:
+            continue
+        sj, si = np.meshgrid(np.arange(j0, j1 + 1), np.arange(i0, i1 + 1))
+        idx = (si * wl + sj).ravel()
+        idx = idx[~assigned[idx]]
+        if idx.size == 0:
+            continue
+        p = pts[idx]
+        l1 = ((pb[1] - pc[1]) * (p[:, 0] - pc[0]) + (pc[0] - pb[0]) * (p[:, 1] - pc[1])) / det
+        l2 = ((pc[1] - pa[1]) * (p[:, 0] - pc[0]) + (pa[0] - pc[0]) * (p[:, 1] - pc[1])) / det
+        l3 = 1.0 - l1 - l2
+        ok = (l1 >= -1e-6) & (l2 >= -1e-6) & (l3 >= -1e-6)
+        if not ok.any():
+            continue
+        idx, l1, l2, l3 = idx[ok], l1[ok], l2[ok], l3[ok]
+        assigned[idx] = True
+        for v, l in ((a, l1), (b, l2), (c, l3)):
+            rows.append(idx)
+            cols.append(np.full(idx.size, v))
+            vals.append(l)
+
+    return rows, cols, vals, assigned
 
 
 def _build_warp(
@@ -172,39 +224,7 @@ def _build_warp(
     n = len(pts)
     nv = NUM_LANDMARKS
 
-    rows, cols, vals = [], [], []
-    assigned = np.zeros(n, bool)
-    # Face: barycentric weights in the triangle that contains the point (first one wins).
-    for a, b, c in tris:
-        pa, pb, pc = v2[a], v2[b], v2[c]
-        det = (pb[0] - pa[0]) * (pc[1] - pa[1]) - (pc[0] - pa[0]) * (pb[1] - pa[1])
-        if abs(det) < 1e-9:
-            continue
-        bx0, by0 = np.minimum(np.minimum(pa, pb), pc)
-        bx1, by1 = np.maximum(np.maximum(pa, pb), pc)
-        j0, j1 = int(np.ceil((bx0 - x0 - (k - 1) / 2) / k)), int(np.floor((bx1 - x0 - (k - 1) / 2) / k))
-        i0, i1 = int(np.ceil((by0 - y0 - (k - 1) / 2) / k)), int(np.floor((by1 - y0 - (k - 1) / 2) / k))
-        j0, i0, j1, i1 = max(j0, 0), max(i0, 0), min(j1, wl - 1), min(i1, hl - 1)
-        if j1 < j0 or i1 < i0:
-            continue
-        sj, si = np.meshgrid(np.arange(j0, j1 + 1), np.arange(i0, i1 + 1))
-        idx = (si * wl + sj).ravel()
-        idx = idx[~assigned[idx]]
-        if idx.size == 0:
-            continue
-        p = pts[idx]
-        l1 = ((pb[1] - pc[1]) * (p[:, 0] - pc[0]) + (pc[0] - pb[0]) * (p[:, 1] - pc[1])) / det
-        l2 = ((pc[1] - pa[1]) * (p[:, 0] - pc[0]) + (pa[0] - pc[0]) * (p[:, 1] - pc[1])) / det
-        l3 = 1.0 - l1 - l2
-        ok = (l1 >= -1e-6) & (l2 >= -1e-6) & (l3 >= -1e-6)
-        if not ok.any():
-            continue
-        idx, l1, l2, l3 = idx[ok], l1[ok], l2[ok], l3[ok]
-        assigned[idx] = True
-        for v, l in ((a, l1), (b, l2), (c, l3)):
-            rows.append(idx)
-            cols.append(np.full(idx.size, v))
-            vals.append(l)
+    rows, cols, vals, assigned = _barycentric_rows(v2, tris, x0, y0, k, wl, hl)
 
     # Outside the face: rigid head motion with falloff + boundary non-rigid part with falloff.
     out_idx = np.nonzero(~assigned)[0]
@@ -247,6 +267,43 @@ def _build_warp(
     return matrix, (x0, y0, x1, y1), (hl, wl)
 
 
+@dataclass(frozen=True)
+class DetailPatch:
+    """A small box (eyes, mouth) warped again at full resolution with a converged inverse,
+    where the 1/k field is too coarse (an eye closes over ~15 px), feathered into the frame."""
+
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1
+    matrix: object  # (h * w, 478) CSR float32
+    grid: np.ndarray  # (h, w, 2) float32 absolute pixel coordinates
+    feather: np.ndarray  # (h, w, 1) float32 weight of the patch (1 inside, 0 at the rim)
+
+
+def _detail_patch(v2: np.ndarray, tris: np.ndarray, ids, margins: tuple[float, float, float, float],
+                  iod: float, size: tuple[int, int]) -> DetailPatch | None:
+    """Patch around the vertices ``ids``; ``margins`` (left, top, right, bottom) in IOD."""
+    from scipy.sparse import csr_matrix
+
+    pts = v2[list(ids)]
+    x0 = int(max(0, np.floor(pts[:, 0].min() - margins[0] * iod)))
+    y0 = int(max(0, np.floor(pts[:, 1].min() - margins[1] * iod)))
+    x1 = int(min(size[0], np.ceil(pts[:, 0].max() + margins[2] * iod)))
+    y1 = int(min(size[1], np.ceil(pts[:, 1].max() + margins[3] * iod)))
+    w, h = x1 - x0, y1 - y0
+    if w < 8 or h < 8:
+        return None
+    rows, cols, vals, assigned = _barycentric_rows(v2, tris, x0, y0, 1, w, h)
+    if not assigned.all():  # the patch must lie inside the face mesh
+        return None
+    matrix = csr_matrix((np.concatenate(vals).astype(np.float32), (np.concatenate(rows), np.concatenate(cols))),
+                        shape=(w * h, NUM_LANDMARKS))
+    gx, gy = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
+    rim = max(2.0, min(w, h) / 6.0)
+    fx = np.minimum(np.arange(w) + 0.5, w - np.arange(w) - 0.5) / rim
+    fy = np.minimum(np.arange(h) + 0.5, h - np.arange(h) - 0.5) / rim
+    feather = _smoothstep(np.minimum(fy[:, None], fx[None, :])).astype(np.float32)[..., None]
+    return DetailPatch((x0, y0, x1, y1), matrix, np.stack([gx, gy], axis=2), feather)
+
+
 class AvatarRenderer:
     """Renders an avatar for an :class:`ExpressionState`. Build it with :meth:`create`.
 
@@ -266,6 +323,9 @@ class AvatarRenderer:
         downscale: int,
         eyes: list[EyeRig],
         iod_px: float,
+        pose_gain: np.ndarray | None = None,
+        feature_gain: np.ndarray | None = None,
+        patches: list[DetailPatch] | None = None,
     ) -> None:
         self.canvas = canvas
         self.rest = rest
@@ -278,6 +338,9 @@ class AvatarRenderer:
         self._k = downscale
         self._eyes = eyes
         self.iod_px = iod_px
+        self._patches = patches or []
+        self._pose_gain = np.ones(3) if pose_gain is None else np.asarray(pose_gain, np.float64)
+        self._gain = np.ones(len(basis_px), np.float32) if feature_gain is None else np.asarray(feature_gain, np.float32)
         x0, y0, x1, y1 = bbox
         hl, wl = grid
         jj, ii = np.meshgrid(np.arange(wl, dtype=np.float32), np.arange(hl, dtype=np.float32))
@@ -324,12 +387,24 @@ class AvatarRenderer:
         matrix, bbox, grid = _build_warp(v2, tris, ctrl, size, options.warp_downscale, options.head_follow_falloff)
         ctrl_z = float(rest[list(M.FACE_OVAL), 2].mean())
         ctrl3 = np.column_stack([ctrl, np.full(3, ctrl_z)])
+        iod = M.interocular(rest)
+        patches = [
+            _detail_patch(v2, tris, M.RIGHT_EYE, (0.12, 0.22, 0.12, 0.1), iod, size),
+            _detail_patch(v2, tris, M.LEFT_EYE, (0.12, 0.22, 0.12, 0.1), iod, size),
+        ]
+        patches = [p for p in patches if p is not None]
         eyes = []
-        for upper, pair, mu, ml, iris in rig_data:
+        for (upper, pair, mu, ml, iris), side in zip(rig_data, ("R", "L")):
             down = rest[ml] - rest[mu]
             rest_open = float(np.linalg.norm(down))
-            eyes.append(EyeRig(upper, pair, mu, ml, iris, down / max(rest_open, 1e-6), rest_open))
-        return cls(canvas, rest, basis_px, pivot, ctrl3, matrix, bbox, grid, options.warp_downscale, eyes, M.interocular(rest))
+            blink = FEATURE_NAMES.index(f"AU43_{side}")
+            # the lid itself is closed explicitly in _fix_eyes; keep the fitted motion of
+            # the skin around it
+            rows = basis_px[blink].reshape(-1, 3)
+            rows[np.concatenate([upper, iris]).astype(int)] = 0.0
+            eyes.append(EyeRig(upper, pair, mu, ml, iris, down / max(rest_open, 1e-6), rest_open, blink))
+        return cls(canvas, rest, basis_px, pivot, ctrl3, matrix, bbox, grid, options.warp_downscale, eyes,
+                   iod, basis.pose_gain.astype(np.float64), basis.gain.astype(np.float32), patches)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -339,12 +414,14 @@ class AvatarRenderer:
     def _lip_gap(self, v2: np.ndarray) -> float:
         return float(np.mean(v2[self._lips_low, 1] - v2[self._lips_up, 1]))
 
-    def _fix_eyes(self, v: np.ndarray) -> None:
-        """Keep each upper lid from passing its lower lid, and the iris between them (in place)."""
+    def _fix_eyes(self, v: np.ndarray, features: np.ndarray) -> None:
+        """Close the lids by the blink features, keep each upper lid from passing its lower
+        lid, and keep the iris between them (in place)."""
         for eye in self._eyes:
             gap = (v[eye.lower_pair] - v[eye.upper]) @ eye.down
-            cross = np.minimum(gap, 0.0)
-            v[eye.upper] += cross[:, None] * eye.down
+            closure = float(np.clip(BLINK_GAIN * features[eye.blink_feature], 0.0, 1.0))
+            # move down by the closed fraction of the open gap; up by any overlap
+            v[eye.upper] += (closure * np.maximum(gap, 0.0) + np.minimum(gap, 0.0))[:, None] * eye.down
             if eye.iris.size:
                 up, low = v[eye.mid_upper], v[eye.mid_lower]
                 open_now = max(float((low - up) @ eye.down), 0.0)
@@ -357,17 +434,20 @@ class AvatarRenderer:
 
     def mesh(self, state: ExpressionState) -> np.ndarray:
         """``(478, 3) float32`` posed mesh in output pixels (x, y; z scaled like x)."""
-        f = state_features(state)
+        f = state_features(state) * self._gain
         v = self.rest + (f @ self._basis).reshape(-1, 3)
-        self._fix_eyes(v)
-        pose = np.asarray(state.head_pose, np.float64)
+        self._fix_eyes(v, f)
+        pose = self._pose(state)
         if np.any(pose != 0):
             r = _FLIP @ euler_to_rotation(pose) @ _FLIP
             v = (v - self._pivot) @ r.T + self._pivot
         return v.astype(np.float32)
 
+    def _pose(self, state: ExpressionState) -> np.ndarray:
+        return np.asarray(state.head_pose, np.float64) * self._pose_gain
+
     def _ctrl_displacement(self, state: ExpressionState) -> np.ndarray:
-        pose = np.asarray(state.head_pose, np.float64)
+        pose = self._pose(state)
         if not np.any(pose != 0):
             return np.zeros((3, 2), np.float32)
         r = _FLIP @ euler_to_rotation(pose) @ _FLIP
@@ -388,14 +468,42 @@ class AvatarRenderer:
         mx = jj - field[..., 0] * (1.0 / k)
         my = ii - field[..., 1] * (1.0 / k)
         back = cv2.remap(field, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        x0, y0, x1, y1 = self.bbox
-        inv = cv2.resize(back, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
-        full = self._base_map - inv
-        m1, m2 = cv2.convertMaps(full, None, cv2.CV_16SC2)
         out = self.canvas.copy()
-        cv2.remap(self.canvas, m1, m2, cv2.INTER_LINEAR, dst=out[y0:y1, x0:x1], borderMode=cv2.BORDER_REPLICATE)
+        # Warp only the cells that move (all of the head region once the head turns; just
+        # the face and its surround when only the expression changes).
+        moving = np.abs(back).max(axis=2) > 0.02
+        rows, cols = np.nonzero(moving.any(axis=1))[0], np.nonzero(moving.any(axis=0))[0]
+        if rows.size:
+            i0, i1 = max(rows[0] - 1, 0), min(rows[-1] + 2, hl)
+            j0, j1 = max(cols[0] - 1, 0), min(cols[-1] + 2, wl)
+            x0, y0 = self.bbox[0] + j0 * k, self.bbox[1] + i0 * k
+            w, h = (j1 - j0) * k, (i1 - i0) * k
+            inv = cv2.resize(back[i0:i1, j0:j1], (w, h), interpolation=cv2.INTER_LINEAR)
+            full = self._base_map[i0 * k : i1 * k, j0 * k : j1 * k] - inv
+            m1, m2 = cv2.convertMaps(full, None, cv2.CV_16SC2)
+            # a contiguous destination is markedly faster for remap than a strided view
+            warped = cv2.remap(self.canvas, m1, m2, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            out[y0 : y0 + h, x0 : x0 + w] = warped
+        for patch in self._patches:
+            self._warp_patch(out, patch)
         self._draw_mouth(out, v[:, :2])
         return out
+
+    def _warp_patch(self, out: np.ndarray, patch: DetailPatch, iterations: int = 3) -> None:
+        x0, y0, x1, y1 = patch.box
+        field = (patch.matrix @ self._rhs[:NUM_LANDMARKS]).reshape(y1 - y0, x1 - x0, 2)
+        if not np.any(np.abs(field) > 0.02):
+            return
+        src = patch.grid - field
+        origin = np.array([x0, y0], np.float32)
+        for _ in range(iterations - 1):
+            at = src - origin
+            d = cv2.remap(field, at[..., 0], at[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            src = patch.grid - d
+        m1, m2 = cv2.convertMaps(src, None, cv2.CV_16SC2)
+        warped = cv2.remap(self.canvas, m1, m2, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        region = out[y0:y1, x0:x1]
+        region[:] = (warped * patch.feather + region * (1.0 - patch.feather) + 0.5).astype(np.uint8)
 
     def _draw_mouth(self, out: np.ndarray, v2: np.ndarray) -> None:
         alpha = (self._lip_gap(v2) - self._rest_gap) / (MOUTH_FULL_GAP_IOD * self.iod_px)
