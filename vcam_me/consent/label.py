@@ -74,7 +74,8 @@ _BACKING_RGB = (18, 18, 20)  # the dark backing colour (its opacity comes from L
 _TEXT_RGB = (255, 255, 255)
 
 _FONT_FILE = PROJECT_ROOT / "assets" / "fonts" / "DejaVuSansCondensed-Bold.ttf"
-_CODE_RE = re.compile(r"^[0-9A-Z]+(-[0-9A-Z]+)*$")
+# Crockford base32 (no I, L, O, U), in hyphen-separated groups.
+_CODE_RE = re.compile(r"^[0-9A-HJKMNP-TV-Z]+(-[0-9A-HJKMNP-TV-Z]+)*$")
 
 
 # --------------------------------------------------------------------------------------
@@ -123,13 +124,14 @@ def format_consent_code(code: str) -> str:
     """The displayed form of a consent code: upper case, grouped ``XXXX-XXXX``.
 
     Accepts the 8-character Crockford base32 short form with or without the hyphen (spaces
-    ignored). Raises ``ValueError`` for anything else that would not read as a code.
+    ignored; other lengths of 4–16 symbols in hyphenated groups pass unchanged). Raises
+    ``ValueError`` for anything else, so free text can never pose as a code.
     """
     text = "".join(str(code).split()).upper()
     if len(text) == 8 and "-" not in text:
         text = f"{text[:4]}-{text[4:]}"
-    if not text or len(text) > 16 or not _CODE_RE.match(text):
-        raise ValueError(f"consent code {code!r}: expected letters/digits like 7KQ4-M2XD")
+    if not 4 <= len(text.replace("-", "")) <= 16 or not _CODE_RE.match(text):
+        raise ValueError(f"consent code {code!r}: expected Crockford base32 like 7KQ4-M2XD")
     return text
 
 
@@ -341,7 +343,9 @@ def render_label_sprites(
     x0, x1 = safe_column((width, height))
     inset = max(1, round(_COLUMN_INSET * height))
     badge_w = (x1 - x0) - 2 * inset
-    margin_y = math.ceil(_FILL_TRIM * height) + round(_EDGE * height)
+    # "Fill" tiles up to 2:1 keep the central W/2 rows: stay clear of what they trim
+    # (40 px at 1280×720), and never closer to the edge than a 16:9 frame would be.
+    margin_y = max(math.ceil(_FILL_TRIM * height), math.ceil((height - width / 2) / 2)) + round(_EDGE * height)
 
     # -- badge -----------------------------------------------------------------------------
     cap = max(math.ceil(_CAP_TARGET * height), math.ceil(MIN_CAP_FRACTION * height))
