@@ -454,15 +454,27 @@ class AvatarRenderer:
         moved = (self._ctrl - self._pivot) @ r.T + self._pivot
         return (moved[:, :2] - self._ctrl[:, :2]).astype(np.float32)
 
-    def render(self, state: ExpressionState) -> np.ndarray:
-        """The avatar for ``state``: ``(H, W, 3) uint8 RGB`` at :attr:`size`."""
+    def displacement_field(self, state: ExpressionState) -> np.ndarray:
+        """Forward displacement (pixels) ``(hl, wl, 2) float32`` on the 1/k grid of :attr:`bbox`.
+
+        Grid cell (i, j) is the output pixel ``(x0 + k j + (k-1)/2, y0 + k i + (k-1)/2)``.
+        """
         v = self.mesh(state)
+        return self._field(v, state)
+
+    def _field(self, v: np.ndarray, state: ExpressionState) -> np.ndarray:
         rhs = self._rhs
         rhs[:NUM_LANDMARKS] = v[:, :2] - self.rest[:, :2]
         rhs[NUM_LANDMARKS:] = self._ctrl_displacement(state)
+        hl, wl = self._grid
+        return (self._matrix @ rhs).reshape(hl, wl, 2)
+
+    def render(self, state: ExpressionState) -> np.ndarray:
+        """The avatar for ``state``: ``(H, W, 3) uint8 RGB`` at :attr:`size`."""
+        v = self.mesh(state)
+        field = self._field(v, state)
         k = self._k
         hl, wl = self._grid
-        field = (self._matrix @ rhs).reshape(hl, wl, 2)
         # One fixed-point step of the inverse: src(q) = q − Δ(q − Δ(q)), at low resolution.
         jj, ii = self._lo_grid
         mx = jj - field[..., 0] * (1.0 / k)
