@@ -243,7 +243,8 @@ def _build_warp(
     d = np.where(inside_oval, 0.0, d)
     chin_y = v2[M.CHIN, 1]
     # The neck follows the head less than the hair does: shoulders must stay put.
-    d_rigid = np.where(p[:, 1] > chin_y, 2.0 * d, d)
+    # (a smooth factor from 1 at the chin's height to 2 lower down: a step would tear)
+    d_rigid = d * (1.0 + _smoothstep((p[:, 1] - chin_y) / (0.3 * fw)))
     g = _smoothstep(1.0 - d_rigid / rigid_r)
     e = _smoothstep(1.0 - d / expr_r)
     va, vb = oval[seg], oval[(seg + 1) % len(oval)]
