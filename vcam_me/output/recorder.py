@@ -3,10 +3,12 @@
 Frame ``n`` sent gets presentation time ``n / fps`` (timestamps come from the frame index,
 not the wall clock, so a recording plays at the output rate even if the render loop
 jittered). Encoding runs on a background thread: :meth:`RecorderSink.send` only copies the
-RGB image into an encoder frame (one copy, which the encoder needs anyway) and queues it.
-When the queue is full ``send`` waits (``block=True``, the default: a recording keeps every
-frame) or drops the frame (``block=False``; the next frame keeps its own index, so timing
-stays right and the dropped frame shows as a repeat).
+RGB image into one of a few preallocated buffers (≈ 0.3 ms at 720p) and queues it; the
+thread converts it to yuv420p (OpenCV, BT.601 limited range, tagged as such in the file)
+and runs x264, both without holding the GIL. When every buffer is in use ``send`` waits
+(``block=True``, the default: a recording keeps every frame) or drops the frame
+(``block=False``, for live use; the next frame keeps its own index, so timing stays right
+and the dropped frame shows as a repeat).
 
 The file is written under a hidden temporary name in the same folder and renamed to the
 final name by :meth:`RecorderSink.close`, so a crash never leaves a half-written file under
@@ -22,6 +24,8 @@ import threading
 import uuid
 from fractions import Fraction
 from pathlib import Path
+
+import numpy as np
 
 from vcam_me.config import OutputOptions
 from vcam_me.errors import OutputError
@@ -68,7 +72,13 @@ class RecorderSink(SinkBase):
         self._block = block
         self._time_base = Fraction(1, int(fps)) if float(fps).is_integer() else Fraction(1, 1000)
         self._ms_per_tick = None if float(fps).is_integer() else 1000.0 / fps
-        self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_frames))
+        # Buffers go round: free → (send copies a frame in) → work → (thread converts) → free.
+        w, h = self.size
+        self._free: queue.Queue = queue.Queue()
+        for _ in range(max(1, queue_frames)):
+            self._free.put(np.empty((h, w, 3), np.uint8))
+        self._queue: queue.Queue = queue.Queue()
+        self._i420 = np.empty((h * 3 // 2, w), np.uint8)
         self._error: BaseException | None = None
         #: Frames handed to the encoder / frames dropped because the encoder was busy.
         self.frames_written = 0
@@ -122,6 +132,7 @@ class RecorderSink(SinkBase):
             cc.width, cc.height, cc.pix_fmt = width, height, "yuv420p"
             cc.time_base = Fraction(1, int(fps)) if float(fps).is_integer() else Fraction(1, 1000)
             cc.options = {"crf": str(crf), "preset": preset}
+            _tag_bt601_limited(cc)
             if threads:
                 cc.thread_count = int(threads)
         except Exception as err:
@@ -134,29 +145,27 @@ class RecorderSink(SinkBase):
 
     # -- caller side -------------------------------------------------------------------------
     def _send(self, frame: RenderedFrame) -> None:
-        import av
-
         self._raise_pending()
         check_image(frame.image, self.size)
-        vf = av.VideoFrame.from_ndarray(frame.image, format="rgb24")  # copies: the caller may reuse its buffer
         index = self._index
         self._index += 1
-        vf.pts = index if self._ms_per_tick is None else int(round(index * self._ms_per_tick))
-        vf.time_base = self._time_base
         if self._block:
             while True:
                 try:
-                    self._queue.put(vf, timeout=0.5)
+                    buffer = self._free.get(timeout=0.5)
                     break
-                except queue.Full:
+                except queue.Empty:
                     self._raise_pending()
                     if not self._thread.is_alive():
-                        raise OutputError(f"recorder for {self.path} stopped")
+                        raise OutputError(f"recorder for {self.path} stopped") from None
         else:
             try:
-                self._queue.put_nowait(vf)
-            except queue.Full:
+                buffer = self._free.get_nowait()
+            except queue.Empty:
                 self.frames_dropped += 1
+                return
+        np.copyto(buffer, frame.image)  # the caller may reuse its image after send returns
+        self._queue.put((index, buffer))
 
     def _raise_pending(self) -> None:
         if self._error is not None:
@@ -165,14 +174,24 @@ class RecorderSink(SinkBase):
 
     # -- encoder thread ----------------------------------------------------------------------
     def _encode_loop(self) -> None:
+        import av
+        import cv2
+
         try:
             while True:
                 item = self._queue.get()
                 if item is _STOP:
                     break
+                index, buffer = item
                 if self._error is not None:
+                    self._free.put(buffer)
                     continue  # drain
-                for packet in self._stream.encode(item):
+                cv2.cvtColor(buffer, cv2.COLOR_RGB2YUV_I420, dst=self._i420)
+                self._free.put(buffer)
+                vf = av.VideoFrame.from_ndarray(self._i420, format="yuv420p")
+                vf.pts = index if self._ms_per_tick is None else int(round(index * self._ms_per_tick))
+                vf.time_base = self._time_base
+                for packet in self._stream.encode(vf):
                     self._container.mux(packet)
                 self.frames_written += 1
             if self._error is None:
@@ -181,12 +200,13 @@ class RecorderSink(SinkBase):
         except BaseException as err:  # thread boundary: keep it for the caller
             log.error("recorder failed: %s", err)
             self._error = err
-            while True:  # unblock a waiting send()
+            while True:  # hand the buffers back so a waiting send() wakes up and sees the error
                 try:
-                    if self._queue.get_nowait() is _STOP:
-                        break
+                    item = self._queue.get_nowait()
                 except queue.Empty:
                     break
+                if item is not _STOP:
+                    self._free.put(item[1])
 
     # -- finishing ---------------------------------------------------------------------------
     def _close(self) -> None:
@@ -227,6 +247,16 @@ class RecorderSink(SinkBase):
             os.rename(self.temp_path, self.path)
             return
         _unlink(self.temp_path)
+
+
+def _tag_bt601_limited(cc) -> None:
+    """Say in the stream which colours the yuv420p samples mean (OpenCV's RGB → I420 is
+    BT.601, limited range); untagged HD video is often decoded as BT.709 instead."""
+    for name, value in (("colorspace", 6), ("color_primaries", 6), ("color_trc", 6), ("color_range", 1)):
+        try:
+            setattr(cc, name, value)
+        except Exception:  # noqa: BLE001 - older PyAV: leave untagged
+            log.debug("cannot set %s on the encoder", name)
 
 
 def _unlink(path: Path) -> None:
