@@ -295,6 +295,17 @@ def test_stamp_is_in_place_and_copies_read_only_frames():
         stamper.stamp(RenderedFrame(np.zeros((360, 640), np.uint8), 0))
 
 
+def test_stamp_writes_through_strided_views():
+    big = _scene((1280, 360))
+    view = big[:, ::2]  # (360, 640, 3) with a 6-byte pixel step
+    plain = view.copy()
+    stamper = LabelStamper.create((640, 360), consent_code=CODE)
+    out = stamper.stamp(RenderedFrame(view, 0)).image
+    assert out is view
+    expected = apply_label(plain, stamper.sprites_for((640, 360)), banner=True)
+    np.testing.assert_array_equal(view, expected)
+
+
 def test_stamp_any_size_and_change_consent():
     stamper = LabelStamper.create((640, 360))
     stamper.stamp(RenderedFrame(_scene((1280, 720)), 0))  # another size: sprites made on demand
@@ -315,3 +326,22 @@ def test_label_cannot_be_disabled():
         assert not params & {"enabled", "enable", "disable", "disabled", "visible", "show", "hidden"}
     with pytest.raises(ValueError):
         LabelStamper(LabelOptions(banner_seconds=3.0), banner_repeat_s=2.0)
+
+
+def test_label_survives_h264_at_360p(tmp_path):
+    """Label a 720p frame, downscale to 360p, encode with strong compression, decode: still legible."""
+    import av
+
+    from vcam_me.output import RecorderSink
+
+    sprites = render_label_sprites((1280, 720), consent_code=CODE)
+    small = cv2.resize(apply_label(_scene((1280, 720)), sprites), (640, 360), interpolation=cv2.INTER_AREA)
+    path = tmp_path / "low.mp4"
+    with RecorderSink.open(path, (640, 360), 30, crf=38, preset="ultrafast") as sink:
+        for i in range(3):
+            sink.send(RenderedFrame(small, i))
+    with av.open(str(path)) as container:
+        decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)][-1]
+    region = _crop(decoded, sprites.badge.rect, 0.5)
+    line = _first_line_boxes(region)
+    assert line[0][3] >= 17 and len(line) >= 10

@@ -210,12 +210,7 @@ class RecorderSink(SinkBase):
 
     # -- finishing ---------------------------------------------------------------------------
     def _close(self) -> None:
-        while self._thread.is_alive():
-            try:
-                self._queue.put(_STOP, timeout=0.5)
-                break
-            except queue.Full:
-                continue
+        self._queue.put(_STOP)
         self._thread.join()
         try:
             self._container.close()

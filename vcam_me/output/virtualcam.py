@@ -129,7 +129,8 @@ class VirtualCameraSink(SinkBase):
                     width, height, fps, fmt=pyvirtualcam.PixelFormat.RGB, device=device or None, backend=name
                 )
             except Exception as err:  # the backend's own words go into the one-line message
-                reasons.append(f"{name}: {_one_line(err)}")
+                text = _one_line(err)  # pyvirtualcam already says "'<name>' backend: ..."
+                reasons.append(text if name in text else f"{name}: {text}")
                 continue
             log.info("virtual camera: %s backend, device %s, %dx%d @ %s fps", name, camera.device, width, height, fps)
             return cls(camera)
