@@ -112,6 +112,19 @@ def test_banner_wording():
     assert " ".join(sprites.banner_lines) == banner_text("Jane Doe")
 
 
+@pytest.mark.parametrize("size", [(160, 120), (720, 1280), (200, 600), (3840, 2160)])
+def test_odd_sizes_render_without_overlap(size):
+    for position in ("bottom-centre", "top-centre"):
+        sprites = render_label_sprites(size, LabelOptions(position=position), consent_code=CODE,
+                                       display_name="Bartholomew Maximilian Ferdinand")
+        rects = [sprites.badge.rect, sprites.corner.rect, sprites.banner.rect]
+        for i, (x, y, w, h) in enumerate(rects):
+            assert 0 <= x and x + w <= size[0] and 0 <= y and y + h <= size[1]
+            for ox, oy, ow, oh in rects[i + 1:]:
+                assert x + w <= ox or ox + ow <= x or y + h <= oy or oy + oh <= y
+        assert sprites.primary_cap_px >= math.ceil(0.05 * min(size))
+
+
 def test_long_name_is_shortened_and_banner_stays_in_frame():
     sprites = render_label_sprites((1280, 720), display_name="Maximilian " * 12 + "\x07")
     x, y, w, h = sprites.banner.rect

@@ -9,7 +9,7 @@ alpha-blended per frame over its own small rectangle only:
   that survives centre crops to 4:3, 1:1 and 9:16 portrait (x ∈ [437, 843] at 1280×720) and
   "fill" tiles up to 2:1 (which trim ≈ 5.6 % of the height at top and bottom). The primary
   text has a cap height of at least 5 % of the frame height (≥ 36 px at 720p, so ≥ 18 px
-  after a downscale to 360p). At 5 % the words "AI-generated avatar" do not fit the 9:16
+  after a downscale to 360p; for a portrait frame, 5 % of its width, the shorter side). At 5 % the words "AI-generated avatar" do not fit the 9:16
   column on one line, so they are wrapped ("AI-generated" / "avatar"); the Consent ID line
   is as large as the column allows (about 3 % of the height). Without a consent code the
   badge keeps its size and shows the primary text only, centred, so nothing moves when the
@@ -345,14 +345,18 @@ def render_label_sprites(
     opacity = float(options.backing_opacity)
 
     x0, x1 = safe_column((width, height))
-    inset = max(1, round(_COLUMN_INSET * height))
+    # Sizes scale with the frame height (the shorter side of a landscape frame; for a
+    # portrait frame the width, as GB 45438 measures labels on the shortest side).
+    ref = min(width, height)
+    inset = max(1, round(_COLUMN_INSET * ref))
     badge_w = (x1 - x0) - 2 * inset
     # "Fill" tiles up to 2:1 keep the central W/2 rows: stay clear of what they trim
     # (40 px at 1280×720), and never closer to the edge than a 16:9 frame would be.
-    margin_y = max(math.ceil(_FILL_TRIM * height), math.ceil((height - width / 2) / 2)) + round(_EDGE * height)
+    fill_trim = (height - width / 2) / 2 if width >= height else 0.0
+    margin_y = max(math.ceil(_FILL_TRIM * ref), math.ceil(fill_trim)) + round(_EDGE * ref)
 
     # -- badge -----------------------------------------------------------------------------
-    cap = max(math.ceil(_CAP_TARGET * height), math.ceil(MIN_CAP_FRACTION * height))
+    cap = max(math.ceil(_CAP_TARGET * ref), math.ceil(MIN_CAP_FRACTION * ref))
     font = _font_for_cap(cap)
     pad_x = max(2, round(0.3 * cap))
     avail = badge_w - 2 * pad_x
@@ -362,7 +366,7 @@ def render_label_sprites(
     sample = CONSENT_PREFIX + "7KQ4-M2XD"
     cap2 = cap
     font2 = font
-    while cap2 > max(4, math.ceil(_SECONDARY_MIN_CAP * height)) and font2.getlength(sample) > avail:
+    while cap2 > max(4, math.ceil(_SECONDARY_MIN_CAP * ref)) and font2.getlength(sample) > avail:
         cap2 -= 1
         font2 = _font_for_cap(cap2)
     if code is not None:
@@ -382,28 +386,30 @@ def render_label_sprites(
     ct, cb = _block([corner_line], None, max(2, round(0.35 * cap)), pad_top, pad_top, radius=round(0.3 * cap))
     cx = width - round(0.025 * width) - ct.shape[1]
     cy = margin_y
-    if options.position == "top-centre" and cx < bx + badge_w:  # narrow frame: keep clear of the badge
-        cy = by + bh + round(_GAP * height)
+    if options.position == "top-centre" and cx < bx + badge_w:  # narrow frame: keep clear of badge and banner
+        cy = height - margin_y - ct.shape[0]
     corner = Sprite.from_coverage(max(0, cx), min(cy, height - ct.shape[0]), ct, cb, opacity)
 
     # -- banner ---------------------------------------------------------------------------
     col = min(width, height) - 2 * inset
     name = _clean_name(display_name)
-    gap = round(_GAP * height)
+    gap = round(_GAP * ref)
     room = (by - gap - margin_y) if options.position != "top-centre" else (height - margin_y - (by + bh + gap))
-    banner_cap = max(math.ceil(_BANNER_CAP * height), cap)
-    while True:
+    banner_cap = max(math.ceil(_BANNER_CAP * ref), cap)
+    while True:  # largest type that fits the room; then a shorter name; else accept
         bfont = _font_for_cap(banner_cap)
         bpad = max(2, round(0.4 * banner_cap))
         btext_lines = _wrap(bfont, banner_text(name), col - 2 * bpad)
         blines = [_render_line(bfont, t, col - 2 * bpad, banner_cap) for t in btext_lines]
         bt, bb = _block(blines, None, bpad, bpad, bpad, radius=round(0.3 * banner_cap))
-        if bt.shape[0] <= room or banner_cap <= cap:
-            if bt.shape[0] > room and name and len(name) > 12:  # still too tall: shorten the name
-                name = name[: max(12, len(name) // 2)].rstrip() + "…"
-                continue
+        if bt.shape[0] <= room:
             break
-        banner_cap -= 1
+        if banner_cap > cap:
+            banner_cap -= 1
+        elif name and len(name) > 13:
+            name = name[: max(12, len(name) // 2)].rstrip() + "…"
+        else:
+            break  # cannot fit (a very small or portrait frame): it overlaps the picture above
     bnx = (width - bt.shape[1]) // 2
     bny = by - gap - bt.shape[0] if options.position != "top-centre" else by + bh + gap
     bny = max(0, min(bny, height - bt.shape[0]))
