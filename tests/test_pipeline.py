@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 
-from vcam_me.pipeline import LivePipeline, render_offline
+from vcam_me.pipeline import LivePipeline, render_offline, track_all
 from vcam_me.types import ExpressionState, FaceObservation, Frame, RenderedFrame
 
 
@@ -126,8 +126,9 @@ def test_tracking_errors_reach_the_caller():
 def test_offline_render_follows_the_video_timeline():
     frames = [Frame(np.zeros((4, 4, 3), np.uint8), int(round(i * 1000 / 30)), i) for i in range(30)]  # 1 s at 30 fps
     sink, tracker = ListSink(), FakeTracker()
-    result = render_offline(frames, tracker, FakeExpression(), FakeRenderer(), FakeStamper(), sink, fps=60)
+    observations = track_all(frames, tracker)
+    assert len(observations) == 30 and tracker.seen == list(range(30))
+    written = render_offline(observations, FakeExpression(), FakeRenderer(), FakeStamper(), sink, fps=60)
     # frame i of the output is at t = i / 60 s, up to the last driving frame (967 ms)
     assert [f.timestamp_ms for f in sink.frames] == [int(round(i * 1000 / 60)) for i in range(len(sink.frames))]
-    assert sink.frames[-1].timestamp_ms <= 967 and len(sink.frames) == 59
-    assert len(result.driver) == 30 and tracker.seen == list(range(30))
+    assert sink.frames[-1].timestamp_ms <= 967 and written == len(sink.frames) == 59

@@ -141,13 +141,16 @@ def build_stamper(cfg: AppConfig, size: tuple[int, int], display_name: str | Non
     return LabelStamper.create(size, cfg.label, consent_code=None, display_name=display_name)
 
 
-def build_expression(cfg: AppConfig, *, offline: bool):
-    from vcam_me.expression import ExpressionMapper
+def build_expression(cfg: AppConfig, *, offline: bool, observations: list | None = None):
+    """The expression stage. Offline, the recording calibrates itself: its own neutral
+    baseline and pose, fixed for the whole clip, and interpolation on its own timeline."""
+    from vcam_me.expression import Calibration, ExpressionMapper
 
-    options = cfg.expression
-    if offline:  # the whole video is known: interpolate on its own timeline, no delay
-        options = dataclasses.replace(options, interpolation_delay_ms=0)
-    return ExpressionMapper(options)
+    if not offline:
+        return ExpressionMapper(cfg.expression)
+    options = dataclasses.replace(cfg.expression, interpolation_delay_ms=0)
+    calibration = Calibration.from_observations(observations or [])
+    return ExpressionMapper(options, calibration, adapt_baseline=calibration is None)
 
 
 def _check_new_output(path: Path, force: bool) -> Path:
@@ -195,29 +198,34 @@ def _timeline_frames(source):
 def render_video(avatar_spec: str | None, driving: Path, out: Path, fps: int, size: tuple[int, int], cfg: AppConfig,
                  *, force: bool = False) -> dict:
     """Offline render: frame i of ``out`` shows the avatar at t = i / fps on the driving video's timeline."""
-    out = _check_new_output(out, force)
-    source = _open_driving(Path(driving))  # cheap checks first: a bad video fails before any model loads
-    with source:
-        avatar = resolve_avatar(avatar_spec, cfg)
-        renderer = build_renderer(avatar, size, cfg)
-        stamper = build_stamper(cfg, size)
-        expression = build_expression(cfg, offline=True)
-        return _render_opened(source, out, renderer, stamper, expression, fps, size, cfg, force)
-
-
-def _render_opened(source, out, renderer, stamper, expression, fps, size, cfg, force) -> dict:
     from vcam_me.output import RecorderSink
     from vcam_me.pipeline import render_offline
 
+    out = _check_new_output(out, force)
+    with _open_driving(Path(driving)) as source:  # cheap checks first: a bad video fails before models load
+        avatar = resolve_avatar(avatar_spec, cfg)
+        observations = track_recording(source, cfg, label=f"tracking {Path(driving).name}")
+    renderer = build_renderer(avatar, size, cfg)
+    stamper = build_stamper(cfg, size)
+    expression = build_expression(cfg, offline=True, observations=observations)
+    duration_ms = observations[-1].timestamp_ms if observations else 0
+    progress = Progress(f"rendering {out.name}", int(duration_ms * fps / 1000) + 1)
+    with RecorderSink.open(out, size, fps, cfg.output, overwrite=force) as sink:
+        written = render_offline(observations, expression, renderer, stamper, sink, fps, progress=progress)
+    progress.done()
+    faces = sum(o.has_face for o in observations)
+    return {"out": str(out), "frames": written, "driving_frames": len(observations), "driving_frames_with_face": faces}
+
+
+def track_recording(source, cfg: AppConfig, label: str = "tracking") -> list:
+    """Every frame of an opened video file, tracked, stamped with its time in the file."""
+    from vcam_me.pipeline import track_all
+
+    progress = Progress(label, source.frame_count)
     with build_tracker(cfg, "video") as tracker:
-        total = int(source.duration_s * fps) if source.duration_s else None
-        progress = Progress(f"rendering {out.name}", total)
-        with RecorderSink.open(out, size, fps, cfg.output, overwrite=force) as sink:
-            result = render_offline(_timeline_frames(source), tracker, expression, renderer, stamper, sink, fps,
-                                    progress=progress)
-        progress.done()
-    faces = sum(o.has_face for o in result.driver)
-    return {"out": str(out), "frames": result.frames_written, "driving_frames": len(result.driver), "driving_frames_with_face": faces}
+        observations = track_all(_timeline_frames(source), tracker, progress=progress)
+    progress.done()
+    return observations
 
 
 def cmd_demo(args, cfg: AppConfig) -> int:
@@ -419,7 +427,7 @@ def cmd_eval(args, cfg: AppConfig) -> int:
             source=_open_driving(clip),
             driver_tracker=build_tracker(cfg, "video"),
             output_tracker=build_tracker(cfg, "video"),
-            expression=build_expression(cfg, offline=True),
+            make_expression=lambda observations: build_expression(cfg, offline=True, observations=observations),
             renderer=build_renderer(avatar, size, cfg),
             stamper=build_stamper(cfg, size),
         )

@@ -227,36 +227,34 @@ class LivePipeline:
         return self.stats
 
 
-@dataclass
-class OfflineResult:
-    """What an offline render saw: the driver's observations and the frames written."""
-
-    driver: list[FaceObservation]
-    frames_written: int
-    states: list[ExpressionState]
+def track_all(frames: Iterable[Frame], tracker: Tracker, *, progress: Callable[[int], None] | None = None) -> list[FaceObservation]:
+    """Track every frame of a recording (offline): one observation per frame, in order."""
+    observations = []
+    for frame in frames:
+        observations.append(tracker.track(frame))
+        if progress is not None:
+            progress(len(observations))
+    return observations
 
 
 def render_offline(
-    frames: Iterable[Frame],
-    tracker: Tracker,
+    observations: Iterable[FaceObservation],
     expression: Expression,
     renderer: Renderer,
     stamper: Stamper,
     sink: Sink,
     fps: float,
     *,
-    keep_states: bool = False,
     progress: Callable[[int], None] | None = None,
-) -> OfflineResult:
-    """Render output frame i at t = i / fps on the driving video's own timeline.
+) -> int:
+    """Render output frame i at t = i / fps on the driving video's own timeline; returns the count.
 
-    ``frames`` carry ``timestamp_ms`` = their presentation time in the video (from 0). Each
-    output instant is drawn from the driving frames up to one frame past it, so the
-    expression stage can interpolate (set its interpolation delay to 0 for this).
+    ``observations`` come from the driving video in order, with ``timestamp_ms`` = their
+    presentation time (from 0). Each output instant is drawn once the driving frames up to
+    one frame past it are known, so the expression stage can interpolate between the two
+    around it (set its interpolation delay to 0 for this).
     """
-    it: Iterator[Frame] = iter(frames)
-    driver: list[FaceObservation] = []
-    states: list[ExpressionState] = []
+    it: Iterator[FaceObservation] = iter(observations)
     last_ts: int | None = None
     exhausted = False
     written = 0
@@ -264,30 +262,22 @@ def render_offline(
 
     def feed() -> bool:
         nonlocal last_ts
-        try:
-            frame = next(it)
-        except StopIteration:
+        obs = next(it, None)
+        if obs is None:
             return False
-        obs = tracker.track(frame)
-        driver.append(obs)
         expression.update(obs)
-        last_ts = frame.timestamp_ms
+        last_ts = obs.timestamp_ms
         return True
 
-    i = 0
     while True:
-        t = int(round(i * 1000.0 / fps))
+        t = int(round(written * 1000.0 / fps))
         while not exhausted and (last_ts is None or last_ts < t):
             exhausted = not feed()
         if last_ts is None or (exhausted and t > last_ts):
             break
         state = expression.state_at(t)
-        frame = stamper.stamp(RenderedFrame(renderer.render(state), t, state.source_timestamp_ms))
-        sink.send(frame)
-        if keep_states:
-            states.append(state)
+        sink.send(stamper.stamp(RenderedFrame(renderer.render(state), t, state.source_timestamp_ms)))
         written += 1
-        i += 1
         if progress is not None:
             progress(written)
-    return OfflineResult(driver, written, states)
+    return written

@@ -92,3 +92,21 @@ def test_non_monotonic_observation_ignored():
     m.update(_obs(100, jaw=0.0))
     m.update(_obs(50, jaw=0.9))
     assert m.state_at(100).source_timestamp_ms == 100
+
+
+def test_recording_calibrates_itself_for_offline_rendering():
+    # a clip whose face is tense (jaw 0.4) for most of it and relaxed (0.0) only at the end:
+    # a causal running baseline cannot know the relaxed face yet, the clip's own one does
+    observations = [_obs(i * 33, jaw=0.4, pose=(10, 0, 0)) for i in range(60)]
+    observations += [_obs((60 + i) * 33, jaw=0.0, pose=(10, 0, 0)) for i in range(20)]
+    cal = Calibration.from_observations(observations)
+    assert cal.baseline[AU_INDEX["AU26"]] == pytest.approx(0.0)
+    np.testing.assert_allclose(cal.pose_zero, (10, 0, 0), atol=1e-3)
+    m = ExpressionMapper(ExpressionOptions(interpolation_delay_ms=0), cal, adapt_baseline=False)
+    for obs in observations[:30]:
+        m.update(obs)
+    assert m.state_at(29 * 33).intensity("AU26") == pytest.approx(0.4, abs=0.02)
+    np.testing.assert_allclose(m.state_at(29 * 33).head_pose, 0, atol=0.05)
+    assert Calibration.from_observations([_obs(0, face=False)]) is None
+    with pytest.raises(ValueError):
+        ExpressionMapper(adapt_baseline=False)

@@ -33,7 +33,7 @@ class Stages:
     source: object  # VideoFileSource, opened at "fast" pace
     driver_tracker: object
     output_tracker: object
-    expression: object
+    make_expression: Callable[[list], object]  # observations of the clip → expression stage
     renderer: object
     stamper: object
 
@@ -69,7 +69,7 @@ def evaluate_clip(stages: Stages, fps: int = 60) -> dict:
     """Render one clip, re-track it, and score it."""
     from vcam_me.evaluation import metrics
     from vcam_me.expression import blendshapes_to_au
-    from vcam_me.pipeline import render_offline
+    from vcam_me.pipeline import render_offline, track_all
     from vcam_me.types import AU_CHANNELS
 
     def timeline():
@@ -78,22 +78,23 @@ def evaluate_clip(stages: Stages, fps: int = 60) -> dict:
 
     sink = _RetrackSink(stages.output_tracker)
     t0 = time.perf_counter()
-    result = render_offline(timeline(), stages.driver_tracker, stages.expression, stages.renderer, stages.stamper, sink, fps)
+    driver = track_all(timeline(), stages.driver_tracker)
+    written = render_offline(driver, stages.make_expression(driver), stages.renderer, stages.stamper, sink, fps)
     elapsed = time.perf_counter() - t0
     out_times = np.array([round(i * 1000.0 / fps) for i in range(len(sink.observations))])
     paired_out = []
-    for obs in result.driver:
+    for obs in driver:
         i = int(np.argmin(np.abs(out_times - obs.timestamp_ms))) if out_times.size else 0
         paired_out.append(sink.observations[i] if sink.observations else FaceObservation.empty(0, (0, 0)))
-    drv_b, drv_t = _stack(result.driver)
+    drv_b, drv_t = _stack(driver)
     out_b, out_t = _stack(paired_out)
     drv_au = np.where(np.isnan(drv_b[:, :1]), np.nan, blendshapes_to_au(np.nan_to_num(drv_b)))
     out_au = np.where(np.isnan(out_b[:, :1]), np.nan, blendshapes_to_au(np.nan_to_num(out_b)))
     report = metrics.closed_loop_report(drv_b, drv_t, out_b, out_t, drv_au, out_au, list(AU_CHANNELS))
     row = report.to_dict()
     row.update(
-        driving_frames=len(result.driver),
-        output_frames=result.frames_written,
+        driving_frames=len(driver),
+        output_frames=written,
         render_and_retrack_s=round(elapsed, 1),
     )
     return row

@@ -21,16 +21,39 @@ from vcam_me.types import AU_CHANNELS
 
 @dataclass
 class Calibration:
-    """Saved per-user calibration. Arrays are ``(len(AU_CHANNELS),) float32``."""
+    """Saved per-user calibration. Arrays are ``(len(AU_CHANNELS),) float32``.
+
+    ``pose_zero`` is the user's neutral head pose (yaw, pitch, roll in degrees), if known.
+    """
 
     baseline: np.ndarray
     maximum: np.ndarray | None = None
+    pose_zero: np.ndarray | None = None
+
+    @classmethod
+    def from_observations(cls, observations, low_percentile: float = 5.0) -> "Calibration | None":
+        """Neutral baseline and pose from a recording of the user (every frame with a face).
+
+        The baseline is each channel's low percentile: the face at its most relaxed, ignoring
+        the odd tracker glitch. The neutral pose is the median pose. ``None`` if no face.
+        """
+        from vcam_me.expression.action_units import raw_channels
+        from vcam_me.geometry import pose_from_transform
+
+        faces = [o for o in observations if o.has_face and o.blendshapes is not None]
+        if not faces:
+            return None
+        raw = raw_channels(np.stack([o.blendshapes for o in faces]))
+        poses = [pose_from_transform(o.transform) for o in faces if o.transform is not None]
+        pose_zero = np.median(np.stack(poses), axis=0).astype(np.float32) if poses else None
+        return cls(np.percentile(raw, low_percentile, axis=0).astype(np.float32), None, pose_zero)
 
     def save(self, path: Path) -> None:
         data = {
             "channels": list(AU_CHANNELS),
             "baseline": [round(float(v), 5) for v in self.baseline],
             "maximum": None if self.maximum is None else [round(float(v), 5) for v in self.maximum],
+            "pose_zero": None if self.pose_zero is None else [round(float(v), 4) for v in self.pose_zero],
         }
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -45,11 +68,12 @@ class Calibration:
             channels = data["channels"]
             baseline = np.array(data["baseline"], np.float32)
             maximum = None if data.get("maximum") is None else np.array(data["maximum"], np.float32)
+            pose_zero = None if data.get("pose_zero") is None else np.array(data["pose_zero"], np.float32)
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise ConfigError(f"calibration file {path} is unreadable: {err}") from None
         if list(channels) != list(AU_CHANNELS):
             raise ConfigError(f"calibration file {path} was made for other AU channels; run the setup again")
-        return cls(baseline, maximum)
+        return cls(baseline, maximum, pose_zero)
 
 
 class NeutralBaseline:

@@ -48,7 +48,11 @@ class ExpressionMapper:
         options: ExpressionOptions | None = None,
         calibration: Calibration | None = None,
         crosswalk: Crosswalk | None = None,
+        *,
+        adapt_baseline: bool = True,
     ) -> None:
+        """``adapt_baseline=False`` keeps the calibration's baseline fixed (offline rendering
+        of a recording calibrated from itself); otherwise it is refined online."""
         self.options = options or ExpressionOptions()
         self.crosswalk = crosswalk or default_crosswalk()
         self.maximum = None if calibration is None else calibration.maximum
@@ -58,7 +62,10 @@ class ExpressionMapper:
         self._gaze_filter = OneEuroFilter(o.min_cutoff_hz, o.beta, o.derivative_cutoff_hz)
         self._pose_filter = OneEuroFilter(o.pose_min_cutoff_hz, o.pose_beta, o.derivative_cutoff_hz)
         self._pose_samples: list[np.ndarray] = []
-        self._pose_zero: np.ndarray | None = None
+        self._pose_zero: np.ndarray | None = None if calibration is None else calibration.pose_zero
+        self.adapt_baseline = adapt_baseline
+        if not adapt_baseline and calibration is None:
+            raise ValueError("a fixed baseline needs a calibration")
         self._lock = threading.Lock()
         self._prev: _Sample | None = None
         self._last: _Sample | None = None
@@ -84,7 +91,7 @@ class ExpressionMapper:
     def _tracked_sample(self, obs: FaceObservation) -> _Sample:
         t = obs.timestamp_ms
         raw = raw_channels(obs.blendshapes, self.crosswalk)
-        base = self._baseline.update(raw)
+        base = self._baseline.update(raw) if self.adapt_baseline else self._baseline.value
         au = apply_calibration(raw, base, self.maximum, self.options.gain)
         au = np.clip(self._au_filter(au, t), 0.0, 1.0)
         fill_derived(au, self.crosswalk)
