@@ -70,8 +70,7 @@ class RecorderSink(SinkBase):
         self._stream = stream
         self._overwrite = overwrite
         self._block = block
-        self._time_base = Fraction(1, int(fps)) if float(fps).is_integer() else Fraction(1, 1000)
-        self._ms_per_tick = None if float(fps).is_integer() else 1000.0 / fps
+        self._time_base = 1 / _rate(fps)  # one tick per frame: pts = frame index
         # Buffers go round: free → (send copies a frame in) → work → (thread converts) → free.
         w, h = self.size
         self._free: queue.Queue = queue.Queue()
@@ -126,11 +125,11 @@ class RecorderSink(SinkBase):
         except Exception as err:  # PermissionError, av.error.*: the path cannot be written
             raise OutputError(f"cannot record to {path}: {' '.join(str(err).split())}") from err
         try:
-            rate = Fraction(int(fps)) if float(fps).is_integer() else Fraction(fps).limit_denominator(1001)
+            rate = _rate(fps)
             stream = container.add_stream("libx264", rate=rate)
             cc = stream.codec_context
             cc.width, cc.height, cc.pix_fmt = width, height, "yuv420p"
-            cc.time_base = Fraction(1, int(fps)) if float(fps).is_integer() else Fraction(1, 1000)
+            cc.time_base = 1 / rate
             cc.options = {"crf": str(crf), "preset": preset}
             _tag_bt601_limited(cc)
             if threads:
@@ -189,7 +188,7 @@ class RecorderSink(SinkBase):
                 cv2.cvtColor(buffer, cv2.COLOR_RGB2YUV_I420, dst=self._i420)
                 self._free.put(buffer)
                 vf = av.VideoFrame.from_ndarray(self._i420, format="yuv420p")
-                vf.pts = index if self._ms_per_tick is None else int(round(index * self._ms_per_tick))
+                vf.pts = index
                 vf.time_base = self._time_base
                 for packet in self._stream.encode(vf):
                     self._container.mux(packet)
@@ -242,6 +241,11 @@ class RecorderSink(SinkBase):
             os.rename(self.temp_path, self.path)
             return
         _unlink(self.temp_path)
+
+
+def _rate(fps: float) -> Fraction:
+    """The frame rate as a fraction (29.97 → 2997/100; 60 → 60)."""
+    return Fraction(fps).limit_denominator(1001)
 
 
 def _tag_bt601_limited(cc) -> None:
