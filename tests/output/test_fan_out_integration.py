@@ -1,0 +1,61 @@
+"""Label → fan-out → virtual camera (real pyvirtualcam.Camera), recorder and memory, together."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pyvirtualcam
+
+from vcam_me.config import OutputOptions
+from vcam_me.consent import LabelStamper
+from vcam_me.output import FanOutSink, MemorySink, RecorderSink, VirtualCameraSink
+from vcam_me.types import RenderedFrame
+
+
+class _Keep:
+    frames: list[np.ndarray] = []
+
+    def __init__(self, *, width, height, fps, fourcc, device, **kw):
+        _Keep.frames = []
+
+    def send(self, frame):
+        _Keep.frames.append(frame.copy())
+
+    def close(self):
+        pass
+
+    def device(self):
+        return "keep"
+
+    def native_fourcc(self):
+        return None
+
+
+def test_every_sink_gets_the_labelled_frames(tmp_path):
+    size, fps, n = (640, 360), 30, 12
+    pyvirtualcam.register_backend("vcam-me-keep", _Keep)
+    try:
+        stamper = LabelStamper.create(size, consent_code="7KQ4M2XD")
+        memory = MemorySink()
+        path = tmp_path / "all.mp4"
+        with FanOutSink([
+            VirtualCameraSink.open(size, fps, OutputOptions(virtualcam_backend="vcam-me-keep")),
+            RecorderSink.open(path, size, fps),
+            memory,
+        ]) as fan:
+            for i in range(n):
+                image = np.full((size[1], size[0], 3), 100 + i, np.uint8)
+                fan.send(stamper.stamp(RenderedFrame(image, i * 33)))
+    finally:
+        pyvirtualcam.camera.BACKENDS.pop("vcam-me-keep", None)
+    badge = stamper.sprites_for(size).badge
+    x, y, w, h = badge.rect
+    assert len(_Keep.frames) == len(memory.frames) == n
+    for i, (cam, kept) in enumerate(zip(_Keep.frames, memory.images)):
+        np.testing.assert_array_equal(cam.reshape(size[1], size[0], 3), kept)
+        assert kept[y:y + h, x:x + w].max() == 255  # white label text
+        assert kept[5, 5, 0] == 100 + i  # picture untouched outside the label
+    with av.open(str(path)) as container:
+        decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(decoded) == n
+    assert decoded[-1][y:y + h, x:x + w].max() > 230
