@@ -12,7 +12,10 @@ Two running modes, never guessed from context:
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
+import os
+import sys
 import threading
 import weakref
 from pathlib import Path
@@ -37,6 +40,33 @@ _open_trackers: "weakref.WeakSet[FaceTracker]" = weakref.WeakSet()
 def _close_open_trackers() -> None:
     for tracker in list(_open_trackers):
         tracker.close()
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Hide what MediaPipe's C++ core prints to stderr while it builds its graph.
+
+    It logs a handful of informational "W0000"/"INFO" lines at every start, which would bury
+    our one-line messages. Skipped when debug logging is on, so nothing is hidden from a
+    developer who asks.
+    """
+    if log.isEnabledFor(logging.DEBUG):
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr (embedded, pythonw): nothing to hide
+        yield
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _import_mediapipe():
@@ -131,7 +161,8 @@ class FaceTracker:
         if mode == "live_stream":
             kwargs["result_callback"] = _callback
         try:
-            landmarker = vision.FaceLandmarker.create_from_options(vision.FaceLandmarkerOptions(**kwargs))
+            with _native_stderr_silenced():
+                landmarker = vision.FaceLandmarker.create_from_options(vision.FaceLandmarkerOptions(**kwargs))
         except Exception as err:  # MediaPipe raises RuntimeError/ValueError with long texts
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise TrackingError(f"cannot load face model {model_path}: {first}") from None
