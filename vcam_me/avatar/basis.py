@@ -36,13 +36,20 @@ class AUBasis:
             renderer multiplies each feature by, so that MediaPipe reads back on the render
             what it read on the driver; calibrated by :mod:`vcam_me.training.calibrate_gains`).
         pose_gain: ``(3,) float32`` the same for yaw, pitch, roll.
+        pose_coupling: ``(3, len(FEATURE_NAMES)) float32`` degrees of yaw, pitch, roll that
+            MediaPipe reads on the render per unit feature when the head does not turn (a
+            deformed face reads as slightly turned). The driver's pose already carries the
+            same kind of reading, so the renderer subtracts this to avoid counting it twice.
     """
 
     basis: np.ndarray
     gain: np.ndarray | None = None
     pose_gain: np.ndarray | None = None
+    pose_coupling: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        if self.pose_coupling is None:
+            object.__setattr__(self, "pose_coupling", np.zeros((3, len(FEATURE_NAMES)), np.float32))
         if self.gain is None:
             object.__setattr__(self, "gain", np.ones(len(FEATURE_NAMES), np.float32))
         if self.pose_gain is None:
@@ -66,10 +73,13 @@ class AUBasis:
                 names = tuple(str(n) for n in data["feature_names"])
                 gain = data["gain"].astype(np.float32) if "gain" in data else None
                 pose_gain = data["pose_gain"].astype(np.float32) if "pose_gain" in data else None
+                coupling = data["pose_coupling"].astype(np.float32) if "pose_coupling" in data else None
         except (OSError, KeyError, ValueError) as err:
             raise ModelError(f"AU basis {path} cannot be read: {err}") from None
         if names != FEATURE_NAMES or basis.shape != (len(FEATURE_NAMES), NUM_LANDMARKS, 3):
             raise ModelError(f"AU basis {path} does not match this version's AU channels; refit it")
         if gain is not None and gain.shape != (len(FEATURE_NAMES),) or pose_gain is not None and pose_gain.shape != (3,):
             raise ModelError(f"AU basis {path} has gains of the wrong shape; refit it")
-        return cls(basis, gain, pose_gain)
+        if coupling is not None and coupling.shape != (3, len(FEATURE_NAMES)):
+            raise ModelError(f"AU basis {path} has a pose coupling of the wrong shape; refit it")
+        return cls(basis, gain, pose_gain, coupling)

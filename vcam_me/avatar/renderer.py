@@ -327,6 +327,7 @@ class AvatarRenderer:
         pose_gain: np.ndarray | None = None,
         feature_gain: np.ndarray | None = None,
         patches: list[DetailPatch] | None = None,
+        pose_coupling: np.ndarray | None = None,
     ) -> None:
         self.canvas = canvas
         self.rest = rest
@@ -340,6 +341,8 @@ class AvatarRenderer:
         self._eyes = eyes
         self.iod_px = iod_px
         self._patches = patches or []
+        self._closure: dict[int, float] = {}
+        self._coupling = None if pose_coupling is None or not np.any(pose_coupling) else np.asarray(pose_coupling, np.float32)
         self._pose_gain = np.ones(3) if pose_gain is None else np.asarray(pose_gain, np.float64)
         self._gain = np.ones(len(basis_px), np.float32) if feature_gain is None else np.asarray(feature_gain, np.float32)
         x0, y0, x1, y1 = bbox
@@ -405,7 +408,8 @@ class AvatarRenderer:
             rows[np.concatenate([upper, iris]).astype(int)] = 0.0
             eyes.append(EyeRig(upper, pair, mu, ml, iris, down / max(rest_open, 1e-6), rest_open, blink))
         return cls(canvas, rest, basis_px, pivot, ctrl3, matrix, bbox, grid, options.warp_downscale, eyes,
-                   iod, basis.pose_gain.astype(np.float64), basis.gain.astype(np.float32), patches)
+                   iod, basis.pose_gain.astype(np.float64), basis.gain.astype(np.float32), patches,
+                   basis.pose_coupling.astype(np.float32))
 
     @property
     def size(self) -> tuple[int, int]:
@@ -421,6 +425,7 @@ class AvatarRenderer:
         for eye in self._eyes:
             gap = (v[eye.lower_pair] - v[eye.upper]) @ eye.down
             closure = float(np.clip(BLINK_GAIN * features[eye.blink_feature], 0.0, 1.0))
+            self._closure[eye.blink_feature] = closure
             # move down by the closed fraction of the open gap; up by any overlap
             v[eye.upper] += (closure * np.maximum(gap, 0.0) + np.minimum(gap, 0.0))[:, None] * eye.down
             if eye.iris.size:
@@ -445,7 +450,12 @@ class AvatarRenderer:
         return v.astype(np.float32)
 
     def _pose(self, state: ExpressionState) -> np.ndarray:
-        return np.asarray(state.head_pose, np.float64) * self._pose_gain
+        """Head rotation to apply (degrees): the commanded pose less what the expression
+        itself will read as, times the closed-loop gain."""
+        pose = np.asarray(state.head_pose, np.float64)
+        if self._coupling is not None:
+            pose = pose - self._coupling @ state_features(state)
+        return pose * self._pose_gain
 
     def _ctrl_displacement(self, state: ExpressionState) -> np.ndarray:
         pose = self._pose(state)
@@ -497,8 +507,10 @@ class AvatarRenderer:
             # a contiguous destination is markedly faster for remap than a strided view
             warped = cv2.remap(self.canvas, m1, m2, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             out[y0 : y0 + h, x0 : x0 + w] = warped
-        for patch in self._patches:
-            self._warp_patch(out, patch)
+        # The 1/k field is fine for smooth motion; only a closing lid needs the fine patch.
+        if self._patches and max(self._closure.values(), default=0.0) > 0.05:
+            for patch in self._patches:
+                self._warp_patch(out, patch)
         self._draw_mouth(out, v[:, :2])
         return out
 
