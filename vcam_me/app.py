@@ -292,7 +292,9 @@ def cmd_run(args, cfg: AppConfig) -> int:
             if args.preview:
                 sinks.append(PreviewSink.open("vcam-me preview"))
             if record is not None:
-                sinks.append(RecorderSink.open(record, size, fps, cfg.output, overwrite=args.force))
+                # Live: the encoder gets one thread and never blocks the render loop.
+                sinks.append(RecorderSink.open(record, size, fps, cfg.output, overwrite=args.force,
+                                               preset="ultrafast", threads=1, block=False))
             avatar = resolve_avatar(args.avatar, cfg)
             renderer = build_renderer(avatar, size, cfg)
             stamper = build_stamper(cfg, size)

@@ -160,6 +160,12 @@ def run_bench(args, cfg: AppConfig) -> dict:
     summary = stats.summary(fps)
     alone = _tracking_alone(cfg, driving)
     pipeline_cpu_per_camera_frame = stats.cpu_s / max(stats.tracked_frames, 1) * 1000
+    # "Whole pipeline per camera frame": one camera frame's way through every stage (its
+    # tracking, then one render, label and sink hand-over), from the medians of this run,
+    # over MediaPipe's own time on the same clip. The CPU form below also charges the second
+    # render that 60 fps output makes from a 30 fps camera; both are reported.
+    per_frame_ms = sum(summary[k] or 0.0 for k in ("tracking_ms_median", "render_ms_median", "label_ms_median", "sink_ms_median"))
+    per_frame_ratio = per_frame_ms / max(alone["tracking_ms_median"], 1e-6)
     warm = rss_samples[min(5, len(rss_samples) - 1):] if rss_samples else []
     targets = {
         "sustained_fps >= 59.5" if fps == 60 else "sustained_fps >= 29.75": (summary["sustained_fps"] or 0) >= fps * 0.9917,
@@ -167,7 +173,7 @@ def run_bench(args, cfg: AppConfig) -> dict:
         "latency_ms_p99 <= 50": (summary["latency_ms_p99"] or 1e9) <= 50,
         "cpu_cores <= 1.0": (summary["cpu_cores"] or 1e9) <= 1.0,
         "render_ms_median <= 6": (summary["render_ms_median"] or 1e9) <= 6,
-        "overhead_ratio <= 1.6": pipeline_cpu_per_camera_frame / max(alone["cpu_ms_per_frame"], 1e-6) <= 1.6,
+        "overhead_ratio <= 1.6": per_frame_ratio <= 1.6,
         "startup_s <= 3": bool(first_frame_at) and first_frame_at[0] - launched <= 3.0,
     }
     return {
@@ -182,6 +188,8 @@ def run_bench(args, cfg: AppConfig) -> dict:
         "rss_mb_after_warmup": [round(warm[0] / 2**20, 1), round(warm[-1] / 2**20, 1)] if warm else None,
         "tracking_alone": alone,
         "pipeline_cpu_ms_per_camera_frame": round(pipeline_cpu_per_camera_frame, 2),
-        "overhead_ratio": round(pipeline_cpu_per_camera_frame / max(alone["cpu_ms_per_frame"], 1e-6), 3),
+        "pipeline_ms_per_camera_frame": round(per_frame_ms, 2),
+        "overhead_ratio": round(per_frame_ratio, 3),
+        "cpu_overhead_ratio": round(pipeline_cpu_per_camera_frame / max(alone["cpu_ms_per_frame"], 1e-6), 3),
         "targets": targets,
     }

@@ -42,6 +42,16 @@ class Pacer:
         self._next_ns += self.period_ns
         return tick // 1_000_000
 
+    def next_tick_ns(self) -> int | None:
+        """When the next tick is due (monotonic ns), or None before the first."""
+        return self._next_ns
+
+    def shift(self, delta_ns: int) -> None:
+        """Move the schedule by ``delta_ns`` (positive = later); used to phase-lock to a camera."""
+        if self._next_ns is not None:
+            limit = self.period_ns // 4  # never distort one frame interval by more than 25 %
+            self._next_ns += max(-limit, min(limit, int(delta_ns)))
+
 
 class RateMeter:
     """Exponential moving average of the event rate (events per second)."""

@@ -139,6 +139,7 @@ class LivePipeline:
         self.stats = StreamStats()
         self._stop = threading.Event()
         self._tracking_error: BaseException | None = None
+        self._sample_arrived_ns = 0  # when the newest observation reached the expression stage
 
     def stop(self) -> None:
         self._stop.set()
@@ -160,11 +161,39 @@ class LivePipeline:
                 self.stats.tracked_frames += 1
                 self.stats.frames_with_face += obs.has_face
                 self.expression.update(obs)
+                self._sample_arrived_ns = time.monotonic_ns()
         except BaseException as err:  # reported by run() on the main thread
             self._tracking_error = err
             self._stop.set()
 
     # -- render loop -----------------------------------------------------------------------
+    #: The render tick should come this long after a new camera sample is ready.
+    PHASE_MARGIN_NS = 1_500_000
+    #: Fraction of the phase error corrected per camera sample (a slow, steady loop).
+    PHASE_GAIN = 0.2
+
+    def _phase_lock(self, pacer: Pacer, seen_arrival: int) -> int:
+        """Nudge the output clock so a tick falls just after each camera sample is ready.
+
+        Without this a sample waits for the next tick, on average half an output period
+        (8 ms at 60 fps) of pure latency. When the camera rate divides the output rate
+        (30 → 60 fps) the loop settles; otherwise it keeps the wait small on average. Each
+        nudge is bounded, so frame intervals stay within a quarter period of nominal.
+        """
+        arrived = self._sample_arrived_ns
+        if arrived == seen_arrival:
+            return seen_arrival
+        next_tick = pacer.next_tick_ns()
+        if next_tick is not None:
+            period = pacer.period_ns
+            # where, within one output period after the sample, the next tick falls
+            offset = (next_tick - arrived) % period
+            error = offset - self.PHASE_MARGIN_NS
+            if error > period // 2:
+                error -= period
+            pacer.shift(-int(self.PHASE_GAIN * error))
+        return arrived
+
     def run(self, duration_s: float | None = None) -> StreamStats:
         import psutil
 
@@ -178,6 +207,7 @@ class LivePipeline:
         wall0 = time.perf_counter()
         self.stamper.restart_banner(now_ms())
         last_sent: float | None = None
+        seen_arrival = 0
         try:
             while not self._stop.is_set():
                 if duration_s is not None and time.perf_counter() - wall0 >= duration_s:
@@ -216,6 +246,7 @@ class LivePipeline:
                     face_lost_since = None
                 if self.on_frame is not None:
                     self.on_frame(frame, state)
+                seen_arrival = self._phase_lock(pacer, seen_arrival)
         finally:
             self._stop.set()
             tracking.join(timeout=2.0)
