@@ -1,0 +1,126 @@
+"""The real thing, end to end: real video in, real MediaPipe, the shipped avatar and basis,
+the label, and real outputs (an H.264 file read back, pyvirtualcam's own Camera class)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import pyvirtualcam
+
+from vcam_me.app import BUNDLED_DRIVING, main
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def private_dirs(tmp_path, monkeypatch):
+    for var in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME"):
+        monkeypatch.setenv(var, str(tmp_path / var.lower()))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def short_clip(tmp_path_factory) -> Path:
+    """The first 2.5 s of the bundled real clip (re-encoded, so the test is quick)."""
+    out = tmp_path_factory.mktemp("clip") / "short.mp4"
+    with av.open(str(BUNDLED_DRIVING)) as src, av.open(str(out), "w") as dst:
+        stream_in = src.streams.video[0]
+        stream = dst.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = stream_in.width, stream_in.height, "yuv420p"
+        for i, frame in enumerate(src.decode(video=0)):
+            if i >= 60:
+                break
+            new = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")
+            new.pts = i
+            for packet in stream.encode(new):
+                dst.mux(packet)
+        for packet in stream.encode():
+            dst.mux(packet)
+    return out
+
+
+def _read(path: Path) -> tuple[list[np.ndarray], float]:
+    with av.open(str(path)) as c:
+        rate = float(c.streams.video[0].average_rate)
+        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)], rate
+
+
+def test_render_writes_the_avatar_on_the_driving_timeline(short_clip, private_dirs, capsys):
+    out = private_dirs / "out.mp4"
+    assert main(["render", "--avatar", str(Path(__file__).parents[1] / "assets/avatars/sample"),
+                 "--driving", str(short_clip), "--out", str(out), "--fps", "60", "--size", "640x360"]) == 0
+    frames, rate = _read(out)
+    assert rate == pytest.approx(60)
+    # 60 driving frames at 24 fps span 0..2458 ms → output frames at i/60 s up to that
+    assert len(frames) == 148
+    assert frames[0].shape == (360, 640, 3)
+    stack = np.stack(frames).astype(np.float32)
+    motion = stack.std(axis=0).mean(axis=2)
+    h, w = motion.shape
+    assert motion[: h // 6, : w // 10].mean() < 1.5  # background corner stays still
+    assert motion[h // 4: 3 * h // 4, w // 3: 2 * w // 3].mean() > motion[: h // 6, : w // 10].mean() + 0.5  # the face moves
+    assert "wrote 148 frames" in capsys.readouterr().out
+
+
+def test_demo_never_overwrites(private_dirs, monkeypatch, short_clip):
+    import vcam_me.app as app
+
+    monkeypatch.setattr(app, "BUNDLED_DRIVING", short_clip)
+    monkeypatch.chdir(private_dirs)
+    (private_dirs / "vcam-me-demo.mp4").write_bytes(b"mine")
+    assert main(["--config", str(_small_output_config(private_dirs))]) == 0
+    assert (private_dirs / "vcam-me-demo.mp4").read_bytes() == b"mine"
+    assert (private_dirs / "vcam-me-demo-1.mp4").stat().st_size > 10_000
+
+
+def _small_output_config(folder: Path) -> Path:
+    cfg = folder / "small.toml"
+    cfg.write_text("[output]\nwidth = 640\nheight = 360\nfps = 30\n", encoding="utf-8")
+    return cfg
+
+
+class _Collector:
+    frames: list = []
+
+    def __init__(self, *, width, height, fps, fourcc, device, **kw):
+        self.shape = (height, width, 3)
+        _Collector.frames = []
+
+    def close(self):
+        pass
+
+    def send(self, frame):
+        _Collector.frames.append(frame.reshape(self.shape).copy())
+
+    def device(self):
+        return "test collector"
+
+    def native_fourcc(self):
+        return None
+
+
+def test_run_streams_a_paced_video_into_pyvirtualcam(short_clip, private_dirs):
+    try:
+        pyvirtualcam.register_backend("vcam-e2e", _Collector)
+    except (ValueError, KeyError):
+        pass
+    cfg = private_dirs / "vc.toml"
+    cfg.write_text('[output]\nvirtualcam_backend = "vcam-e2e"\nwidth = 640\nheight = 360\n', encoding="utf-8")
+    assert main(["--config", str(cfg), "run", "--video", str(short_clip), "--virtualcam", "--duration", "2"]) == 0
+    frames = _Collector.frames
+    assert 90 <= len(frames) <= 125  # ~60 fps for 2 s on a busy 2-core machine
+    assert frames[0].shape == (360, 640, 3)
+    diffs = [np.abs(a.astype(int) - b).mean() for a, b in zip(frames[20:], frames[21:])]
+    assert max(diffs) > 0.05  # the avatar moves with the video
+
+
+def test_run_records_a_live_session(short_clip, private_dirs):
+    out = private_dirs / "live.mp4"
+    assert main(["run", "--video", str(short_clip), "--record", str(out), "--duration", "2", "--size", "640x360", "--fps", "30"]) == 0
+    frames, rate = _read(out)
+    assert rate == pytest.approx(30)
+    assert 45 <= len(frames) <= 62
