@@ -132,3 +132,21 @@ def test_offline_render_follows_the_video_timeline():
     # frame i of the output is at t = i / 60 s, up to the last driving frame (967 ms)
     assert [f.timestamp_ms for f in sink.frames] == [int(round(i * 1000 / 60)) for i in range(len(sink.frames))]
     assert sink.frames[-1].timestamp_ms <= 967 and written == len(sink.frames) == 59
+
+
+def test_live_stream_tracker_results_come_back_through_the_callback():
+    class AsyncTracker(FakeTracker):
+        mode = "live_stream"
+
+        def __init__(self):
+            super().__init__()
+            self.pipeline = None
+
+        def submit(self, frame):  # MediaPipe would answer later on its own thread
+            threading.Timer(0.005, lambda: self.pipeline.on_observation(self.track(frame))).start()
+
+    tracker, sink = AsyncTracker(), ListSink()
+    pipe = LivePipeline(FakeSource(12), tracker, FakeExpression(), FakeRenderer(), FakeStamper(), sink, fps=60)
+    tracker.pipeline = pipe
+    stats = pipe.run(duration_s=0.6)
+    assert stats.tracked_frames >= 8 and stats.latency_ms

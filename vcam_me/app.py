@@ -7,6 +7,7 @@ I/O), and hands them to :mod:`vcam_me.pipeline`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -91,6 +92,26 @@ def build_tracker(cfg: AppConfig, mode: str, **kwargs):
     from vcam_me.tracking import FaceTracker
 
     return FaceTracker.create(verified_model_path("face_landmarker"), cfg.tracking, mode=mode, **kwargs)
+
+
+@contextlib.contextmanager
+def live_tracker(cfg: AppConfig):
+    """The tracker for a live pipeline in the configured mode, and a function that connects
+    it to the pipeline (in ``live_stream`` mode MediaPipe calls the pipeline back)."""
+    mode = cfg.tracking.mode
+    target: list = []
+
+    def deliver(obs) -> None:
+        if target:
+            target[0].on_observation(obs)
+
+    def connect(pipeline):
+        target.append(pipeline)
+        return pipeline
+
+    kwargs = {"on_result": deliver} if mode == "live_stream" else {}
+    with build_tracker(cfg, mode, **kwargs) as tracker:
+        yield tracker, connect
 
 
 def _avatar_cache_dir() -> Path:
@@ -309,10 +330,10 @@ def _stream(source, sinks, renderer, stamper, expression, fps, size, cfg, durati
     from vcam_me.output import FanOutSink
     from vcam_me.pipeline import LivePipeline
 
-    with build_tracker(cfg, "video") as tracker, FanOutSink(sinks) as sink:
+    with live_tracker(cfg) as (tracker, connect), FanOutSink(sinks) as sink:
         described = ", ".join(type(s).__name__ for s in sinks)
         print(f"vcam-me: streaming {size[0]}x{size[1]} at {fps} fps to {described}; Ctrl+C stops", file=sys.stderr)
-        pipeline = LivePipeline(source, tracker, expression, renderer, stamper, sink, fps)
+        pipeline = connect(LivePipeline(source, tracker, expression, renderer, stamper, sink, fps))
         try:
             stats = pipeline.run(duration_s=duration)
         except KeyboardInterrupt:

@@ -119,7 +119,7 @@ def _tracking_alone(cfg: AppConfig, driving: Path, frames: int = 150) -> dict:
 def run_bench(args, cfg: AppConfig) -> dict:
     import psutil
 
-    from vcam_me.app import BUNDLED_DRIVING, _open_driving, build_expression, build_renderer, build_stamper, build_tracker, resolve_avatar
+    from vcam_me.app import BUNDLED_DRIVING, _open_driving, build_expression, build_renderer, build_stamper, live_tracker, resolve_avatar
     from vcam_me.output import VirtualCameraSink
     from vcam_me.pipeline import LivePipeline
 
@@ -141,10 +141,10 @@ def run_bench(args, cfg: AppConfig) -> dict:
             first_frame_at.append(time.time())
 
     rss_samples: list[int] = []
-    with _open_driving(driving, pace="realtime", loop=True) as source, build_tracker(cfg, "video") as tracker, \
+    with _open_driving(driving, pace="realtime", loop=True) as source, live_tracker(cfg) as (tracker, connect), \
             VirtualCameraSink.open(size, fps, out_cfg) as sink:
         camera_fps = source.fps
-        pipe = LivePipeline(source, tracker, expression, renderer, stamper, sink, fps, on_frame=on_frame)
+        pipe = connect(LivePipeline(source, tracker, expression, renderer, stamper, sink, fps, on_frame=on_frame))
 
         def sample_rss(frame, state, _last=[0.0]):
             on_frame(frame, state)
@@ -183,6 +183,7 @@ def run_bench(args, cfg: AppConfig) -> dict:
         "driving": driving.name,
         "camera_fps": round(camera_fps, 3),
         "output": {"width": size[0], "height": size[1], "fps": fps, "sink": "pyvirtualcam.Camera + I420 benchmark backend"},
+        "tracking_mode": cfg.tracking.mode,
         "stream": summary,
         "startup_s": round(first_frame_at[0] - launched, 2) if first_frame_at else None,
         "rss_mb_after_warmup": [round(warm[0] / 2**20, 1), round(warm[-1] / 2**20, 1)] if warm else None,

@@ -145,6 +145,19 @@ class LivePipeline:
         self._stop.set()
 
     # -- tracking thread -------------------------------------------------------------------
+    def on_observation(self, obs: FaceObservation) -> None:
+        """Hand one tracker result to the expression stage.
+
+        Called on the tracking thread in ``video`` mode, and by MediaPipe's own thread in
+        ``live_stream`` mode (build the tracker with ``on_result=pipeline.on_observation``).
+        """
+        if getattr(self.tracker, "mode", "video") == "live_stream":
+            self.stats.tracking_ms.append(max(0.0, (time.monotonic_ns() // 1000 - obs.timestamp_ms * 1000) / 1000))
+        self.stats.tracked_frames += 1
+        self.stats.frames_with_face += obs.has_face
+        self.expression.update(obs)
+        self._sample_arrived_ns = time.monotonic_ns()
+
     def _track_loop(self) -> None:
         last_index = -1
         try:
@@ -155,13 +168,13 @@ class LivePipeline:
                         break
                     continue
                 last_index = frame.index
+                if getattr(self.tracker, "mode", "video") == "live_stream":
+                    self.tracker.submit(frame)  # the result comes back through on_observation
+                    continue
                 t0 = time.perf_counter()
                 obs = self.tracker.track(frame)
                 self.stats.tracking_ms.append(_ms_since(t0))
-                self.stats.tracked_frames += 1
-                self.stats.frames_with_face += obs.has_face
-                self.expression.update(obs)
-                self._sample_arrived_ns = time.monotonic_ns()
+                self.on_observation(obs)
         except BaseException as err:  # reported by run() on the main thread
             self._tracking_error = err
             self._stop.set()
