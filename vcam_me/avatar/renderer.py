@@ -49,6 +49,8 @@ MOUTH_FULL_GAP_IOD = 0.06
 #: avatar's): closure = clip(BLINK_GAIN · AU43, 0, 1) of the lid gap. MediaPipe reads a
 #: fully closed eye as eyeBlink ≈ 0.6–0.7 above rest, hence the gain.
 BLINK_GAIN = 1.6
+#: Lash line drawn along a closing lid (RGB).
+LASH_COLOUR = np.array([38, 28, 28], np.float32)
 #: Non-rigid motion of boundary vertices fades out over this many face widths outside the face.
 EXPRESSION_FALLOFF = 0.35
 
@@ -112,6 +114,8 @@ class EyeRig:
     down: np.ndarray  # (3,) unit vector upper → lower lid at rest
     rest_open: float  # rest opening along ``down`` (pixels)
     blink_feature: int  # index of this eye's AU43 feature
+    corners: tuple[int, int] = (0, 0)  # (inner, outer) corner vertices
+    lid_colour: np.ndarray | None = None  # (3,) RGB of the lid skin above the opening
 
 
 def _triangulation(v2: np.ndarray) -> tuple[np.ndarray, list[EyeRig]]:
@@ -268,6 +272,21 @@ def _build_warp(
     return matrix, (x0, y0, x1, y1), (hl, wl)
 
 
+def _lid_colour(canvas: np.ndarray, rest: np.ndarray, upper: np.ndarray, down: np.ndarray, iod: float) -> np.ndarray:
+    """Median RGB of the upper-lid skin: a band 0.08–0.16 IOD above the lid, below the brow."""
+    samples = []
+    for t in (0.08, 0.12, 0.16):
+        p = rest[upper, :2] - t * iod * down[:2]
+        xy = np.round(p).astype(int)
+        xy[:, 0] = np.clip(xy[:, 0], 0, canvas.shape[1] - 1)
+        xy[:, 1] = np.clip(xy[:, 1], 0, canvas.shape[0] - 1)
+        samples.append(canvas[xy[:, 1], xy[:, 0]])
+    px = np.concatenate(samples).astype(np.float32)
+    # hair or lashes falling across the band are darker than the skin: keep the brighter part
+    lum = px @ np.array([0.299, 0.587, 0.114], np.float32)
+    return np.median(px[lum >= np.percentile(lum, 40)], axis=0)
+
+
 @dataclass(frozen=True)
 class DetailPatch:
     """A small box (eyes, mouth) warped again at full resolution with a converged inverse,
@@ -342,6 +361,8 @@ class AvatarRenderer:
         self.iod_px = iod_px
         self._patches = patches or []
         self._closure: dict[int, float] = {}
+        self._lid_shift: dict[int, np.ndarray] = {}
+        self._rotation = np.eye(3)
         self._coupling = None if pose_coupling is None or not np.any(pose_coupling) else np.asarray(pose_coupling, np.float32)
         self._pose_gain = np.ones(3) if pose_gain is None else np.asarray(pose_gain, np.float64)
         self._gain = np.ones(len(basis_px), np.float32) if feature_gain is None else np.asarray(feature_gain, np.float32)
@@ -406,7 +427,10 @@ class AvatarRenderer:
             # the skin around it
             rows = basis_px[blink].reshape(-1, 3)
             rows[np.concatenate([upper, iris]).astype(int)] = 0.0
-            eyes.append(EyeRig(upper, pair, mu, ml, iris, down / max(rest_open, 1e-6), rest_open, blink))
+            contour = M.RIGHT_EYE if side == "R" else M.LEFT_EYE
+            unit = down / max(rest_open, 1e-6)
+            eyes.append(EyeRig(upper, pair, mu, ml, iris, unit, rest_open, blink, (contour[8], contour[0]),
+                               _lid_colour(canvas, rest, upper, unit, M.interocular(rest))))
         return cls(canvas, rest, basis_px, pivot, ctrl3, matrix, bbox, grid, options.warp_downscale, eyes,
                    iod, basis.pose_gain.astype(np.float64), basis.gain.astype(np.float32), patches,
                    basis.pose_coupling.astype(np.float32))
@@ -427,7 +451,9 @@ class AvatarRenderer:
             closure = float(np.clip(BLINK_GAIN * features[eye.blink_feature], 0.0, 1.0))
             self._closure[eye.blink_feature] = closure
             # move down by the closed fraction of the open gap; up by any overlap
-            v[eye.upper] += (closure * np.maximum(gap, 0.0) + np.minimum(gap, 0.0))[:, None] * eye.down
+            shift = (closure * np.maximum(gap, 0.0))[:, None] * eye.down
+            self._lid_shift[eye.blink_feature] = shift
+            v[eye.upper] += shift + np.minimum(gap, 0.0)[:, None] * eye.down
             if eye.iris.size:
                 up, low = v[eye.mid_upper], v[eye.mid_lower]
                 open_now = max(float((low - up) @ eye.down), 0.0)
@@ -444,9 +470,11 @@ class AvatarRenderer:
         v = self.rest + (f @ self._basis).reshape(-1, 3)
         self._fix_eyes(v, f)
         pose = self._pose(state)
+        self._rotation = np.eye(3)
         if np.any(pose != 0):
             r = _FLIP @ euler_to_rotation(pose) @ _FLIP
             v = (v - self._pivot) @ r.T + self._pivot
+            self._rotation = r
         return v.astype(np.float32)
 
     def _pose(self, state: ExpressionState) -> np.ndarray:
@@ -511,8 +539,41 @@ class AvatarRenderer:
         if self._patches and max(self._closure.values(), default=0.0) > 0.05:
             for patch in self._patches:
                 self._warp_patch(out, patch)
+        self._draw_lids(out, v)
         self._draw_mouth(out, v[:, :2])
         return out
+
+    def _draw_lids(self, out: np.ndarray, v: np.ndarray) -> None:
+        """Paint closing lids: the band the lid swept over gets the lid's skin colour and
+        the lash line follows the lid down. A warp alone only smears the lashes over the
+        opening, which MediaPipe reads as a half-open eye looking down."""
+        for eye in self._eyes:
+            closure = self._closure.get(eye.blink_feature, 0.0)
+            if closure <= 0.05 or eye.lid_colour is None:
+                continue
+            shift = self._lid_shift[eye.blink_feature] @ self._rotation.T
+            inner, outer = eye.corners
+            # upper lid runs inner → outer corner
+            closed = np.vstack([v[inner, :2], v[eye.upper, :2], v[outer, :2]])
+            opened = np.vstack([v[inner, :2], v[eye.upper, :2] - shift[:, :2], v[outer, :2]])
+            band = np.vstack([opened, closed[::-1]])
+            lo = np.maximum(np.floor(band.min(0)).astype(int) - 4, 0)
+            hi = np.minimum(np.ceil(band.max(0)).astype(int) + 5, (out.shape[1], out.shape[0]))
+            if np.any(hi - lo < 3):
+                continue
+            roi = out[lo[1] : hi[1], lo[0] : hi[0]]
+            shift_bits = 4
+            scale = float(1 << shift_bits)
+            mask = np.zeros(roi.shape[:2], np.uint8)
+            cv2.fillPoly(mask, [np.round((band - lo) * scale).astype(np.int32)], 255, cv2.LINE_AA, shift_bits)
+            mask = cv2.GaussianBlur(mask, (0, 0), max(0.6, 0.012 * self.iod_px))
+            lash = np.zeros(roi.shape[:2], np.uint8)
+            thick = max(1, int(round(0.012 * self.iod_px)))
+            cv2.polylines(lash, [np.round((closed - lo) * scale).astype(np.int32)], False, 255, thick, cv2.LINE_AA, shift_bits)
+            a = mask.astype(np.float32)[..., None] * (min(1.0, 1.3 * closure) / 255.0)
+            b = lash.astype(np.float32)[..., None] * (closure * 0.6 / 255.0)
+            lid = roi * (1.0 - a) + eye.lid_colour * a
+            roi[:] = (lid * (1.0 - b) + LASH_COLOUR * b + 0.5).astype(np.uint8)
 
     def _warp_patch(self, out: np.ndarray, patch: DetailPatch, iterations: int = 3) -> None:
         x0, y0, x1, y1 = patch.box
