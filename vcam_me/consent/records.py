@@ -70,6 +70,7 @@ _DECODE = {ch: i for i, ch in enumerate(_CROCKFORD)}
 _DECODE.update({"I": 1, "L": 1, "O": 0})
 _SIG_DOMAIN = b"vcam-me/consent-record/v1\x00"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_SIG_RE = re.compile(r"^[A-Za-z0-9_-]{85}[AQgw]$")  # 64 bytes, unpadded
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _FIELDS = (
     "v", "cid", "kind", "subject_name", "statement", "challenge", "evidence_sha256", "licence",
@@ -363,12 +364,12 @@ def record_from_json(text: str | bytes) -> ConsentRecord:
     if missing or extra:
         raise RecordError(f"record fields wrong: missing {missing or 'none'}, unexpected {extra or 'none'}")
     sig = data["sig"]
+    if not isinstance(sig, str) or not _SIG_RE.match(sig):
+        raise RecordError("record signature is not base64url of 64 bytes")
     try:
-        if not isinstance(sig, str):
-            raise ValueError
-        signature = base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4))
+        signature = base64.urlsafe_b64decode(sig + "==")
     except (ValueError, binascii.Error):
-        raise RecordError("record signature is not base64url") from None
+        raise RecordError("record signature is not base64url of 64 bytes") from None
     try:
         for name in ("subject_name", "statement", "challenge", "evidence_sha256", "licence", "operator", "issuer_key_id", "kind", "cid"):
             if not isinstance(data[name], str):
@@ -405,6 +406,8 @@ def record_from_json(text: str | bytes) -> ConsentRecord:
 
 
 def _validity(now: datetime, days: int) -> tuple[datetime, datetime]:
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware (use datetime.now(timezone.utc))")
     if days < 1:
         raise ValueError(f"validity must be at least 1 day, got {days}")
     issued = now.astimezone(timezone.utc).replace(microsecond=0)
