@@ -345,7 +345,7 @@ class AvatarRenderer:
         iod_px: float,
         pose_gain: np.ndarray | None = None,
         feature_gain: np.ndarray | None = None,
-        patches: list[DetailPatch] | None = None,
+        patches: list[DetailPatch | None] | None = None,
         pose_coupling: np.ndarray | None = None,
     ) -> None:
         self.canvas = canvas
@@ -370,8 +370,10 @@ class AvatarRenderer:
         hl, wl = grid
         jj, ii = np.meshgrid(np.arange(wl, dtype=np.float32), np.arange(hl, dtype=np.float32))
         self._lo_grid = (jj, ii)
-        gx, gy = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
-        self._base_map = np.ascontiguousarray(np.stack([gx, gy], axis=2))
+        # absolute output coordinates of the 1/k grid cells, padded by one cell all round
+        pj, pi = np.meshgrid(np.arange(-1, wl + 1, dtype=np.float32), np.arange(-1, hl + 1, dtype=np.float32))
+        k = downscale
+        self._lo_abs = np.ascontiguousarray(np.stack([x0 + k * pj + (k - 1) / 2.0, y0 + k * pi + (k - 1) / 2.0], axis=2))
         self._rhs = np.zeros((NUM_LANDMARKS + 3, 2), np.float32)
         lips = np.asarray(_LIP_PAIRS)
         self._lips_up, self._lips_low = lips[:, 0], lips[:, 1]
@@ -417,7 +419,6 @@ class AvatarRenderer:
             _detail_patch(v2, tris, M.RIGHT_EYE, (0.12, 0.22, 0.12, 0.1), iod, size),
             _detail_patch(v2, tris, M.LEFT_EYE, (0.12, 0.22, 0.12, 0.1), iod, size),
         ]
-        patches = [p for p in patches if p is not None]
         eyes = []
         for (upper, pair, mu, ml, iris), side in zip(rig_data, ("R", "L")):
             down = rest[ml] - rest[mu]
@@ -522,22 +523,26 @@ class AvatarRenderer:
         out = self.canvas.copy()
         # Warp only the cells that move (all of the head region once the head turns; just
         # the face and its surround when only the expression changes).
-        moving = np.abs(back).max(axis=2) > 0.02
+        moving = (back[..., 0] * back[..., 0] + back[..., 1] * back[..., 1]) > 0.02 * 0.02
         rows, cols = np.nonzero(moving.any(axis=1))[0], np.nonzero(moving.any(axis=0))[0]
         if rows.size:
             i0, i1 = max(rows[0] - 1, 0), min(rows[-1] + 2, hl)
             j0, j1 = max(cols[0] - 1, 0), min(cols[-1] + 2, wl)
             x0, y0 = self.bbox[0] + j0 * k, self.bbox[1] + i0 * k
             w, h = (j1 - j0) * k, (i1 - i0) * k
-            inv = cv2.resize(back[i0:i1, j0:j1], (w, h), interpolation=cv2.INTER_LINEAR)
-            full = self._base_map[i0 * k : i1 * k, j0 * k : j1 * k] - inv
+            # Upsample absolute source coordinates, not displacements (saves a full-size
+            # subtraction). The block is padded by one cell so that bilinear upsampling is
+            # exact up to its edges, then the padding is cropped off.
+            padded = cv2.copyMakeBorder(back[i0:i1, j0:j1], 1, 1, 1, 1, cv2.BORDER_REPLICATE)
+            src_lo = self._lo_abs[i0 : i1 + 2, j0 : j1 + 2] - padded
+            full = cv2.resize(src_lo, (w + 2 * k, h + 2 * k), interpolation=cv2.INTER_LINEAR)[k:-k, k:-k]
             m1, m2 = cv2.convertMaps(full, None, cv2.CV_16SC2)
             # a contiguous destination is markedly faster for remap than a strided view
             warped = cv2.remap(self.canvas, m1, m2, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             out[y0 : y0 + h, x0 : x0 + w] = warped
         # The 1/k field is fine for smooth motion; only a closing lid needs the fine patch.
-        if self._patches and max(self._closure.values(), default=0.0) > 0.05:
-            for patch in self._patches:
+        for eye, patch in zip(self._eyes, self._patches):
+            if patch is not None and self._closure.get(eye.blink_feature, 0.0) > 0.05:
                 self._warp_patch(out, patch)
         self._draw_lids(out, v)
         self._draw_mouth(out, v[:, :2])
@@ -578,8 +583,6 @@ class AvatarRenderer:
     def _warp_patch(self, out: np.ndarray, patch: DetailPatch, iterations: int = 3) -> None:
         x0, y0, x1, y1 = patch.box
         field = (patch.matrix @ self._rhs[:NUM_LANDMARKS]).reshape(y1 - y0, x1 - x0, 2)
-        if not np.any(np.abs(field) > 0.02):
-            return
         src = patch.grid - field
         origin = np.array([x0, y0], np.float32)
         for _ in range(iterations - 1):

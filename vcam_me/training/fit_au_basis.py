@@ -11,6 +11,10 @@ What it does, per clip:
      plus gaze relative to the clip median.
 Then one ridge regression for all clips, with a free (unpenalised) intercept per clip that
 absorbs each person's identity and rest shape: aligned(t) = c_clip + features(t) @ basis.
+Each feature may only move the part of the face it belongs to (:func:`allowed_features`):
+the clips are small and their actions co-occur (a wink with the other brow raised, a
+look down with a blink), and an unrestricted fit would copy those coincidences into the
+basis (a blink that raises the brows).
 Every clip is also used mirrored (landmarks flipped left↔right, L/R channels swapped), which
 makes the basis symmetric and doubles the data for one-sided actions (winks, smirks).
 
@@ -99,11 +103,43 @@ def mirror_clip(aligned: np.ndarray, feats: np.ndarray) -> tuple[np.ndarray, np.
     return m, feats[:, mf[0].astype(int)] * mf[1]
 
 
-def fit_ridge(groups: list[tuple[np.ndarray, np.ndarray]], lam: float) -> np.ndarray:
+def allowed_features(vertices: np.ndarray) -> np.ndarray:
+    """``(n_features, n_vertices) bool``: which features may move which vertex.
+
+    ``vertices``: ``(n, 3)`` a rest face in the canonical frame (IOD units, eyes at y = 0,
+    the subject's right eye at x ≈ −0.5, y down).
+    """
+    x, y = vertices[:, 0], vertices[:, 1]
+    eye = {"R": np.hypot(x + 0.5, y) < 0.42, "L": np.hypot(x - 0.5, y) < 0.42}
+    eye_wide = {"R": np.hypot(x + 0.5, y) < 0.6, "L": np.hypot(x - 0.5, y) < 0.6}
+    side = {"R": x < 0.15, "L": x > -0.15}
+    upper, lower = y < 0.3, y > 0.4
+    out = np.ones((len(FEATURE_NAMES), len(vertices)), bool)
+    for f, name in enumerate(FEATURE_NAMES):
+        s = name[-1] if name[-2:] in ("_L", "_R") else None
+        base = name.split("_")[0]
+        if name.startswith("gaze_"):
+            out[f] = eye["L" if "_left_" in name else "R"]
+        elif base == "AU43":
+            out[f] = eye[s]
+        elif base in ("AU7", "AU6"):
+            out[f] = eye_wide[s]
+        elif base in ("AU1", "AU2", "AU4", "AU5"):
+            out[f] = upper & (side[s] if s else True)
+        elif base == "AU9":
+            out[f] = y > 0.0
+        else:  # mouth, lips, jaw and cheek actions
+            out[f] = lower
+    return out
+
+
+def fit_ridge(groups: list[tuple[np.ndarray, np.ndarray]], lam: float, allowed: np.ndarray | None = None) -> np.ndarray:
     """Ridge with a free intercept per group: returns ``(n_features, n_outputs)``.
 
     ``groups``: list of (features ``(n_i, k)``, targets ``(n_i, m)``). Centring each group
-    on its own mean is exactly the unpenalised per-group intercept.
+    on its own mean is exactly the unpenalised per-group intercept. ``allowed``:
+    optional ``(k, m // 3) bool`` (per vertex, 3 outputs each): features left out of a
+    vertex's regression get 0 there.
     """
     xs, ys = [], []
     for x, y in groups:
@@ -113,7 +149,20 @@ def fit_ridge(groups: list[tuple[np.ndarray, np.ndarray]], lam: float) -> np.nda
     k = x.shape[1]
     # λ per unit of data so the strength does not depend on how many frames were used
     a = x.T @ x + lam * len(x) / 1000.0 * np.eye(k)
-    return np.linalg.solve(a, x.T @ y)
+    b = x.T @ y
+    if allowed is None:
+        return np.linalg.solve(a, b)
+    w = np.zeros((k, y.shape[1]))
+    # vertices sharing one allowed set share one solve
+    patterns = {}
+    for v in range(allowed.shape[1]):
+        patterns.setdefault(allowed[:, v].tobytes(), []).append(v)
+    for key, verts in patterns.items():
+        use = np.frombuffer(key, dtype=bool)
+        cols = np.concatenate([[3 * v, 3 * v + 1, 3 * v + 2] for v in verts])
+        if use.any():
+            w[np.ix_(use, cols)] = np.linalg.solve(a[np.ix_(use, use)], b[np.ix_(use, cols)])
+    return w
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         plain.append((name, f, y))
         ma, mf = mirror_clip(aligned, f)
         groups.append((mf, ma.reshape(len(ma), -1)))
-    w = fit_ridge(groups, args.ridge)
+    rest = np.concatenate([a.mean(0)[None] for a, _ in tracked.values()]).mean(0)
+    w = fit_ridge(groups, args.ridge, allowed_features(rest))
 
     r2 = []
     for name, f, y in plain:
