@@ -31,6 +31,7 @@ from vcam_me.consent.records import (
     attested_licence,
     canonical_json,
     format_consent_code,
+    hash_avatar_folder,
     hash_files,
     new_consent_id,
     parse_consent_code,
@@ -281,6 +282,30 @@ def test_hash_files(tmp_path) -> None:
     }
     with pytest.raises(ValueError, match="not inside"):
         hash_files([tmp_path.parent / "elsewhere.png"], tmp_path)
+
+
+def test_hash_avatar_folder_hashes_the_files_not_the_manifest(tmp_path) -> None:
+    (tmp_path / "reference.png").write_bytes(b"png")
+    (tmp_path / "avatar.json").write_text(json.dumps({"files": {"reference.png": "0" * 64}}))
+    assert hash_avatar_folder(tmp_path) == {"reference.png": hashlib.sha256(b"png").hexdigest()}
+    (tmp_path / "avatar.json").write_text(json.dumps({"files": {"gone.onnx": "0" * 64}}))
+    with pytest.raises(ValueError, match="missing"):
+        hash_avatar_folder(tmp_path)
+    (tmp_path / "avatar.json").write_text("{}")
+    with pytest.raises(ValueError, match="lists no files"):
+        hash_avatar_folder(tmp_path)
+    with pytest.raises(ValueError, match="not found"):
+        hash_avatar_folder(tmp_path / "nowhere")
+
+
+def test_hash_avatar_folder_on_the_bundled_sample() -> None:
+    from pathlib import Path
+
+    sample = Path(__file__).resolve().parents[2] / "assets" / "avatars" / "sample"
+    if not (sample / "avatar.json").is_file():
+        pytest.skip("no bundled sample avatar")
+    listed = json.loads((sample / "avatar.json").read_text(encoding="utf-8"))["files"]
+    assert hash_avatar_folder(sample) == dict(sorted(listed.items()))
 
 
 # --------------------------------------------------------------------------- keys on disk

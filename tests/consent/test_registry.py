@@ -102,6 +102,14 @@ def test_valid_by_id_record_and_file(registry: ConsentRegistry, avatar_dir: Path
     assert registry.check(copy, hashes, later).ok
 
 
+def test_recording_verification_without_avatar_files(registry: ConsentRegistry, avatar_dir: Path) -> None:
+    """``vcam-me verify`` has a decoded ID but no avatar files: the binding is skipped, the rest is not."""
+    record = recorded(registry, avatar_hashes(avatar_dir))
+    assert registry.check(record.consent_id, None, NOW).ok
+    registry.revoke(record.code, "withdrawn", NOW)
+    assert registry.check(record.consent_id, None, NOW).status == REVOKED
+
+
 def test_attested_licence_verdict(registry: ConsentRegistry, avatar_dir: Path) -> None:
     hashes = avatar_hashes(avatar_dir)
     record = attest(registry, hashes, licence="Public domain (PD-Art)", subject_name="Mona Lisa")

@@ -173,6 +173,28 @@ def hash_files(paths: Iterable[Path], root: Path) -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
+def hash_avatar_folder(folder: Path, manifest: str = "avatar.json") -> dict[str, str]:
+    """The avatar-hash mapping of an avatar folder: the files its ``avatar.json`` lists under
+    ``"files"``, hashed afresh from disk (the manifest's own hashes are not trusted here, so
+    editing the manifest cannot hide a swapped file). Raises ``ValueError`` naming the
+    problem (no manifest, no ``files``, a listed file missing or outside the folder)."""
+    folder = Path(folder)
+    path = folder / manifest
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"avatar manifest {path} not found") from None
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ValueError(f"avatar manifest {path} cannot be read: {err}") from None
+    files = data.get("files") if isinstance(data, dict) else None
+    if not isinstance(files, dict) or not files:
+        raise ValueError(f"avatar manifest {path} lists no files")
+    try:
+        return hash_files(list(files), folder)
+    except FileNotFoundError as err:
+        raise ValueError(f"avatar file listed in {path} is missing: {err.filename}") from None
+
+
 # --------------------------------------------------------------------------- the record
 
 

@@ -24,11 +24,11 @@ machine can delete the whole folder or its last lines; a local registry guards a
 mistakes and casual misuse, and a published registry is what makes revocation binding for
 others (``consent-watermark.md`` §2, "manifest repository").
 
-Statuses of a :class:`Verdict`: ``valid``; ``tampered`` (unreadable, altered, wrong or
-untrusted signature, altered revocation list); ``revoked``; ``expired``; ``not-yet-valid``
-(issued in the future: the clock is wrong or the record is); ``wrong-avatar`` (an avatar file
-is missing, extra or has another hash); ``out-of-scope`` (the use is not allowed); ``unknown``
-(no record with that ID, or no record for this avatar). They are checked in that order.
+Statuses of a :class:`Verdict`, in the order they are checked: ``unknown`` (no record with
+that ID, or none for this avatar); ``tampered`` (unreadable, altered, wrong or untrusted
+signature, altered revocation list); ``revoked``; ``expired``; ``not-yet-valid`` (issued in
+the future: the clock is wrong or the record is); ``wrong-avatar`` (an avatar file is
+missing, extra or has another hash); ``out-of-scope`` (the use is not allowed); ``valid``.
 """
 
 from __future__ import annotations
@@ -212,11 +212,15 @@ def evaluate(
     *,
     trusted: TrustedKeys,
     revocations: RevocationList,
-    avatar_hashes: Mapping[str, str],
+    avatar_hashes: Mapping[str, str] | None,
     now: datetime,
     use: str | None = None,
 ) -> Verdict:
-    """The pure check of one parsed record (no I/O). See the module docstring for the order."""
+    """The pure check of one parsed record (no I/O). See the module docstring for the order.
+
+    ``avatar_hashes=None`` skips the avatar binding: only for verifying a *recording*
+    (``vcam-me verify``), where no avatar files are at hand. Rendering always passes them.
+    """
     code = record.code
     try:
         verify_signature(record, trusted)
@@ -240,7 +244,8 @@ def evaluate(
             f"consent record {code} is issued for {format_time(record.issued_at)}, later than now; check the clock",
             record,
         )
-    given = {str(k): str(v).lower() for k, v in avatar_hashes.items()}
+    source = record.avatar if avatar_hashes is None else avatar_hashes
+    given = {str(k): str(v).lower() for k, v in source.items()}
     for name, digest in sorted(record.avatar.items()):
         if name not in given:
             return _verdict(WRONG_AVATAR, f"consent record {code} covers avatar file '{name}', which this avatar lacks", record)
@@ -440,7 +445,7 @@ class ConsentRegistry:
     def check(
         self,
         record_or_id: ConsentRecord | int | str | Path,
-        avatar_hashes: Mapping[str, str],
+        avatar_hashes: Mapping[str, str] | None,
         now: datetime,
         *,
         use: str | None = None,
@@ -448,8 +453,10 @@ class ConsentRegistry:
         """Whether ``record_or_id`` allows rendering the avatar whose files hash to ``avatar_hashes``.
 
         ``record_or_id``: a parsed record, a record file (e.g. the avatar's own copy), or a
-        consent ID / code to look up here. A record that is also stored here must be byte-for-
-        byte the stored one. ``now``: the wall clock, timezone-aware.
+        consent ID / code to look up here. A record that is also stored here must be the
+        stored one. ``avatar_hashes``: ``{file name: sha256}`` of the avatar
+        (:func:`~vcam_me.consent.records.hash_avatar_folder`); ``None`` only when verifying a
+        recording (see :func:`evaluate`). ``now``: the wall clock, timezone-aware.
         """
         if isinstance(record_or_id, Path):
             try:
