@@ -28,6 +28,7 @@ from vcam_me.consent.registry import (
     WRONG_AVATAR,
     ConsentRegistry,
     consent_error,
+    parse_revocations,
 )
 from vcam_me.errors import ConsentError
 
@@ -340,6 +341,20 @@ def test_altered_revocation_list_fails_closed(registry: ConsentRegistry, avatar_
         registry.revoke(c.code, "third", NOW)
 
 
+def test_appended_lines_are_parsed_incrementally_and_still_checked(registry: ConsentRegistry, avatar_dir: Path) -> None:
+    hashes = avatar_hashes(avatar_dir)
+    a, b, c = _two_revocations(registry, hashes)
+    data = registry.revocations_path.read_bytes()
+    first_line = data[: data.index(b"\n") + 1]
+    prefix = parse_revocations(first_line, registry.trusted)
+    assert parse_revocations(data, registry.trusted, resume=prefix) == parse_revocations(data, registry.trusted)
+    assert registry.check(c.code, hashes, NOW).ok  # warms the cache
+    with open(registry.revocations_path, "ab") as handle:
+        handle.write(b'{"cid":"' + c.code.replace("-", "").encode() + b'","reason":"forged"}\n')
+    verdict = registry.check(c.code, hashes, NOW)
+    assert verdict.status == TAMPERED and "line 3" in verdict.reason
+
+
 def test_incomplete_last_revocation_line_fails_closed(registry: ConsentRegistry, avatar_dir: Path) -> None:
     hashes = avatar_hashes(avatar_dir)
     _, _, c = _two_revocations(registry, hashes)
@@ -390,6 +405,19 @@ def test_list(registry: ConsentRegistry, avatar_dir: Path) -> None:
     registry.revoke(a.code, "withdrawn", NOW)
     statuses = {v.consent_id: v.status for v in registry.list(NOW)}
     assert statuses == {a.consent_id: REVOKED, b.consent_id: VALID}
+
+
+def test_open_without_creating_a_key_still_trusts_the_folders_key(registry: ConsentRegistry, avatar_dir: Path) -> None:
+    hashes = avatar_hashes(avatar_dir)
+    record = recorded(registry, hashes)
+    reader = ConsentRegistry.open(registry.folder, create_key=False)
+    assert reader.check(record.code, hashes, NOW).ok
+    registry.revoke(record.code, "withdrawn", NOW)
+    assert reader.check(record.code, hashes, NOW).status == REVOKED
+    (registry.folder / "keys" / "issuer.key").unlink()  # e.g. another account, no access to the key
+    verify_only = ConsentRegistry.open(registry.folder, create_key=False)
+    assert verify_only.issuer is None
+    assert verify_only.check(record.code, hashes, NOW).status == REVOKED
 
 
 def test_open_without_key(tmp_path: Path) -> None:

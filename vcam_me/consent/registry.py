@@ -45,11 +45,16 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
 from vcam_me.consent.keys import (
+    KEYS_DIR,
+    PRIVATE_KEY_FILE,
+    PUBLIC_KEY_FILE,
     TRUSTED_DIR,
     IssuerKey,
     TrustedKeys,
+    create_issuer_key,
     ensure_private_dir,
-    load_or_create_issuer_key,
+    load_issuer_key,
+    load_public_key,
     load_trusted_keys,
     write_private_file,
 )
@@ -152,19 +157,31 @@ class RevocationList:
     revoked: Mapping[int, Revocation]
     problems: tuple[str, ...] = ()
     last_line_sha256: str = ""
+    #: Lines and bytes parsed, so that appended lines can be parsed alone (``resume``).
+    lines: int = 0
+    parsed_bytes: int = 0
 
 
-def parse_revocations(data: bytes, trusted: TrustedKeys) -> RevocationList:
-    """Parse ``revocations.jsonl`` content (pure). Never raises: damage goes to ``problems``."""
-    revoked: dict[int, Revocation] = {}
+def parse_revocations(data: bytes, trusted: TrustedKeys, *, resume: RevocationList | None = None) -> RevocationList:
+    """Parse ``revocations.jsonl`` content (pure). Never raises: damage goes to ``problems``.
+
+    ``resume``: the result of parsing a prefix of ``data`` that the caller knows is unchanged
+    (the list is append-only); only the bytes after it are parsed, so a new revocation costs
+    one signature check however long the list is. Ignored when that result had problems.
+    """
+    if resume is not None and (resume.problems or resume.parsed_bytes > len(data)):
+        resume = None
+    start = resume.parsed_bytes if resume is not None else 0
+    revoked: dict[int, Revocation] = dict(resume.revoked) if resume is not None else {}
     problems: list[str] = []
-    prev = ""
+    prev = resume.last_line_sha256 if resume is not None else ""
+    first = resume.lines + 1 if resume is not None else 1
     if data and not data.endswith(b"\n"):
         problems.append("the last line is incomplete")
-    lines = data.split(b"\n")
+    lines = data[start:].split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
-    for number, raw in enumerate(lines, 1):
+    for number, raw in enumerate(lines, first):
         try:
             entry = json.loads(raw)
             if not isinstance(entry, dict):
@@ -190,7 +207,7 @@ def parse_revocations(data: bytes, trusted: TrustedKeys) -> RevocationList:
         if not good:
             problems.append(f"line {number} has no valid signature from a trusted key")
         prev = hashlib.sha256(raw).hexdigest()
-    return RevocationList(revoked, tuple(problems), prev)
+    return RevocationList(revoked, tuple(problems), prev, first - 1 + len(lines), len(data))
 
 
 def revocation_line(revocation: Revocation, prev_sha256: str, key: IssuerKey) -> bytes:
@@ -291,7 +308,8 @@ class ConsentRegistry:
         self.issuer = issuer
         self._lock = threading.RLock()
         self._listeners: list[Callable[[int], None]] = []
-        self._rev_cache: tuple[object, RevocationList] | None = None
+        # (change stamp, parsed list, sha256 of the bytes parsed)
+        self._rev_cache: tuple[object, RevocationList, bytes] | None = None
 
     @classmethod
     def open(
@@ -304,13 +322,23 @@ class ConsentRegistry:
         """Open (creating if needed, 0700) the consent folder and load keys.
 
         ``extra_trusted_dirs``: more folders of ``*.pub`` keys, e.g. the app's bundled key for
-        the sample avatar. ``create_key``: create this machine's issuer key on first use.
+        the sample avatar. ``create_key``: create this machine's issuer key if there is none
+        (an existing key is always loaded; without one, ``keys/issuer.pub`` is still trusted).
         """
         folder = Path(folder) if folder is not None else default_consent_dir()
         ensure_private_dir(folder)
         ensure_private_dir(folder / RECORDS_DIR)
-        issuer = load_or_create_issuer_key(folder) if create_key else None
+        key_file = folder / KEYS_DIR / PRIVATE_KEY_FILE
+        if key_file.exists():
+            issuer = load_issuer_key(folder)
+        elif create_key:
+            issuer = create_issuer_key(folder)
+        else:
+            issuer = None
         trusted = load_trusted_keys([folder / TRUSTED_DIR, *extra_trusted_dirs], own=issuer)
+        public_file = folder / KEYS_DIR / PUBLIC_KEY_FILE
+        if issuer is None and public_file.is_file():  # verify-only: this folder's key still counts
+            trusted = trusted.with_key(load_public_key(public_file))
         return cls(folder, trusted, issuer)
 
     # ------------------------------------------------------------------ paths
@@ -377,9 +405,19 @@ class ConsentRegistry:
                 data = self.revocations_path.read_bytes()
             except FileNotFoundError:
                 data = b""
-            parsed = parse_revocations(data, self.trusted)
-            self._rev_cache = (stamp, parsed)
-            return parsed
+            return self._parse_revocations(data, stamp)
+
+    def _parse_revocations(self, data: bytes, stamp: object) -> RevocationList:
+        """Parse with the cache: when the bytes parsed last time are still the file's start,
+        only the appended lines are parsed (and their signatures checked)."""
+        resume = None
+        if self._rev_cache is not None:
+            _, cached, digest = self._rev_cache
+            if len(data) >= cached.parsed_bytes and hashlib.sha256(data[: cached.parsed_bytes]).digest() == digest:
+                resume = cached
+        parsed = parse_revocations(data, self.trusted, resume=resume)
+        self._rev_cache = (stamp, parsed, hashlib.sha256(data).digest())
+        return parsed
 
     def change_stamp(self) -> object:
         """A cheap value (one ``stat``) that changes whenever the revocation list changes."""
@@ -405,7 +443,7 @@ class ConsentRegistry:
             raise ConsentError(f"no consent record {code} in {self.records_dir}; 'vcam-me consent list' shows the IDs")
         with self._lock, _locked_append(self.revocations_path) as handle:
             handle.seek(0)
-            current = parse_revocations(handle.read(), self.trusted)
+            current = self._parse_revocations(handle.read(), object())  # stamp unknown: re-stat next time
             if cid in current.revoked:
                 return current.revoked[cid]
             if current.problems:
@@ -414,7 +452,6 @@ class ConsentRegistry:
             handle.write(revocation_line(revocation, current.last_line_sha256, self.issuer))
             handle.flush()
             os.fsync(handle.fileno())
-            self._rev_cache = None
         self._notify(cid)
         return revocation
 
