@@ -154,6 +154,8 @@ def test_round_trip(key: IssuerKey, trusted: TrustedKeys) -> None:
     verify_signature(back, trusted)
     assert back.kind == KIND_RECORDED and back.attester is None
     assert back.expires_at == NOW + timedelta(days=90)
+    with pytest.raises(TypeError):
+        back.avatar["network.onnx"] = "3" * 64  # a verified record cannot be re-pointed
 
 
 def test_pretty_printed_file_still_verifies(key: IssuerKey, trusted: TrustedKeys) -> None:

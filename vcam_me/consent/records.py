@@ -45,6 +45,7 @@ import unicodedata
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Iterable, Literal, Mapping
 
 from vcam_me.consent.keys import IssuerKey, TrustedKeys
@@ -271,6 +272,8 @@ class ConsentRecord:
             raise RecordError("evidence_sha256 must be 64 lower-case hex digits")
         if not isinstance(self.avatar, Mapping) or not self.avatar:
             raise RecordError("avatar must name at least one file and its sha256")
+        # A verified record must not change afterwards: freeze the one mutable field.
+        object.__setattr__(self, "avatar", MappingProxyType(dict(sorted(self.avatar.items()))))
         for name, digest in self.avatar.items():
             _one_line("avatar file name", name, limit=255)
             if not isinstance(digest, str) or not _HEX64.match(digest):
