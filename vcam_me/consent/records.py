@@ -70,8 +70,8 @@ _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _DECODE = {ch: i for i, ch in enumerate(_CROCKFORD)}
 _DECODE.update({"I": 1, "L": 1, "O": 0})
 _SIG_DOMAIN = b"vcam-me/consent-record/v1\x00"
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_SIG_RE = re.compile(r"^[A-Za-z0-9_-]{85}[AQgw]$")  # 64 bytes, unpadded
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_SIG_RE = re.compile(r"[A-Za-z0-9_-]{85}[AQgw]")  # 64 bytes, unpadded
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _FIELDS = (
     "v", "cid", "kind", "subject_name", "statement", "challenge", "evidence_sha256", "licence",
@@ -268,7 +268,7 @@ class ConsentRecord:
                 raise RecordError("an attested licence must name the licence")
             if self.challenge:
                 raise RecordError("an attested licence has no challenge")
-        if self.evidence_sha256 and not _HEX64.match(self.evidence_sha256):
+        if self.evidence_sha256 and not _HEX64.fullmatch(self.evidence_sha256):
             raise RecordError("evidence_sha256 must be 64 lower-case hex digits")
         if not isinstance(self.avatar, Mapping) or not self.avatar:
             raise RecordError("avatar must name at least one file and its sha256")
@@ -276,7 +276,7 @@ class ConsentRecord:
         object.__setattr__(self, "avatar", MappingProxyType(dict(sorted(self.avatar.items()))))
         for name, digest in self.avatar.items():
             _one_line("avatar file name", name, limit=255)
-            if not isinstance(digest, str) or not _HEX64.match(digest):
+            if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
                 raise RecordError(f"avatar[{name!r}] must be 64 lower-case hex digits")
         if not self.scope or any(use not in SCOPE_USES for use in self.scope):
             raise RecordError(f"scope must be a non-empty subset of {', '.join(SCOPE_USES)}")
@@ -389,7 +389,7 @@ def record_from_json(text: str | bytes) -> ConsentRecord:
     if missing or extra:
         raise RecordError(f"record fields wrong: missing {missing or 'none'}, unexpected {extra or 'none'}")
     sig = data["sig"]
-    if not isinstance(sig, str) or not _SIG_RE.match(sig):
+    if not isinstance(sig, str) or not _SIG_RE.fullmatch(sig):
         raise RecordError("record signature is not base64url of 64 bytes")
     try:
         signature = base64.urlsafe_b64decode(sig + "==")
