@@ -144,6 +144,19 @@ def test_add_is_idempotent_and_never_replaces(registry: ConsentRegistry, avatar_
     assert registry.ids() == [record.consent_id]
 
 
+def test_issue_signs_stores_and_picks_fresh_ids(registry: ConsentRegistry, avatar_dir: Path) -> None:
+    hashes = avatar_hashes(avatar_dir)
+    a = registry.issue_attested(hashes, licence="own face", operator="Alex", subject_name="Alex", now=NOW, valid_days=30)
+    b = registry.issue_recorded(
+        hashes, now=NOW, subject_name="Jane Doe", statement="I, Jane Doe, agree.", challenge="LAKE-7",
+        evidence_sha256="e" * 64, operator="Alex",
+    )
+    assert a.consent_id != b.consent_id and registry.ids() == sorted([a.consent_id, b.consent_id])
+    assert a.expires_at == NOW + timedelta(days=30)
+    assert registry.check(a.code, hashes, NOW).kind == "attested-licence"
+    assert registry.check(b.code, hashes, NOW).kind == "recorded"
+
+
 # --------------------------------------------------------------------------- tampering
 
 
@@ -425,3 +438,5 @@ def test_open_without_key(tmp_path: Path) -> None:
     assert registry.issuer is None and not (tmp_path / "c" / "keys").exists()
     with pytest.raises(ConsentError, match="no issuer key"):
         registry.revoke("7KQ4M-2XD3J", "x", NOW)
+    with pytest.raises(ConsentError, match="no issuer key"):
+        registry.issue_attested({"a.png": "0" * 64}, licence="x", operator="y", subject_name="z", now=NOW)

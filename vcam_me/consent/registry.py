@@ -62,12 +62,15 @@ from vcam_me.consent.records import (
     KIND_ATTESTED,
     ConsentRecord,
     RecordError,
+    attested_licence,
     canonical_json,
     format_consent_code,
     format_time,
+    new_consent_id,
     parse_consent_code,
     parse_time,
     record_from_json,
+    recorded_consent,
     verify_signature,
 )
 from vcam_me.errors import ConsentError
@@ -371,6 +374,44 @@ class ConsentRegistry:
                     raise ConsentError(f"a different consent record {record.code} is already stored at {path}") from None
         return path
 
+    def issue_attested(
+        self,
+        avatar_hashes: Mapping[str, str],
+        *,
+        licence: str,
+        operator: str,
+        subject_name: str,
+        now: datetime,
+        **options,
+    ) -> ConsentRecord:
+        """Sign an attested-licence record with this machine's key under a fresh ID and store it.
+
+        ``options`` go to :func:`~vcam_me.consent.records.attested_licence` (``valid_days``,
+        ``scope``, ``evidence_sha256``). This is ``vcam-me consent attest``.
+        """
+        key = self._signing_key()
+        with self._lock:
+            record = attested_licence(
+                key=key, avatar=avatar_hashes, licence=licence, operator=operator, subject_name=subject_name,
+                now=now, consent_id=new_consent_id(self.ids()), **options,
+            )
+            self.add(record)
+        return record
+
+    def issue_recorded(self, avatar_hashes: Mapping[str, str], *, now: datetime, **fields) -> ConsentRecord:
+        """Sign a recorded-consent record (fields as :func:`~vcam_me.consent.records.recorded_consent`)
+        under a fresh ID and store it. The setup wizard calls this after checking the statement."""
+        key = self._signing_key()
+        with self._lock:
+            record = recorded_consent(key=key, avatar=avatar_hashes, now=now, consent_id=new_consent_id(self.ids()), **fields)
+            self.add(record)
+        return record
+
+    def _signing_key(self) -> IssuerKey:
+        if self.issuer is None:
+            raise ConsentError(f"no issuer key in {self.folder / KEYS_DIR}, so nothing can be signed here")
+        return self.issuer
+
     def get(self, consent_id: int | str) -> ConsentRecord | None:
         """The stored record, ``None`` if there is none; :class:`RecordError` if it is damaged."""
         path = self.record_path(consent_id)
@@ -432,8 +473,7 @@ class ConsentRegistry:
 
         Revoking an already revoked ID returns the earlier revocation and writes nothing.
         """
-        if self.issuer is None:
-            raise ConsentError("this registry has no issuer key, so it cannot sign a revocation")
+        issuer = self._signing_key()
         cid = parse_consent_code(consent_id)
         code = format_consent_code(cid)
         reason = " ".join(str(reason).split())
@@ -448,8 +488,8 @@ class ConsentRegistry:
                 return current.revoked[cid]
             if current.problems:
                 raise ConsentError(f"the revocation list {self.revocations_path} was altered ({current.problems[0]}); restore it first")
-            revocation = Revocation(cid, reason, now.replace(microsecond=0), self.issuer.key_id)
-            handle.write(revocation_line(revocation, current.last_line_sha256, self.issuer))
+            revocation = Revocation(cid, reason, now.replace(microsecond=0), issuer.key_id)
+            handle.write(revocation_line(revocation, current.last_line_sha256, issuer))
             handle.flush()
             os.fsync(handle.fileno())
         self._notify(cid)
