@@ -440,3 +440,25 @@ def test_open_without_key(tmp_path: Path) -> None:
         registry.revoke("7KQ4M-2XD3J", "x", NOW)
     with pytest.raises(ConsentError, match="no issuer key"):
         registry.issue_attested({"a.png": "0" * 64}, licence="x", operator="y", subject_name="z", now=NOW)
+
+
+def test_bundled_sample_avatar_end_to_end(registry: ConsentRegistry, tmp_path: Path) -> None:
+    """attest → check → swap the reference photo → refused, on a copy of the real sample avatar."""
+    import shutil
+
+    from vcam_me.consent.records import hash_avatar_folder
+
+    sample = Path(__file__).resolve().parents[2] / "assets" / "avatars" / "sample"
+    if not (sample / "avatar.json").is_file():
+        pytest.skip("no bundled sample avatar")
+    avatar = shutil.copytree(sample, tmp_path / "sample")
+    record = registry.issue_attested(
+        hash_avatar_folder(avatar), licence="royalty-free stock photo (see SOURCE.md)", operator="vcam_me project",
+        subject_name="Sample avatar", now=NOW,
+    )
+    (avatar / "consent.json").write_text(record.to_json(), encoding="utf-8")
+    assert registry.check(avatar / "consent.json", hash_avatar_folder(avatar), NOW, use="evaluation").ok
+    (avatar / "reference.png").write_bytes((avatar / "reference.png").read_bytes()[:-1] + b"\0")
+    verdict = registry.check(avatar / "consent.json", hash_avatar_folder(avatar), NOW)
+    assert verdict.status == WRONG_AVATAR and "'reference.png'" in verdict.reason
+    assert registry.check_avatar(hash_avatar_folder(avatar), NOW).status == WRONG_AVATAR
