@@ -277,6 +277,7 @@ def test_expired(registry: ConsentRegistry, avatar_dir: Path) -> None:
     verdict = registry.check(record.code, hashes, record.expires_at)
     assert verdict.status == EXPIRED and "expired on 2026-12-23T12:00:00Z" in verdict.reason
     assert "vcam-me consent attest" in verdict.reason  # says how to renew
+    assert str(consent_error(verdict)).count("vcam-me consent attest") == 1
     assert registry.check_avatar(hashes, NOW + timedelta(days=31)).status == EXPIRED
 
 
@@ -408,7 +409,9 @@ def test_scope(registry: ConsentRegistry, avatar_dir: Path) -> None:
     assert registry.check(record.code, hashes, NOW, use="live_call").ok
     verdict = registry.check(record.code, hashes, NOW, use="render")
     assert verdict.status == OUT_OF_SCOPE and "'render'" in verdict.reason
-    assert str(consent_error(verdict)).startswith("cannot render: consent record")
+    message = str(consent_error(verdict))
+    assert message.startswith("cannot render: consent record") and "vcam-me consent attest" in message
+    assert message.count("vcam-me setup") == 1
 
 
 def test_list(registry: ConsentRegistry, avatar_dir: Path) -> None:

@@ -293,9 +293,10 @@ def evaluate(
 def consent_error(verdict: Verdict, avatar: str | Path | None = None) -> ConsentError:
     """The :class:`ConsentError` that ``run``/``render`` raise for a refused verdict."""
     where = f" for avatar {avatar}" if avatar is not None else ""
+    how = "" if HOW_TO_RECORD in verdict.reason else f"; {HOW_TO_RECORD}"
     if verdict.status == UNKNOWN:
-        return ConsentError(f"no valid consent record{where}: {verdict.reason}; {HOW_TO_RECORD}")
-    return ConsentError(f"cannot render{where}: {verdict.reason}")
+        return ConsentError(f"no valid consent record{where}: {verdict.reason}{how}")
+    return ConsentError(f"cannot render{where}: {verdict.reason}{how}")
 
 
 class ConsentRegistry:
