@@ -101,9 +101,8 @@ def encode(frames: Iterable[np.ndarray], path: Path, codec: str, kbps: int, fps:
             s.options = {"preset": "veryfast", "tune": "zerolatency",
                          "x264-params": f"vbv-maxrate={kbps}:vbv-bufsize={kbps}:nal-hrd=cbr"}
         elif codec in ("vp8", "vp9"):
-            s.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
-            s.codec_context.rc_max_rate = kbps * 1000
-            s.codec_context.rc_buffer_size = kbps * 1000
+            s.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0",
+                         "maxrate": f"{kbps}k", "bufsize": f"{kbps}k"}
         else:
             s.options = {"preset": "10"}
         for i, img in enumerate(_chain(first, frames)):

@@ -11,10 +11,11 @@ Pipeline (consent-watermark.md §7.2/§7.4):
    mean residual is scored on that lattice for every scale s in :data:`SCALE_RANGE`
    (0.45–1.6, 0.2 % steps); the best local maxima and s = 1 are kept.
 3. **Shift and mirror**: for each candidate scale and both mirror states, the mean residual
-   is resampled to the canonical scale, folded modulo the 256-px tile and circularly
+   is resampled to half the canonical scale, folded modulo the (128-px) tile and circularly
    cross-correlated with the pilot (FFT). The best peak's **z-score** (peak minus surface
    mean over surface standard deviation) is the detection statistic; the best candidate is
-   refined in 0.2 % scale steps.
+   refined in 0.2 % scale steps, then folded again at full canonical resolution for an
+   exact shift.
 4. **Payload**: if z ≥ :data:`Z_THRESHOLD`, the folded tile is aligned at the peak, each data
    cell is matched-filtered with the chip pulse, the 6 cells of each coded bit are combined
    into a soft value, the tail-biting convolutional code is Viterbi-decoded and the CRC-16
@@ -50,9 +51,8 @@ Z_THRESHOLD = 7.0
 RESIDUAL_CLIP = 12.0
 #: Variance (luma codes²) of the mark in a residual, for the texture weighting.
 MARK_VAR = 9.0
-WEIGHTED = True
-#: Gaussian σ (px, received resolution) of the blur subtracted for the high-pass.
-HIGHPASS_SIGMA = 6.0
+#: Box size (px, received resolution) of the twice-applied blur subtracted for the high-pass.
+HIGHPASS_BOX = 13
 #: Searched range of received-size / embedded-size at the canonical 8-px cell.
 SCALE_RANGE = (0.45, 1.6)
 #: Relative step of the spectral scale search.
@@ -125,16 +125,16 @@ def to_luma(frame: Any) -> np.ndarray:
 def residual(luma: np.ndarray) -> np.ndarray:
     """High-passed, clipped and texture-weighted luma residual (pure).
 
-    The weight ``MARK_VAR / (local residual variance + MARK_VAR)`` keeps flat and lightly
-    textured areas (where the mark dominates the residual) and mutes edges and busy texture
-    (where the host dominates), which matters most for static content that does not average
-    out over frames.
+    High-pass: luma minus a twice-applied 13-px box blur (≈ Gaussian, σ ≈ 5.3 px). The weight
+    ``MARK_VAR / (local residual variance + MARK_VAR)`` keeps flat and lightly textured areas
+    (where the mark dominates the residual) and mutes edges and busy texture (where the host
+    dominates); this matters most for static content, which does not average out over frames.
     """
-    r = luma - cv2.GaussianBlur(luma, (0, 0), HIGHPASS_SIGMA)
+    k = (HIGHPASS_BOX, HIGHPASS_BOX)
+    r = luma - cv2.blur(cv2.blur(luma, k), k)
     np.clip(r, -RESIDUAL_CLIP, RESIDUAL_CLIP, out=r)
-    if WEIGHTED:
-        var = cv2.GaussianBlur(r * r, (0, 0), 2 * HIGHPASS_SIGMA)
-        r *= MARK_VAR / (var + MARK_VAR)
+    var = cv2.blur(r * r, (2 * HIGHPASS_BOX - 1, 2 * HIGHPASS_BOX - 1))
+    r *= MARK_VAR / (var + MARK_VAR)
     return r
 
 
@@ -145,7 +145,9 @@ class _Carriers:
         self.carrier = wm.make_carrier(key)
         self.pulse = wm.pulse(wm.CELL_PX)
         pilot = wm.chips_to_tile(self.carrier.pilot_chips, wm.CELL_PX)
-        self.pilot_fft_conj = np.conj(np.fft.rfft2(pilot))
+        self.pilot_fft_conj = {1: np.conj(np.fft.rfft2(pilot))}
+        half = pilot.reshape(wm.TILE_PX // 2, 2, wm.TILE_PX // 2, 2).mean(axis=(1, 3))
+        self.pilot_fft_conj[2] = np.conj(np.fft.rfft2(half))
         order = np.argsort(self.carrier.bit_index.ravel(), kind="stable")
         n_pilot = wm.PILOT_CELLS
         self.bit_cells = order[n_pilot:].reshape(wm.CODED_BITS, wm.CELLS_PER_BIT)
@@ -213,32 +215,35 @@ def scale_candidates(mean_residual: np.ndarray, n: int = SCALE_CANDIDATES) -> li
     return out
 
 
-def _fold(mean_residual: np.ndarray, scale: float, mirrored: bool) -> np.ndarray:
-    """Resample to the canonical scale and fold modulo the tile: ``(256, 256) float32``."""
+def _fold(mean_residual: np.ndarray, scale: float, mirrored: bool, decimate: int = 1) -> np.ndarray:
+    """Resample to the canonical scale (divided by ``decimate``) and fold modulo the tile:
+    ``(256 / decimate, 256 / decimate) float32``."""
     src = mean_residual[:, ::-1] if mirrored else mean_residual
     h, w = src.shape
-    out_w, out_h = int(w / scale), int(h / scale)
-    m = np.array([[scale, 0, 0.5 * scale - 0.5], [0, scale, 0.5 * scale - 0.5]], np.float64)
+    step = scale * decimate  # received pixels per output pixel
+    out_w, out_h = int(w / step), int(h / step)
+    m = np.array([[step, 0, 0.5 * step - 0.5], [0, step, 0.5 * step - 0.5]], np.float64)
     canon = cv2.warpAffine(np.ascontiguousarray(src), m, (out_w, out_h),
                            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT)
-    t = wm.TILE_PX
+    t = wm.TILE_PX // decimate
     ph, pw = -(-out_h // t) * t, -(-out_w // t) * t
-    padded = np.zeros((ph, pw), np.float32)
-    padded[:out_h, :out_w] = canon
-    return padded.reshape(ph // t, t, pw // t, t).sum(axis=(0, 2))
+    if (ph, pw) != (out_h, out_w):
+        canon = cv2.copyMakeBorder(canon, 0, ph - out_h, 0, pw - out_w, cv2.BORDER_CONSTANT, value=0)
+    return canon.reshape(ph // t, t, pw // t, t).sum(axis=(0, 2))
 
 
-def _pilot_search(tile: np.ndarray, refs: _Carriers) -> tuple[float, tuple[int, int]]:
-    corr = np.fft.irfft2(np.fft.rfft2(tile) * refs.pilot_fft_conj, s=tile.shape)
+def _pilot_search(tile: np.ndarray, refs: _Carriers, decimate: int) -> tuple[float, tuple[int, int]]:
+    corr = np.fft.irfft2(np.fft.rfft2(tile) * refs.pilot_fft_conj[decimate], s=tile.shape)
     dy, dx = np.unravel_index(int(np.argmax(corr)), corr.shape)
     std = float(corr.std())
     z = float((corr[dy, dx] - corr.mean()) / std) if std > 0 else 0.0
-    return z, (int(dx), int(dy))
+    return z, (int(dx) * decimate, int(dy) * decimate)
 
 
-def _try(mean_residual: np.ndarray, scale: float, mirrored: bool, refs: _Carriers) -> _Hypothesis:
-    tile = _fold(mean_residual, scale, mirrored)
-    z, shift = _pilot_search(tile, refs)
+def _try(mean_residual: np.ndarray, scale: float, mirrored: bool, refs: _Carriers,
+         decimate: int = 2) -> _Hypothesis:
+    tile = _fold(mean_residual, scale, mirrored, decimate)
+    z, shift = _pilot_search(tile, refs, decimate)
     return _Hypothesis(z, scale, mirrored, shift, tile)
 
 
@@ -255,7 +260,7 @@ def locate(mean_residual: np.ndarray, refs: _Carriers, hint: _Hypothesis | None 
         hyp = _try(mean_residual, best.scale * (1 + SCALE_STEP) ** step, best.mirrored, refs)
         if hyp.z > best.z:
             best = hyp
-    return best
+    return _try(mean_residual, best.scale, best.mirrored, refs, decimate=1)
 
 
 def read_payload(hyp: _Hypothesis, refs: _Carriers) -> tuple[int | None, int]:
