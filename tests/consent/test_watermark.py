@@ -263,3 +263,14 @@ def test_no_detection_on_unmarked_real_videos(shared_data):
         assert res.frames_seen > 0
         assert not res.found, path.name
         assert res.max_z < md.Z_THRESHOLD, (path.name, res.max_z)
+
+
+@pytest.mark.parametrize("size, scale", [((1920, 1080), 1.5), ((640, 360), 0.5)])
+def test_other_output_sizes_scale_the_cells(host, size, scale):
+    """At other output heights the cell follows the height; the decoder reports it as a scale."""
+    emb = wm.WatermarkEmbedder.create(CID, KEY, size)
+    assert emb.size == size
+    frames = [emb.embed(cv2.resize(f, size, interpolation=cv2.INTER_AREA)) for f in host[:8]]
+    res = md.decode_frames(frames, KEY)
+    assert res.found and res.consent_id == CID
+    assert abs(res.scale - scale) < 0.01 * scale
