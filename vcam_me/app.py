@@ -18,6 +18,7 @@ import time
 import traceback
 from pathlib import Path
 
+from vcam_me.clock import now_ms
 from vcam_me.config import PROJECT_ROOT, AppConfig, load_config, user_config_path
 from vcam_me.errors import AvatarError, OutputError, VcamError
 
@@ -150,16 +151,67 @@ def create_avatar(photo: Path, out_dir: Path, cfg: AppConfig):
     return avatar_stage.create_avatar(image, faces, out_dir, source_name=photo.name)
 
 
+TRUSTED_KEYS_DIR = PROJECT_ROOT / "assets" / "consent" / "trusted"
+
+
+def open_registry():
+    """This user's consent registry, trusting also the key that signed the bundled sample."""
+    from vcam_me.consent.registry import ConsentRegistry, default_consent_dir
+
+    return ConsentRegistry.open(default_consent_dir(), extra_trusted_dirs=[TRUSTED_KEYS_DIR])
+
+
+@dataclasses.dataclass
+class Consent:
+    """A verified consent for one avatar: the verdict, and what a guard needs to re-check it."""
+
+    registry: object
+    verdict: object
+    avatar_hashes: dict
+    record: object  # the record file in the avatar folder, or the consent ID
+
+    def guard(self, use: str):
+        from vcam_me.consent.guard import ConsentGuard
+
+        return ConsentGuard.for_registry(self.registry, self.record, self.avatar_hashes, use=use)
+
+
+def require_consent(avatar, use: str) -> Consent:
+    """No consent, no avatar: a valid signed record for exactly these avatar files, or an error
+    that says how to get one. ``use`` is "live_call", "render" or "evaluation"."""
+    from vcam_me.consent.records import hash_avatar_folder, utc_now
+    from vcam_me.consent.registry import consent_error
+
+    folder = Path(avatar.folder)
+    registry = open_registry()
+    hashes = hash_avatar_folder(folder)
+    record_file = folder / "consent.json"
+    now = utc_now()
+    if record_file.is_file():
+        verdict = registry.check(record_file, hashes, now, use=use)
+        record = record_file
+        if verdict.ok and verdict.record is not None:
+            registry.add(verdict.record)  # known here from now on, so it can be listed and revoked
+    else:
+        verdict = registry.check_avatar(hashes, now, use=use)
+        record = verdict.consent_id
+    if not verdict.ok:
+        raise consent_error(verdict, folder)
+    return Consent(registry, verdict, hashes, record)
+
+
 def build_renderer(avatar, size: tuple[int, int], cfg: AppConfig):
     from vcam_me import avatar as avatar_stage
 
     return avatar_stage.AvatarRenderer.create(avatar, size, cfg.avatar)
 
 
-def build_stamper(cfg: AppConfig, size: tuple[int, int], display_name: str | None = None):
+def build_stamper(cfg: AppConfig, size: tuple[int, int], consent: Consent):
+    """The visible label, carrying the consent code of the record that allows this avatar."""
     from vcam_me.consent import LabelStamper
 
-    return LabelStamper.create(size, cfg.label, consent_code=None, display_name=display_name)
+    verdict = consent.verdict
+    return LabelStamper.create(size, cfg.label, consent_code=verdict.code, display_name=verdict.subject_name)
 
 
 def build_expression(cfg: AppConfig, *, offline: bool, observations: list | None = None):
@@ -225,17 +277,19 @@ def render_video(avatar_spec: str | None, driving: Path, out: Path, fps: int, si
     out = _check_new_output(out, force)
     with _open_driving(Path(driving)) as source:  # cheap checks first: a bad video fails before models load
         avatar = resolve_avatar(avatar_spec, cfg)
+        consent = require_consent(avatar, "render")
         observations = track_recording(source, cfg, label=f"tracking {Path(driving).name}")
     renderer = build_renderer(avatar, size, cfg)
-    stamper = build_stamper(cfg, size)
+    stamper = build_stamper(cfg, size, consent)
     expression = build_expression(cfg, offline=True, observations=observations)
     duration_ms = observations[-1].timestamp_ms if observations else 0
     progress = Progress(f"rendering {out.name}", int(duration_ms * fps / 1000) + 1)
-    with RecorderSink.open(out, size, fps, cfg.output, overwrite=force) as sink:
-        written = render_offline(observations, expression, renderer, stamper, sink, fps, progress=progress)
+    with RecorderSink.open(out, size, fps, cfg.output, overwrite=force) as sink, consent.guard("render") as guard:
+        guard.start(now_ms())
+        written = render_offline(observations, expression, renderer, stamper, sink, fps, progress=progress, guard=guard)
     progress.done()
     faces = sum(o.has_face for o in observations)
-    return {"out": str(out), "frames": written, "driving_frames": len(observations), "driving_frames_with_face": faces}
+    return {"out": str(out), "consent": consent.verdict.code, "frames": written, "driving_frames": len(observations), "driving_frames_with_face": faces}
 
 
 def track_recording(source, cfg: AppConfig, label: str = "tracking") -> list:
@@ -290,6 +344,64 @@ def cmd_avatar(args, cfg: AppConfig) -> int:
     return 2
 
 
+def cmd_consent(args, cfg: AppConfig) -> int:
+    import getpass
+
+    from vcam_me.consent.records import RecordError, hash_avatar_folder, utc_now
+    from vcam_me.errors import ConsentError
+
+    registry = open_registry()
+    now = utc_now()
+    try:
+        if args.consent_command == "attest":
+            if not 1 <= args.days <= 3650:
+                raise ConsentError(f"--days {args.days}: allowed 1..3650")
+            avatar = resolve_avatar(args.avatar, cfg)
+            folder = Path(avatar.folder)
+            target = folder / "consent.json"
+            if target.exists():
+                current = registry.check(target, hash_avatar_folder(folder), now)
+                if current.ok:
+                    raise ConsentError(f"{target} already holds valid consent record {current.code}; "
+                                       f"revoke it first (vcam-me consent revoke {current.code} --reason …)")
+                kept = _free_name(folder / f"consent-{current.code or 'old'}-{current.status}.json")
+                target.rename(kept)  # the old record is kept beside the avatar, never deleted
+                print(f"vcam-me: previous record ({current.status}) kept as {kept.name}", file=sys.stderr)
+            record = registry.issue_attested(
+                hash_avatar_folder(folder), licence=args.licence, operator=getpass.getuser(),
+                subject_name=args.name or folder.name, now=now, valid_days=args.days,
+            )
+            target.write_text(record.to_json(), encoding="utf-8")
+            print(f"vcam-me: attested licence {record.code} for {folder} (valid until {record.expires_at:%Y-%m-%d}); "
+                  f"the label will show it and every frame will carry it")
+            return 0
+        if args.consent_command == "revoke":
+            revocation = registry.revoke(args.id, args.reason, now)
+            print(f"vcam-me: revoked {revocation.code}; running sessions using it stop within seconds")
+            return 0
+        if args.consent_command == "list":
+            verdicts = registry.list(now)
+            for v in verdicts:
+                expiry = f"{v.record.expires_at:%Y-%m-%d}" if v.record is not None else "-"
+                print(f"{v.code}  {v.status:<12} {v.kind or '-':<16} until {expiry}  {v.subject_name or ''}")
+            if not verdicts:
+                print(f"(no consent records yet in {registry.folder})")
+            return 0
+        if args.consent_command == "show":
+            verdict = registry.check(args.id, None, now)
+            record = verdict.record
+            print(f"consent ID: {verdict.code or args.id}\nstatus:     {verdict.status} ({verdict.reason})")
+            if record is not None:
+                for key, value in sorted(json.loads(record.to_json()).items()):
+                    if key != "sig":
+                        print(f"{key + ':':<16}{value}")
+            return 0 if verdict.ok else 1
+    except (RecordError, ValueError) as err:
+        raise ConsentError(str(err).splitlines()[0]) from None
+    print("vcam-me: error: say what to do: vcam-me consent attest | revoke | list | show", file=sys.stderr)
+    return 2
+
+
 def cmd_run(args, cfg: AppConfig) -> int:
     from vcam_me.capture import open_source
     from vcam_me.output import PreviewSink, RecorderSink, VirtualCameraSink
@@ -317,23 +429,26 @@ def cmd_run(args, cfg: AppConfig) -> int:
                 sinks.append(RecorderSink.open(record, size, fps, cfg.output, overwrite=args.force,
                                                preset="ultrafast", threads=1, block=False))
             avatar = resolve_avatar(args.avatar, cfg)
+            consent = require_consent(avatar, "live_call")
             renderer = build_renderer(avatar, size, cfg)
-            stamper = build_stamper(cfg, size)
+            stamper = build_stamper(cfg, size, consent)
             expression = build_expression(cfg, offline=False)
-            return _stream(source, sinks, renderer, stamper, expression, fps, size, cfg, args.duration, record)
+            with consent.guard("live_call") as guard:
+                return _stream(source, sinks, renderer, stamper, expression, fps, size, cfg, args.duration, record, guard)
         finally:
             for s in sinks:
                 s.close()
 
 
-def _stream(source, sinks, renderer, stamper, expression, fps, size, cfg, duration, record) -> int:
+def _stream(source, sinks, renderer, stamper, expression, fps, size, cfg, duration, record, guard) -> int:
     from vcam_me.output import FanOutSink
     from vcam_me.pipeline import LivePipeline
 
     with live_tracker(cfg) as (tracker, connect), FanOutSink(sinks) as sink:
         described = ", ".join(type(s).__name__ for s in sinks)
         print(f"vcam-me: streaming {size[0]}x{size[1]} at {fps} fps to {described}; Ctrl+C stops", file=sys.stderr)
-        pipeline = connect(LivePipeline(source, tracker, expression, renderer, stamper, sink, fps))
+        guard.start(now_ms())
+        pipeline = connect(LivePipeline(source, tracker, expression, renderer, stamper, sink, fps, guard=guard))
         try:
             stats = pipeline.run(duration_s=duration)
         except KeyboardInterrupt:
@@ -444,6 +559,7 @@ def cmd_eval(args, cfg: AppConfig) -> int:
         _open_driving(clip).close()
     size = tuple(args.size)
     avatar = resolve_avatar(args.avatar, cfg)
+    consent = require_consent(avatar, "evaluation")
 
     def make_stages(clip: Path) -> Stages:
         return Stages(
@@ -452,7 +568,7 @@ def cmd_eval(args, cfg: AppConfig) -> int:
             output_tracker=build_tracker(cfg, "video"),
             make_expression=lambda observations: build_expression(cfg, offline=True, observations=observations),
             renderer=build_renderer(avatar, size, cfg),
-            stamper=build_stamper(cfg, size),
+            stamper=build_stamper(cfg, size, consent),
         )
 
     result = run_clips(clips, make_stages, fps=60)
@@ -473,7 +589,7 @@ def cmd_eval(args, cfg: AppConfig) -> int:
 
 
 COMMANDS = {
-    None: cmd_demo, "demo": cmd_demo, "run": cmd_run, "render": cmd_render, "avatar": cmd_avatar,
+    None: cmd_demo, "demo": cmd_demo, "run": cmd_run, "render": cmd_render, "avatar": cmd_avatar, "consent": cmd_consent,
     "doctor": cmd_doctor, "bench": cmd_bench, "eval": cmd_eval,
 }
 

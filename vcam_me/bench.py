@@ -119,7 +119,7 @@ def _tracking_alone(cfg: AppConfig, driving: Path, frames: int = 150) -> dict:
 def run_bench(args, cfg: AppConfig) -> dict:
     import psutil
 
-    from vcam_me.app import BUNDLED_DRIVING, _open_driving, build_expression, build_renderer, build_stamper, live_tracker, resolve_avatar
+    from vcam_me.app import BUNDLED_DRIVING, _open_driving, build_expression, build_renderer, build_stamper, live_tracker, require_consent, resolve_avatar
     from vcam_me.output import VirtualCameraSink
     from vcam_me.pipeline import LivePipeline
 
@@ -130,8 +130,9 @@ def run_bench(args, cfg: AppConfig) -> dict:
     out_cfg = cfg.output.__class__(**{**cfg.output.__dict__, "virtualcam_backend": BENCH_BACKEND})
 
     avatar = resolve_avatar(args.avatar, cfg)
+    consent = require_consent(avatar, "evaluation")
     renderer = build_renderer(avatar, size, cfg)
-    stamper = build_stamper(cfg, size)
+    stamper = build_stamper(cfg, size, consent)
     expression = build_expression(cfg, offline=False)
     proc = psutil.Process()
     first_frame_at: list[float] = []

@@ -87,6 +87,20 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--out", metavar="DIR", help="avatar folder to create (default: in your vcam-me data folder)")
     avatar_sub.add_parser("list", help="list your avatars")
 
+    consent = sub.add_parser("consent", help="consent records: attest a licence, revoke, list, show")
+    consent_sub = consent.add_subparsers(dest="consent_command", parser_class=_Parser)
+    attest = consent_sub.add_parser("attest", help="sign that you hold the rights to an avatar's image for this use")
+    attest.add_argument("--avatar", required=True, metavar="A", help="avatar folder or portrait photo")
+    attest.add_argument("--licence", required=True, metavar="TEXT", help="the licence or right you rely on, e.g. 'public-domain painting' or 'my own face'")
+    attest.add_argument("--name", help="who or what the avatar shows (default: the avatar's name)")
+    attest.add_argument("--days", type=int, default=365, help="days the record stays valid (default 365)")
+    revoke = consent_sub.add_parser("revoke", help="revoke a consent record: rendering with it stops at once")
+    revoke.add_argument("id", metavar="ID", help="consent ID, e.g. 7KQ4M-2XD3J")
+    revoke.add_argument("--reason", required=True, help="why (kept in the revocation list)")
+    consent_sub.add_parser("list", help="every consent record on this machine and its status")
+    show = consent_sub.add_parser("show", help="one record in full, and whether it is valid")
+    show.add_argument("id", metavar="ID")
+
     sub.add_parser("doctor", help="check this machine: camera, virtual camera driver, models, GPU")
 
     bench = sub.add_parser("bench", help="measure speed: fps, latency, CPU, per-stage cost")

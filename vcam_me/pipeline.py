@@ -62,6 +62,21 @@ class Stamper(Protocol):
     def restart_banner(self, now_ms: int) -> None: ...
 
 
+class Guard(Protocol):
+    """Consent, re-checked: rendering stops the moment it is no longer allowed."""
+
+    def allowed(self, now_ms: int) -> bool: ...
+
+    @property
+    def reason(self) -> str: ...
+
+
+def _refuse(guard: Guard):
+    from vcam_me.errors import ConsentError
+
+    return ConsentError(f"stopped: {guard.reason}")
+
+
 class Sink(Protocol):
     def send(self, frame: RenderedFrame) -> None: ...
 
@@ -127,8 +142,10 @@ class LivePipeline:
         fps: float,
         *,
         on_frame: Callable[[RenderedFrame, ExpressionState], None] | None = None,
+        guard: Guard | None = None,
     ) -> None:
         self.source = source
+        self.guard = guard
         self.tracker = tracker
         self.expression = expression
         self.renderer = renderer
@@ -228,6 +245,8 @@ class LivePipeline:
                 if not tracking.is_alive() and self.source.finished:
                     break
                 tick = pacer.wait()
+                if self.guard is not None and not self.guard.allowed(tick):
+                    raise _refuse(self.guard)  # revoked or expired: not one more frame
                 if self.source.reconnects != reconnects:  # camera came back: show the banner again
                     reconnects = self.source.reconnects
                     self.stamper.restart_banner(tick)
@@ -290,6 +309,7 @@ def render_offline(
     fps: float,
     *,
     progress: Callable[[int], None] | None = None,
+    guard: Guard | None = None,
 ) -> int:
     """Render output frame i at t = i / fps on the driving video's own timeline; returns the count.
 
@@ -319,6 +339,8 @@ def render_offline(
             exhausted = not feed()
         if last_ts is None or (exhausted and t > last_ts):
             break
+        if guard is not None and not guard.allowed(time.monotonic_ns() // 1_000_000):
+            raise _refuse(guard)
         state = expression.state_at(t)
         sink.send(stamper.stamp(RenderedFrame(renderer.render(state), t, state.source_timestamp_ms)))
         written += 1
