@@ -16,7 +16,9 @@ from vcam_me.config import CaptureOptions
 from vcam_me.errors import CaptureError
 
 #: Realtime pacing may release a frame this late on a busy shared CI machine (ms).
-PACING_TOLERANCE_MS = 25
+# Generous: pacing is checked against the schedule on a shared, noisy 2-core machine; "fast"
+# pacing or a wrong clock would still miss by the whole 300 ms span.
+PACING_TOLERANCE_MS = 50
 #: Grey levels a lossy codec may change a flat test frame by.
 CODEC_TOLERANCE = 12
 
