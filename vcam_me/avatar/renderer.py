@@ -116,34 +116,61 @@ class EyeRig:
     blink_feature: int  # index of this eye's AU43 feature
     corners: tuple[int, int] = (0, 0)  # (inner, outer) corner vertices
     lid_colour: np.ndarray | None = None  # (3,) RGB of the lid skin above the opening
+    disc_radius: float = 0.0  # radius (pixels) of the rigid iris disc
 
 
-def _triangulation(v2: np.ndarray) -> tuple[np.ndarray, list[EyeRig]]:
-    """Render triangles ``(T, 3)``: the canonical ones, with each eye opening re-fanned
-    around its iris centre so gaze can move the iris; plus the eye rigs."""
+#: The iris is moved as a rigid disc of this fraction of its radius (the sclera around it
+#: stretches), so a gaze shift moves a sharp iris instead of smearing the whole eye.
+IRIS_DISC = 0.75
+
+
+def _triangulation(v2: np.ndarray) -> tuple[np.ndarray, list, np.ndarray, np.ndarray]:
+    """Render triangles over the reference mesh ``v2 (478, 2)``.
+
+    The canonical triangles, except that each eye opening is re-triangulated around the
+    iris: its centre plus a ring of extra points that move with the centre (a rigid disc).
+    Returns ``(triangles (T, 3) into points, eye rig data, points (478 + n, 2), owner
+    (478 + n,))``; ``owner[i]`` is the mesh vertex whose displacement point ``i`` takes.
+    """
+    from scipy.spatial import Delaunay
+
     tris = M.canonical_mesh().triangles
     rigs = []
     keep = np.ones(len(tris), bool)
-    extra = []
+    extra_tris = []
+    points = [v2]
+    owner = list(range(len(v2)))
     for contour, iris in ((M.RIGHT_EYE, M.IRIS_A), (M.LEFT_EYE, M.IRIS_B)):
         # MediaPipe's iris ring A belongs to whichever eye its centre sits in.
         c = np.asarray(contour)
         if np.linalg.norm(v2[iris[0]] - v2[c].mean(0)) > np.linalg.norm(v2[M.IRIS_B[0]] - v2[c].mean(0)):
             iris = M.IRIS_B if iris is M.IRIS_A else M.IRIS_A
-        poly = v2[c].astype(np.float32)
+        poly = v2[c].astype(np.float32).reshape(-1, 1, 2)
         centre = iris[0]
-        inside = cv2.pointPolygonTest(poly.reshape(-1, 1, 2), tuple(map(float, v2[centre])), True) > 1.0
+        inside = cv2.pointPolygonTest(poly, tuple(map(float, v2[centre])), True) > 1.0
         if inside:
-            closers = np.all(np.isin(tris, c), axis=1)
-            keep &= ~closers
-            extra += [(centre, c[i], c[(i + 1) % len(c)]) for i in range(len(c))]
+            keep &= ~np.all(np.isin(tris, c), axis=1)
+            radius = IRIS_DISC * float(np.mean(np.linalg.norm(v2[list(iris[1:])] - v2[centre], axis=1)))
+            angles = np.linspace(0, 2 * np.pi, 12, endpoint=False)
+            ring = v2[centre] + radius * np.stack([np.cos(angles), np.sin(angles)], 1)
+            margin = max(1.5, 0.15 * radius)
+            ring = np.array([p for p in ring if cv2.pointPolygonTest(poly, (float(p[0]), float(p[1])), True) > margin]).reshape(-1, 2)
+            base = sum(len(p) for p in points)
+            local = np.vstack([v2[c], v2[centre][None], ring])
+            ids = np.concatenate([c, [centre], base + np.arange(len(ring))])
+            points.append(ring)
+            owner += [centre] * len(ring)
+            for t in Delaunay(local).simplices:
+                cen = local[t].mean(0)
+                if cv2.pointPolygonTest(poly, (float(cen[0]), float(cen[1])), False) > 0:
+                    extra_tris.append(ids[t])
         lower, upper = c[:9], c[9:]
         pair = np.array([lower[np.argmin(np.abs(v2[lower, 0] - v2[u, 0]))] for u in upper])
         mid_u = M.RIGHT_EYE_UPPER if contour is M.RIGHT_EYE else M.LEFT_EYE_UPPER
         mid_l = M.RIGHT_EYE_LOWER if contour is M.RIGHT_EYE else M.LEFT_EYE_LOWER
         rigs.append((upper, pair, mid_u, mid_l, np.array([centre] if inside else [], int)))
-    all_tris = np.vstack([tris[keep], np.array(extra, np.int32).reshape(-1, 3)])
-    return all_tris, rigs
+    all_tris = np.vstack([tris[keep], np.array(extra_tris, np.int64).reshape(-1, 3)]).astype(np.int64)
+    return all_tris, rigs, np.vstack(points), np.asarray(owner)
 
 
 def _barycentric_rows(v2: np.ndarray, tris: np.ndarray, x0: int, y0: int, k: int, wl: int, hl: int):
@@ -196,6 +223,8 @@ def _barycentric_rows(v2: np.ndarray, tris: np.ndarray, x0: int, y0: int, k: int
 def _build_warp(
     v2: np.ndarray,
     tris: np.ndarray,
+    points: np.ndarray,
+    owner: np.ndarray,
     ctrl: np.ndarray,
     size: tuple[int, int],
     k: int,
@@ -228,7 +257,8 @@ def _build_warp(
     n = len(pts)
     nv = NUM_LANDMARKS
 
-    rows, cols, vals, assigned = _barycentric_rows(v2, tris, x0, y0, k, wl, hl)
+    rows, cols, vals, assigned = _barycentric_rows(points, tris, x0, y0, k, wl, hl)
+    cols = [owner[c] for c in cols]
 
     # Outside the face: rigid head motion with falloff + boundary non-rigid part with falloff.
     out_idx = np.nonzero(~assigned)[0]
@@ -298,7 +328,7 @@ class DetailPatch:
     feather: np.ndarray  # (h, w, 1) float32 weight of the patch (1 inside, 0 at the rim)
 
 
-def _detail_patch(v2: np.ndarray, tris: np.ndarray, ids, margins: tuple[float, float, float, float],
+def _detail_patch(v2: np.ndarray, tris: np.ndarray, points: np.ndarray, owner: np.ndarray, ids, margins: tuple[float, float, float, float],
                   iod: float, size: tuple[int, int]) -> DetailPatch | None:
     """Patch around the vertices ``ids``; ``margins`` (left, top, right, bottom) in IOD."""
     from scipy.sparse import csr_matrix
@@ -311,7 +341,8 @@ def _detail_patch(v2: np.ndarray, tris: np.ndarray, ids, margins: tuple[float, f
     w, h = x1 - x0, y1 - y0
     if w < 8 or h < 8:
         return None
-    rows, cols, vals, assigned = _barycentric_rows(v2, tris, x0, y0, 1, w, h)
+    rows, cols, vals, assigned = _barycentric_rows(points, tris, x0, y0, 1, w, h)
+    cols = [owner[c] for c in cols]
     if not assigned.all():  # the patch must lie inside the face mesh
         return None
     matrix = csr_matrix((np.concatenate(vals).astype(np.float32), (np.concatenate(rows), np.concatenate(cols))),
@@ -410,14 +441,14 @@ class AvatarRenderer:
         fw = float(np.linalg.norm(v2[234] - v2[454]))
         centre = 0.5 * (v2[list(M.RIGHT_EYE)].mean(0) + v2[list(M.LEFT_EYE)].mean(0))
         ctrl = np.array([centre, centre + (fw, 0.0), centre + (0.0, fw)])
-        tris, rig_data = _triangulation(v2)
-        matrix, bbox, grid = _build_warp(v2, tris, ctrl, size, options.warp_downscale, options.head_follow_falloff)
+        tris, rig_data, points, owner = _triangulation(v2)
+        matrix, bbox, grid = _build_warp(v2, tris, points, owner, ctrl, size, options.warp_downscale, options.head_follow_falloff)
         ctrl_z = float(rest[list(M.FACE_OVAL), 2].mean())
         ctrl3 = np.column_stack([ctrl, np.full(3, ctrl_z)])
         iod = M.interocular(rest)
         patches = [
-            _detail_patch(v2, tris, M.RIGHT_EYE, (0.12, 0.22, 0.12, 0.1), iod, size),
-            _detail_patch(v2, tris, M.LEFT_EYE, (0.12, 0.22, 0.12, 0.1), iod, size),
+            _detail_patch(v2, tris, points, owner, M.RIGHT_EYE, (0.12, 0.22, 0.12, 0.1), iod, size),
+            _detail_patch(v2, tris, points, owner, M.LEFT_EYE, (0.12, 0.22, 0.12, 0.1), iod, size),
         ]
         eyes = []
         for (upper, pair, mu, ml, iris), side in zip(rig_data, ("R", "L")):
@@ -430,8 +461,12 @@ class AvatarRenderer:
             rows[np.concatenate([upper, iris]).astype(int)] = 0.0
             contour = M.RIGHT_EYE if side == "R" else M.LEFT_EYE
             unit = down / max(rest_open, 1e-6)
+            disc = 0.0
+            if iris.size:
+                ring = np.arange(iris[0] + 1, iris[0] + 5)
+                disc = IRIS_DISC * float(np.mean(np.linalg.norm(v2[ring] - v2[iris[0]], axis=1)))
             eyes.append(EyeRig(upper, pair, mu, ml, iris, unit, rest_open, blink, (contour[8], contour[0]),
-                               _lid_colour(canvas, rest, upper, unit, M.interocular(rest))))
+                               _lid_colour(canvas, rest, upper, unit, M.interocular(rest)), disc))
         return cls(canvas, rest, basis_px, pivot, ctrl3, matrix, bbox, grid, options.warp_downscale, eyes,
                    iod, basis.pose_gain.astype(np.float64), basis.gain.astype(np.float32), patches,
                    basis.pose_coupling.astype(np.float32))
@@ -456,6 +491,20 @@ class AvatarRenderer:
             self._lid_shift[eye.blink_feature] = shift
             v[eye.upper] += shift + np.minimum(gap, 0.0)[:, None] * eye.down
             if eye.iris.size:
+                # along the eye: the disc may not reach the corners (a soft limit keeps the
+                # motion monotonic instead of folding the sclera over itself)
+                inner, outer = v[eye.corners[0]], v[eye.corners[1]]
+                axis = outer - inner
+                length = float(np.linalg.norm(axis))
+                axis = axis / max(length, 1e-6)
+                rest_t = float((self.rest[eye.iris[0]] - self.rest[eye.corners[0]]) @ (
+                    (self.rest[eye.corners[1]] - self.rest[eye.corners[0]]) / max(float(np.linalg.norm(
+                        self.rest[eye.corners[1]] - self.rest[eye.corners[0]])), 1e-6)))
+                t = float((v[eye.iris[0]] - inner) @ axis)
+                room = (length - rest_t - eye.disc_radius - 2.0) if t > rest_t else (rest_t - eye.disc_radius - 2.0)
+                room = max(0.55 * room, 0.5)
+                t_new = rest_t + room * np.tanh((t - rest_t) / room)
+                v[eye.iris] += (t_new - t) * axis
                 up, low = v[eye.mid_upper], v[eye.mid_lower]
                 open_now = max(float((low - up) @ eye.down), 0.0)
                 for i in eye.iris:
@@ -540,9 +589,15 @@ class AvatarRenderer:
             # a contiguous destination is markedly faster for remap than a strided view
             warped = cv2.remap(self.canvas, m1, m2, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             out[y0 : y0 + h, x0 : x0 + w] = warped
-        # The 1/k field is fine for smooth motion; only a closing lid needs the fine patch.
+        # The 1/k field is fine for smooth motion; an eye opening is only ~4 cells tall, so
+        # a closing lid or a moving iris is redone at full resolution.
         for eye, patch in zip(self._eyes, self._patches):
-            if patch is not None and self._closure.get(eye.blink_feature, 0.0) > 0.05:
+            if patch is None:
+                continue
+            iris_moved = eye.iris.size and np.abs(
+                (v[eye.iris[0], :2] - self.rest[eye.iris[0], :2]) - (v[eye.mid_lower, :2] - self.rest[eye.mid_lower, :2])
+            ).max() > 0.5
+            if iris_moved or self._closure.get(eye.blink_feature, 0.0) > 0.05:
                 self._warp_patch(out, patch)
         self._draw_lids(out, v)
         self._draw_mouth(out, v[:, :2])
