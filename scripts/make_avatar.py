@@ -22,7 +22,7 @@ def make(photo_path: Path, out: Path | None, overwrite: bool = False, source: st
     photo = read_photo(photo_path)
     with FaceTracker.create(verified_model_path("face_landmarker"), mode="image", num_faces=4) as tracker:
         faces = tracker.detect_image(photo)
-    return create_avatar(photo, faces, out, overwrite=overwrite, source=source or photo_path.name)
+    return create_avatar(photo, faces, out, overwrite=overwrite, source_name=source or photo_path.name)
 
 
 def main(argv=None) -> int:

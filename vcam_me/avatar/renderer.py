@@ -479,6 +479,11 @@ class AvatarRenderer:
     def _lip_gap(self, v2: np.ndarray) -> float:
         return float(np.mean(v2[self._lips_low, 1] - v2[self._lips_up, 1]))
 
+    def drive(self, state: ExpressionState) -> np.ndarray:
+        """``(n_features,) float32``: what the basis is driven with for ``state`` (features
+        times the closed-loop gain)."""
+        return state_features(state) * self._gain
+
     def _fix_eyes(self, v: np.ndarray, features: np.ndarray) -> None:
         """Close the lids by the blink features, keep each upper lid from passing its lower
         lid, and keep the iris between them (in place)."""
@@ -516,7 +521,7 @@ class AvatarRenderer:
 
     def mesh(self, state: ExpressionState) -> np.ndarray:
         """``(478, 3) float32`` posed mesh in output pixels (x, y; z scaled like x)."""
-        f = state_features(state) * self._gain
+        f = self.drive(state)
         v = self.rest + (f @ self._basis).reshape(-1, 3)
         self._fix_eyes(v, f)
         pose = self._pose(state)

@@ -182,12 +182,13 @@ def main(argv=None) -> int:
     else:
         avatar = make_avatar(spec)
     renderer = AvatarRenderer.create(avatar, basis=AUBasis.load(args.basis) if args.basis else None)
-    print(f"{'clip':16s} {'frames':>6s} {'AED':>6s} {'AEDr':>6s} {'APDr':>6s} {'min r':>6s}  per-AU r (driver range > 0.2)")
+    print(f"{'clip':16s} {'frames':>6s} {'AED':>6s} {'AEDr':>6s} {'APDr':>6s} {'min r':>6s} {'r>=.7':>6s}  per-AU r (driver range > 0.2)")
     for name in args.clips:
         t0 = time.monotonic()
         rep = run_clip(renderer, name, DATA / "driving" / CLIPS.get(name, name), args.max_frames, args.cache, args.save_dir)
         rs = " ".join(f"{k}={v:.2f}" for k, v in rep.pearson_r.items())
-        print(f"{name:16s} {rep.compared_frames:6d} {rep.aed:6.3f} {rep.aed_ratio:6.3f} {rep.apd_ratio:6.3f} {rep.min_pearson_r:6.2f}  {rs}  ({time.monotonic() - t0:.0f} s)", flush=True)
+        ok = sum(v >= 0.7 for v in rep.pearson_r.values())
+        print(f"{name:16s} {rep.compared_frames:6d} {rep.aed:6.3f} {rep.aed_ratio:6.3f} {rep.apd_ratio:6.3f} {rep.min_pearson_r:6.2f} {ok:3d}/{len(rep.pearson_r):<2d}  {rs}  ({time.monotonic() - t0:.0f} s)", flush=True)
     return 0
 
 
