@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 
 from vcam_me.errors import ModelError
-from vcam_me.models import models_dir
 
 # --- landmark index sets (MediaPipe face mesh topology; "left" = subject's left) ---------
 #: Eye openings, as closed polygons: lower lid outer→inner, then upper lid inner→outer.
@@ -42,7 +41,10 @@ FOREHEAD_TOP, CHIN = 10, 152
 
 
 def mesh_path() -> Path:
-    return models_dir() / "canonical_face_mesh.pbtxt"
+    """The canonical mesh file, after checking its sha256 against ``models/manifest.toml``."""
+    from vcam_me.models import verified_model_path
+
+    return verified_model_path("canonical_face_mesh")
 
 
 @dataclass(frozen=True)
