@@ -179,3 +179,52 @@ def test_zero_basis_only_turns_the_head():
     r = AvatarRenderer.create(Avatar.load(SAMPLE), (640, 360), basis=AUBasis.zeros())
     m = r.mesh(state({"AU12_L": 1.0, "AU1": 1.0}))
     assert np.allclose(m, r.rest.astype(np.float32), atol=1e-3)
+
+
+def test_surround_is_filled(renderer):
+    canvas = renderer.canvas
+    # the sample photo is narrower than 16:9: the sides are blurred edge, never black
+    assert canvas[:, :40].mean() > 30 and canvas[:, -40:].mean() > 30
+
+
+# -- closed loop: MediaPipe reads back what was commanded ------------------------------------
+@pytest.fixture(scope="module")
+def tracker():
+    from vcam_me.models import verified_model_path
+    from vcam_me.tracking.mediapipe_tracker import FaceTracker
+
+    with FaceTracker.create(verified_model_path("face_landmarker"), mode="image") as t:
+        yield t
+
+
+def _read(tracker, image):
+    from vcam_me.geometry import pose_from_transform
+    from vcam_me.types import BLENDSHAPE_INDEX
+
+    faces = tracker.detect_image(image)
+    assert len(faces) == 1
+    f = faces[0]
+    return {n: float(f.blendshapes[i]) for n, i in BLENDSHAPE_INDEX.items()}, pose_from_transform(f.transform)
+
+
+def test_read_back_head_pose(renderer, tracker, neutral):
+    _, rest = _read(tracker, neutral)
+    for axis, angle in ((0, 12.0), (0, -12.0), (1, 10.0), (2, 10.0)):
+        pose = [0.0, 0.0, 0.0]
+        pose[axis] = angle
+        _, got = _read(tracker, renderer.render(state(pose=pose)))
+        change = got[axis] - rest[axis]
+        assert np.sign(change) == np.sign(angle) and abs(change) > 0.5 * abs(angle), (axis, angle, change)
+
+
+def test_read_back_expressions(renderer, tracker, neutral):
+    rest, _ = _read(tracker, neutral)
+    checks = [
+        ({"AU26": 0.6}, "jawOpen", 0.3),
+        ({"AU43_L": 0.6, "AU43_R": 0.6}, "eyeBlinkLeft", 0.25),
+        ({"AU12_L": 0.6, "AU12_R": 0.6}, "mouthSmileLeft", 0.25),
+        ({"AU1": 0.8}, "browInnerUp", 0.2),
+    ]
+    for au, shape, min_rise in checks:
+        got, _ = _read(tracker, renderer.render(state(au)))
+        assert got[shape] - rest[shape] > min_rise, (au, shape, got[shape], rest[shape])
