@@ -2,9 +2,10 @@
 
 Pipeline (consent-watermark.md §7.2/§7.4):
 
-1. **Per frame**: luma (float) → high-pass (minus a Gaussian blur, σ = 6 px) → clipped to
-   ±:data:`RESIDUAL_CLIP` codes (so strong edges cannot dominate) → added to a running sum
-   at the received resolution. The mark is identical on every frame, the host is not, so the
+1. **Per frame**: luma (float) → high-pass (minus a blur, σ ≈ 5 px) → clipped to
+   ±:data:`RESIDUAL_CLIP` codes → weighted down where the local residual variance is high
+   (edges and busy texture, where the host dominates the mark) → added to a running sum at
+   the received resolution. The mark is identical on every frame, the host is not, so the
    mean residual converges to the mark.
 2. **Scale candidates**: the tiled mark makes a lattice of spectral lines with spacing
    1/(256·s) cycles/px, whatever the shift or mirror. The whitened power spectrum of the
@@ -24,13 +25,23 @@ Pipeline (consent-watermark.md §7.2/§7.4):
 Frames are analysed at checkpoints (1, 2, 3, 5, 8, 12, 15, 20, 25, 30 frames, then every 15),
 so ``first_frame`` is the number of frames integrated when the ID was first read.
 
-**False positives.** The threshold was calibrated with ``benchmarks/watermark_robustness.py``
-on every video in ``../shared/data/driving`` (all unmarked) and on H.264 and VP9
-re-encodings of them, with the full scale/shift/mirror search at every checkpoint: see
-``benchmarks/results/watermark_robustness.json`` ("false_positive") for the highest unmarked
-z and the margin to :data:`Z_THRESHOLD`. On top of the z-test, a false ID also has to pass
-the CRC-16 (a random word passes with probability 2⁻¹⁶), and then the registry lookup and the
-record's signature.
+**Detection threshold and false-positive margin** (``python benchmarks/watermark_robustness.py``,
+results in ``benchmarks/results/watermark_robustness.json``, "false_positive"):
+
+* :data:`Z_THRESHOLD` = 7.0 on the pilot z-score, taken at the full-resolution fold after the
+  whole scale / mirror / shift search (≈ 0.4 M hypotheses per analysis).
+* Unmarked real video: all 16 videos in ``../shared/data/driving`` as they are and
+  re-encoded (H.264 500 kbps at 720p, VP9 500 kbps at 360p), every checkpoint analysed
+  (48 runs, 1 018 analyses): nothing found, highest z **5.43** → margin **1.57**. The same
+  videos searched with 40 random keys (640 integrated means): z mean 4.18, sd 0.32, max 5.20.
+  The per-analysis maximum behaves like a Gumbel variable (location ≈ 4.04, scale ≈ 0.25);
+  extrapolated, P(z ≥ 7) ≈ 7·10⁻⁶ per analysis, in line with the Gaussian estimate
+  (0.4 M hypotheses × P(N(0,1) ≥ 7) ≈ 5·10⁻⁷).
+* A false detection also needs the 16-bit CRC to check out on the decoded word
+  (2⁻¹⁶ ≈ 1.5·10⁻⁵), then the registry lookup and the record's Ed25519 signature. With ~30
+  analyses in a 10 s decode that is ≲ 10⁻⁸ per video before the registry.
+* Marked video after real encoders reaches z 7.6–22 (see the robustness table); the weakest
+  required case (360p at 300 kbps) crosses 7 after ≈ 12 frames.
 """
 
 from __future__ import annotations
