@@ -640,7 +640,7 @@ class AvatarRenderer:
             lid = roi * (1.0 - a) + eye.lid_colour * a
             roi[:] = (lid * (1.0 - b) + LASH_COLOUR * b + 0.5).astype(np.uint8)
 
-    def _warp_patch(self, out: np.ndarray, patch: DetailPatch, iterations: int = 2) -> None:
+    def _warp_patch(self, out: np.ndarray, patch: DetailPatch, iterations: int = 3) -> None:
         x0, y0, x1, y1 = patch.box
         field = (patch.matrix @ self._rhs[:NUM_LANDMARKS]).reshape(y1 - y0, x1 - x0, 2)
         src = patch.grid - field
