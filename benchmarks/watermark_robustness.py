@@ -3,6 +3,8 @@
     .venv/bin/python benchmarks/watermark_robustness.py            # everything (~15-25 min, 1 core)
     .venv/bin/python benchmarks/watermark_robustness.py --only h264_1M_720p mirror_h264_1M
     .venv/bin/python benchmarks/watermark_robustness.py --skip-fp   # no false-positive runs
+    .venv/bin/python benchmarks/watermark_robustness.py --host liveportrait_src_s32.mp4 --skip-fp \
+        --out benchmarks/results/watermark_robustness_host_s32.json     # second host
 
 Host content: real face video from ``../shared/data/driving`` (centre-cropped to 16:9 where
 needed and resized to 1280×720, played forwards then backwards to reach the needed length),
@@ -342,9 +344,9 @@ def _fp_row(name, variant, res):
 # ------------------------------------------------------------------------------ embed cost / PSNR
 
 
-def embed_cost(runs: int = 600) -> dict:
+def embed_cost(amplitude: float, runs: int = 600) -> dict:
     cv2.setNumThreads(1)
-    emb = wm.WatermarkEmbedder.create(TEST_ID, TEST_KEY, (1280, 720))
+    emb = wm.WatermarkEmbedder.create(TEST_ID, TEST_KEY, (1280, 720), amplitude=amplitude)
     frames = [f for f in host_frames(HOST, 8)]
     times = []
     for i in range(runs):
@@ -365,8 +367,8 @@ def y_psnr(a: np.ndarray, b: np.ndarray) -> float:
     return 99.0 if mse == 0 else 10 * np.log10(255 ** 2 / mse)
 
 
-def psnr_table() -> list[dict]:
-    emb = wm.WatermarkEmbedder.create(TEST_ID, TEST_KEY, (1280, 720))
+def psnr_table(amplitude: float) -> list[dict]:
+    emb = wm.WatermarkEmbedder.create(TEST_ID, TEST_KEY, (1280, 720), amplitude=amplitude)
     rows = []
     for path in sorted(DRIVING.iterdir()):
         if path.suffix.lower() not in (".mp4", ".mov"):
@@ -386,11 +388,12 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-fp", action="store_true", help="skip the false-positive runs")
     ap.add_argument("--host", default=HOST, help="driving video used as host content")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--amplitude", type=float, default=wm.DEFAULT_AMPLITUDE, help="peak luma codes of the mark")
     args = ap.parse_args(argv)
     if not DRIVING.is_dir():
         print(f"{DRIVING} is absent: nothing to measure", file=sys.stderr)
         return 2
-    emb = wm.WatermarkEmbedder.create(TEST_ID, TEST_KEY, (1280, 720))
+    emb = wm.WatermarkEmbedder.create(TEST_ID, TEST_KEY, (1280, 720), amplitude=args.amplitude)
     result = {
         "what": "invisible consent mark: robustness matrix, false positives, embed cost, PSNR",
         "command": "python benchmarks/watermark_robustness.py " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -399,12 +402,12 @@ def main(argv=None) -> int:
         "machine": {"python": platform.python_version(), "cpu_count": __import__("os").cpu_count(),
                     "av": av.__version__, "opencv": cv2.__version__, "numpy": np.__version__},
         "mark": {"algorithm": wm.ALGORITHM, "cell_px": wm.CELL_PX, "tile_px": wm.TILE_PX,
-                 "amplitude": wm.DEFAULT_AMPLITUDE, "coded_bits": wm.CODED_BITS,
+                 "amplitude": args.amplitude, "coded_bits": wm.CODED_BITS,
                  "code": "64 info bits (48-bit ID + CRC-16) -> tail-biting conv. code K=7 r=1/2, soft Viterbi"},
         "decoder": {"z_threshold": md.Z_THRESHOLD, "scale_range": md.SCALE_RANGE,
                     "checkpoints": "1,2,3,5,8,12,15,20,25,30 frames then every 15"},
-        "embed_cost": embed_cost(),
-        "psnr": psnr_table(),
+        "embed_cost": embed_cost(args.amplitude),
+        "psnr": psnr_table(args.amplitude),
     }
     print(f"embed cost: {result['embed_cost']}")
     print("Y-PSNR (min over sampled frames): " + ", ".join(f"{r['video']} {r['min_y_psnr_db']}" for r in result["psnr"]))
