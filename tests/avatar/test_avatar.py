@@ -204,3 +204,21 @@ def test_real_photo(tracker, tmp_path):
 def test_bundled_sample_loads(sample):
     assert sample.image.ndim == 3 and sample.landmarks.shape == (478, 3)
     assert (SAMPLE / "SOURCE.md").is_file()
+
+
+@needs_shared
+@pytest.mark.parametrize("name", ["mpsamples_business-person.png", "fdtflite_mesh-ex1.jpeg", "pyfeat_single_face.jpg", "stylized/liveportrait_s9_monalisa.jpg"])
+def test_other_portraits_render(tracker, name):
+    from vcam_me.avatar import AvatarRenderer
+    from vcam_me.types import AU_INDEX, ExpressionState
+
+    photo = read_photo(SHARED_DATA / "avatars" / name)
+    av = create_avatar(photo, tracker.detect_image(photo), None)
+    r = AvatarRenderer.create(av, (640, 360))
+    neutral = r.render(ExpressionState.neutral(0))
+    assert neutral.shape == (360, 640, 3)
+    assert np.abs(neutral.astype(np.int16) - r.canvas).mean() < 0.5
+    au = np.zeros_like(ExpressionState.neutral(0).au)
+    au[AU_INDEX["AU26"]] = 0.7
+    busy = r.render(ExpressionState(0, au, np.zeros((2, 2), np.float32), np.array([10, 5, 0], np.float32)))
+    assert np.abs(busy.astype(np.int16) - neutral).mean() > 1.0
