@@ -207,11 +207,14 @@ def build_renderer(avatar, size: tuple[int, int], cfg: AppConfig):
 
 
 def build_stamper(cfg: AppConfig, size: tuple[int, int], consent: Consent):
-    """The visible label, carrying the consent code of the record that allows this avatar."""
+    """The disclosure on every frame: the visible label with the consent code, and the
+    invisible mark carrying the consent ID of the record that allows this avatar."""
     from vcam_me.consent import LabelStamper
+    from vcam_me.consent.disclosure import Disclosure
 
     verdict = consent.verdict
-    return LabelStamper.create(size, cfg.label, consent_code=verdict.code, display_name=verdict.subject_name)
+    label = LabelStamper.create(size, cfg.label, consent_code=verdict.code, display_name=verdict.subject_name)
+    return Disclosure.create(label, verdict.consent_id, size)
 
 
 def build_expression(cfg: AppConfig, *, offline: bool, observations: list | None = None):
