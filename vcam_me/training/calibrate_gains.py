@@ -55,7 +55,8 @@ def _pair_index() -> np.ndarray:
     return out
 
 
-def fit_pose(applied: np.ndarray, feats: np.ndarray, out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def fit_pose(applied: np.ndarray, feats: np.ndarray, out: np.ndarray,
+             ridge: float = COUPLING_RIDGE) -> tuple[np.ndarray, np.ndarray]:
     """Per axis ``out ≈ a · applied + C · feats + c``: returns ``a (3,)``, ``C (3, n_features)``."""
     ok = np.isfinite(out).all(1) & np.isfinite(applied).all(1) & np.isfinite(feats).all(1)
     applied, feats, out = applied[ok], feats[ok], out[ok]
@@ -63,7 +64,7 @@ def fit_pose(applied: np.ndarray, feats: np.ndarray, out: np.ndarray) -> tuple[n
     c = np.zeros((3, feats.shape[1]))
     for axis in range(3):
         x = np.column_stack([applied[:, axis], feats, np.ones(len(feats))])
-        reg = COUPLING_RIDGE * len(x) * np.eye(x.shape[1])
+        reg = ridge * len(x) * np.eye(x.shape[1])
         reg[0, 0] = reg[-1, -1] = 0.0
         w = np.linalg.solve(x.T @ x + reg, x.T @ out[:, axis])
         a[axis], c[axis] = w[0], w[1:-1]
@@ -105,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-frames", type=int, default=200)
     p.add_argument("--cache", type=Path, default=None, help="folder to cache driver tracking in")
     p.add_argument("--reset", action="store_true", help="start from gains of 1")
+    p.add_argument("--pose-only", action="store_true", help="keep the feature gains, refit only the pose terms")
+    p.add_argument("--coupling-ridge", type=float, default=COUPLING_RIDGE, help="ridge strength (per frame) of the pose coupling")
     args = p.parse_args(argv)
 
     import cv2
@@ -143,8 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         step = np.clip(1.0 / np.maximum(slope, 1e-3), *STEP_LIMITS)
         step = np.where(use, step, 1.0)
         step = np.sqrt(step * step[pair])  # one gain per left/right pair
-        gain = np.clip(gain * step, *GAIN_LIMITS)
-        a, coupling = fit_pose(np.concatenate(applied), np.concatenate(commanded), np.concatenate(po))
+        if not args.pose_only:
+            gain = np.clip(gain * step, *GAIN_LIMITS)
+        a, coupling = fit_pose(np.concatenate(applied), np.concatenate(commanded), np.concatenate(po), args.coupling_ridge)
         pose_gain = np.clip(1.0 / np.maximum(a, 1e-3), *GAIN_LIMITS)
         print("  gains:", " ".join(f"{n}={g:.2f}" for n, g in zip(FEATURE_NAMES, gain) if abs(g - 1) > 0.01),
               "| pose gain", np.round(pose_gain, 2), "| largest coupling (deg)", np.round(np.abs(coupling).max(1), 2), flush=True)
