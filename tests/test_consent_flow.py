@@ -125,3 +125,23 @@ def test_revocation_stops_a_running_session(user, capsys):
     assert result["rc"] == 2
     assert time.monotonic() - started < 12  # stopped long before the 20 s it was asked for
     assert "revoked" in capsys.readouterr().err
+
+
+def test_verify_reads_the_mark_and_checks_the_record(user, capsys, monkeypatch):
+    import vcam_me.app as app
+
+    monkeypatch.setattr(app, "track_recording", _short_tracking(app.track_recording))
+    out = user / "demo.mp4"
+    assert main(["render", "--avatar", str(REPO / "assets/avatars/sample"), "--driving", str(CLIP), "--out", str(out),
+                 "--size", "640x360", "--fps", "30"]) == 0
+    capsys.readouterr()
+    assert main(["verify", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    sample = json.loads((REPO / "assets/avatars/sample/consent.json").read_text())
+    assert report["mark_found"] and report["consent_id"].replace("-", "") == sample["cid"]
+    assert report["record_status"] == "valid" and report["kind"] == "attested-licence"
+    assert report["attester"] == "vcam_me maintainers"
+    # the original, unmarked driving video carries no mark
+    assert main(["verify", str(CLIP), "--seconds", "3"]) == 1
+    assert "no vcam-me consent mark" in capsys.readouterr().out
+    assert main(["verify", str(user / "missing.mp4")]) == 2

@@ -158,7 +158,20 @@ def open_registry():
     """This user's consent registry, trusting also the key that signed the bundled sample."""
     from vcam_me.consent.registry import ConsentRegistry, default_consent_dir
 
-    return ConsentRegistry.open(default_consent_dir(), extra_trusted_dirs=[TRUSTED_KEYS_DIR])
+    registry = ConsentRegistry.open(default_consent_dir(), extra_trusted_dirs=[TRUSTED_KEYS_DIR])
+    _learn_bundled_records(registry)
+    return registry
+
+
+def _learn_bundled_records(registry) -> None:
+    """The bundled sample's record is known everywhere, so its renders verify on any machine."""
+    from vcam_me.consent.records import RecordError, record_from_json
+
+    path = BUNDLED_AVATAR / "consent.json"
+    try:
+        registry.add(record_from_json(path.read_text(encoding="utf-8")))
+    except (OSError, RecordError, VcamError) as err:
+        log.warning("bundled consent record %s not usable: %s", path, err)
 
 
 @dataclasses.dataclass
@@ -405,6 +418,47 @@ def cmd_consent(args, cfg: AppConfig) -> int:
     return 2
 
 
+def cmd_verify(args, cfg: AppConfig) -> int:
+    """Read the consent ID out of a recording; say whether its record is valid, expired,
+    revoked or unknown, where the mark was found, and how sure the reading is."""
+    from vcam_me.consent.disclosure import PUBLIC_MARK_KEY
+    from vcam_me.consent.mark_decoder import decode_video
+    from vcam_me.consent.records import format_consent_code, utc_now
+
+    path = Path(args.file).expanduser()
+    source = _open_driving(path)  # a clear one-line error for a missing or broken file
+    source.close()
+    found = decode_video(path, PUBLIC_MARK_KEY, max_seconds=args.seconds)
+    report = {
+        "file": str(path),
+        "mark_found": found.found,
+        "consent_id": format_consent_code(found.consent_id) if found.found else None,
+        "pilot_z": round(float(found.z), 2),
+        "threshold_z": round(float(found.threshold), 2),
+        "found_after_s": None if found.first_time_s is None else round(float(found.first_time_s), 2),
+        "frames_read": found.frames_seen,
+        "scale": None if found.scale is None else round(float(found.scale), 3),
+        "mirrored": found.mirrored,
+    }
+    if found.found:
+        verdict = open_registry().check(found.consent_id, None, utc_now())
+        report.update(record_status=verdict.status, record_reason=verdict.reason, kind=verdict.kind,
+                      subject=verdict.subject_name, attester=verdict.attester, licence=verdict.licence)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    elif found.found:
+        print(f"consent ID {report['consent_id']} found after {report['found_after_s']} s "
+              f"(pilot z {report['pilot_z']} ≥ {report['threshold_z']}; scale {report['scale']}, mirrored {report['mirrored']})")
+        print(f"record: {report['record_status']} — {report['record_reason']}")
+        if report.get("kind"):
+            print(f"kind: {report['kind']}; subject: {report['subject']}; attester: {report['attester']}"
+                  + (f"; licence: {report['licence']}" if report.get("licence") else ""))
+    else:
+        print(f"no vcam-me consent mark found in the first {found.frames_seen} frames "
+              f"(best pilot z {found.max_z:.1f} < {found.threshold:.1f})")
+    return 0 if found.found and report.get("record_status") == "valid" else 1
+
+
 def cmd_run(args, cfg: AppConfig) -> int:
     from vcam_me.capture import open_source
     from vcam_me.output import PreviewSink, RecorderSink, VirtualCameraSink
@@ -592,7 +646,7 @@ def cmd_eval(args, cfg: AppConfig) -> int:
 
 
 COMMANDS = {
-    None: cmd_demo, "demo": cmd_demo, "run": cmd_run, "render": cmd_render, "avatar": cmd_avatar, "consent": cmd_consent,
+    None: cmd_demo, "demo": cmd_demo, "run": cmd_run, "render": cmd_render, "avatar": cmd_avatar, "consent": cmd_consent, "verify": cmd_verify,
     "doctor": cmd_doctor, "bench": cmd_bench, "eval": cmd_eval,
 }
 

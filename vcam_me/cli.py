@@ -101,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     show = consent_sub.add_parser("show", help="one record in full, and whether it is valid")
     show.add_argument("id", metavar="ID")
 
+    verify = sub.add_parser("verify", help="read the consent mark out of a recording and check its record")
+    verify.add_argument("file", metavar="FILE", help="a video: a screen or cloud recording of a call, a vcam-me render, …")
+    verify.add_argument("--seconds", type=_positive, default=20.0, help="read at most this much of the video (default 20)")
+    verify.add_argument("--json", action="store_true", help="machine-readable output")
+
     sub.add_parser("doctor", help="check this machine: camera, virtual camera driver, models, GPU")
 
     bench = sub.add_parser("bench", help="measure speed: fps, latency, CPU, per-stage cost")
