@@ -29,8 +29,11 @@ def user(tmp_path, monkeypatch):
 @pytest.fixture
 def avatar(user):
     """An avatar of the user's own, made from a photo (no consent record yet)."""
+    import cv2
+
     photo = user / "portrait.png"
-    photo.write_bytes(SAMPLE_PHOTO.read_bytes())
+    # mirrored, so it is not byte-identical to the bundled sample (whose record would cover it)
+    cv2.imwrite(str(photo), cv2.imread(str(SAMPLE_PHOTO))[:, ::-1])
     folder = user / "my-avatar"
     assert main(["avatar", "create", "--photo", str(photo), "--out", str(folder)]) == 0
     return folder
