@@ -29,7 +29,7 @@ def main() -> None:
         "(hugocornellier/face_detection_tflite, assets/samples/iris-detection-ex1.jpg); "
         "used as the bundled demo avatar of vcam_me",
         operator="vcam_me maintainers",
-        subject_name="the vcam_me sample avatar",
+        subject_name="the sample portrait",
         now=utc_now(),
         valid_days=3650,
     )

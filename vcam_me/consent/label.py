@@ -71,6 +71,9 @@ _FILL_TRIM = 0.0556          # a 2:1 "fill" tile trims this much at top and bott
 _EDGE = 0.015                # extra distance from the trimmed edge
 _COLUMN_INSET = 0.006        # inset from the crop-safe column's sides
 _GAP = 0.02                  # between the badge and the banner
+_FACE_BAND = (0.28, 0.75)    # landscape: rows (fraction of height) a wide banner keeps clear of
+_WIDE_EDGE = 0.025           # landscape: side margin of the wide banner (fraction of width)
+_WIDE_MIN_CAP = 0.045        # landscape: the wide banner may go this small to stay off the face
 _BACKING_RGB = (18, 18, 20)  # the dark backing colour (its opacity comes from LabelOptions)
 _TEXT_RGB = (255, 255, 255)
 
@@ -395,6 +398,19 @@ def render_label_sprites(
     name = _clean_name(display_name)
     gap = round(_GAP * ref)
     room = (by - gap - margin_y) if options.position != "top-centre" else (height - margin_y - (by + bh + gap))
+    # Wide frames (16:10 and wider): the avatar's face fills the middle band (the renderer puts the eyes at
+    # ~43 % of the height), so a banner stacked on the badge in the narrow centre column would
+    # cover the face for its whole showing. Instead it runs wide across the band above the head
+    # (or below the chin when the badge is on top), where it covers hair and shoulders.
+    wide = width >= 1.6 * height
+    edge_x = round(_WIDE_EDGE * width)
+    if wide:
+        if options.position != "top-centre":
+            col = corner.x - gap - edge_x
+            room = round(_FACE_BAND[0] * height) - margin_y
+        else:
+            col = width - 2 * edge_x
+            room = height - margin_y - round(_FACE_BAND[1] * height)
     banner_cap = max(math.ceil(_BANNER_CAP * ref), cap)
     while True:  # largest type that fits the room; then a shorter name; else accept
         bfont = _font_for_cap(banner_cap)
@@ -404,14 +420,19 @@ def render_label_sprites(
         bt, bb = _block(blines, None, bpad, bpad, bpad, radius=round(0.3 * banner_cap))
         if bt.shape[0] <= room:
             break
-        if banner_cap > cap:
+        if banner_cap > (math.ceil(_WIDE_MIN_CAP * ref) if wide else cap):
             banner_cap -= 1
         elif name and len(name) > 13:
             name = name[: max(12, len(name) // 2)].rstrip() + "…"
         else:
             break  # cannot fit (a very small or portrait frame): it overlaps the picture above
-    bnx = (width - bt.shape[1]) // 2
-    bny = by - gap - bt.shape[0] if options.position != "top-centre" else by + bh + gap
+    if wide and options.position != "top-centre":
+        bnx, bny = edge_x + (col - bt.shape[1]) // 2, margin_y
+    elif wide:
+        bnx, bny = (width - bt.shape[1]) // 2, height - margin_y - bt.shape[0]
+    else:
+        bnx = (width - bt.shape[1]) // 2
+        bny = by - gap - bt.shape[0] if options.position != "top-centre" else by + bh + gap
     bny = max(0, min(bny, height - bt.shape[0]))
     banner = Sprite.from_coverage(bnx, bny, bt, bb, max(opacity, 0.75))
 
