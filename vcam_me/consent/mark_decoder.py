@@ -40,8 +40,12 @@ results in ``benchmarks/results/watermark_robustness.json``, "false_positive"):
 * A false detection also needs the 16-bit CRC to check out on the decoded word
   (2⁻¹⁶ ≈ 1.5·10⁻⁵), then the registry lookup and the record's Ed25519 signature. With ~30
   analyses in a 10 s decode that is ≲ 10⁻⁸ per video before the registry.
-* Marked video after real encoders reaches z 7.6–22 (see the robustness table); the weakest
-  required case (360p at 300 kbps) crosses 7 after ≈ 12 frames.
+* Marked video (default amplitude 3.5) after real encoders reaches z 7.2–19 at the first
+  successful read (see the robustness table); the weakest required case (360p at 300 kbps)
+  reads the ID after ≈ 25 frames. ``z ≥ threshold`` with ``found = False`` means "a mark
+  with this key is present but its ID could not be read (yet)": that happens for a 0.5×
+  tile after two H.264 generations, where the pilot is detected (z ≈ 10) but the payload
+  does not decode within 10 s at amplitude 3.5 (it does, in 2.5 s, at 4.8).
 """
 
 from __future__ import annotations
