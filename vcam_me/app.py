@@ -433,6 +433,7 @@ def cmd_verify(args, cfg: AppConfig) -> int:
         "file": str(path),
         "mark_found": found.found,
         "consent_id": format_consent_code(found.consent_id) if found.found else None,
+        "mark_present": bool(found.found or found.max_z >= found.threshold),
         "pilot_z": round(float(found.z), 2),
         "threshold_z": round(float(found.threshold), 2),
         "found_after_s": None if found.first_time_s is None else round(float(found.first_time_s), 2),
@@ -453,6 +454,10 @@ def cmd_verify(args, cfg: AppConfig) -> int:
         if report.get("kind"):
             print(f"kind: {report['kind']}; subject: {report['subject']}; attester: {report['attester']}"
                   + (f"; licence: {report['licence']}" if report.get("licence") else ""))
+    elif found.max_z >= found.threshold:
+        print(f"a vcam-me consent mark is present (pilot z {found.max_z:.1f} ≥ {found.threshold:.1f}) but its ID "
+              f"could not be read from {found.frames_seen} frames: the copy is too degraded; try a longer "
+              f"stretch (--seconds) or a better copy")
     else:
         print(f"no vcam-me consent mark found in the first {found.frames_seen} frames "
               f"(best pilot z {found.max_z:.1f} < {found.threshold:.1f})")

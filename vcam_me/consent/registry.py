@@ -91,9 +91,11 @@ OUT_OF_SCOPE = "out-of-scope"
 UNKNOWN = "unknown"
 STATUSES = (VALID, TAMPERED, REVOKED, EXPIRED, NOT_YET_VALID, WRONG_AVATAR, OUT_OF_SCOPE, UNKNOWN)
 
+# Recorded consent (the person depicted reading a statement on camera) arrives with the setup
+# wizard; until then the one way to a record is an attested licence.
 HOW_TO_RECORD = (
-    "record consent with 'vcam-me setup' (the person depicted reads a consent statement on camera), "
-    "or, for an image you hold the rights to, 'vcam-me consent attest --avatar PATH --licence TEXT'"
+    "if you hold the rights to this image for this use (your own face, a public-domain work, a "
+    "released stock photo), sign that: 'vcam-me consent attest --avatar PATH --licence TEXT'"
 )
 
 
