@@ -36,10 +36,33 @@ Mode = Literal["video", "live_stream", "image"]
 _open_trackers: "weakref.WeakSet[FaceTracker]" = weakref.WeakSet()
 
 
-@atexit.register
 def _close_open_trackers() -> None:
     for tracker in list(_open_trackers):
         tracker.close()
+
+
+_exit_hook_registered = False
+
+
+def _register_exit_hook() -> None:
+    """Close leftover trackers before MediaPipe's worker pool shuts down.
+
+    MediaPipe dispatches ``close`` through a ``concurrent.futures`` executor, and that module
+    stops its executors in a *threading* exit hook, which runs before ordinary ``atexit``
+    functions. Registered after MediaPipe is imported, our hook runs before its (they run in
+    reverse order); ``atexit`` is the fallback where that hook does not exist.
+    """
+    global _exit_hook_registered
+    if _exit_hook_registered:
+        return
+    _exit_hook_registered = True
+    register = getattr(threading, "_register_atexit", None)
+    try:
+        if register is None:
+            raise AttributeError
+        register(_close_open_trackers)
+    except (AttributeError, RuntimeError):
+        atexit.register(_close_open_trackers)
 
 
 @contextlib.contextmanager
@@ -170,6 +193,7 @@ class FaceTracker:
         tracker._listener = on_result
         holder["t"] = tracker
         _open_trackers.add(tracker)
+        _register_exit_hook()
         return tracker
 
     # -- use -------------------------------------------------------------------------------
@@ -237,10 +261,14 @@ class FaceTracker:
                 return
             self._closed = True
             self._listener = None
+        landmarker, self._landmarker = self._landmarker, None
         try:
-            self._landmarker.close()
+            landmarker.close()
         except Exception:  # closing twice or at interpreter exit: nothing useful to report
             log.debug("closing face landmarker failed", exc_info=True)
+        # Drop the last reference now, while the interpreter is whole: MediaPipe's own
+        # finaliser closes again and crashes if it only runs during shutdown.
+        del landmarker
 
     def __enter__(self) -> "FaceTracker":
         return self
