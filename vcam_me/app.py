@@ -244,17 +244,12 @@ def build_expression(cfg: AppConfig, *, offline: bool, observations: list | None
 
 def _check_new_output(path: Path, force: bool) -> Path:
     """Refuse to clobber the user's files or to start work that cannot be written."""
+    from vcam_me.output import check_writable
+
     path = Path(path).expanduser()
-    if path.is_dir():
-        raise OutputError(f"output path is a folder: {path}")
-    if path.exists() and not force:
+    if path.is_file() and not force:
         raise OutputError(f"output file exists: {path} (choose another name, or pass --force to replace it)")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputError(f"cannot write {path}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"cannot write {path}: folder {parent} is not writable")
-    return path
+    return check_writable(path, overwrite=force)
 
 
 def _free_name(path: Path) -> Path:

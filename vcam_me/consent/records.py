@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import re
 import secrets
@@ -49,6 +48,7 @@ from types import MappingProxyType
 from typing import Any, Iterable, Literal, Mapping
 
 from vcam_me.consent.keys import IssuerKey, TrustedKeys
+from vcam_me.models import sha256_of
 
 RECORD_VERSION = 1
 KIND_RECORDED = "recorded"
@@ -148,12 +148,8 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+def sha256_file(path: Path) -> str:
+    return sha256_of(Path(path))
 
 
 def hash_files(paths: Iterable[Path], root: Path) -> dict[str, str]:
