@@ -6,7 +6,7 @@ import time
 import numpy as np
 
 from vcam_me.pipeline import LivePipeline, render_offline, track_all
-from vcam_me.types import ExpressionState, FaceObservation, Frame, RenderedFrame
+from vcam_me.types import ExpressionState, FaceObservation, Frame
 
 
 class FakeSource:

@@ -15,7 +15,6 @@ expression stage and the 60 fps render clock).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
