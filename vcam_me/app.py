@@ -46,6 +46,18 @@ def _quiet_native_logs() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def limit_opencv_threads() -> None:
+    """Live streaming runs OpenCV on one thread per caller.
+
+    The render loop and MediaPipe already keep both cores of a laptop busy; OpenCV's worker
+    pool on top measured ~0.15–0.2 cores more for the same render time (bench, 2 cores), and
+    the budget is one core, with a conferencing app beside us (design.md §2).
+    """
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
 def user_data_dir() -> Path:
     import platformdirs
 
@@ -473,6 +485,7 @@ def cmd_run(args, cfg: AppConfig) -> int:
     fps = args.fps or cfg.output.fps
     size = args.size or (cfg.output.width, cfg.output.height)
     record = _check_new_output(Path(args.record), args.force) if args.record else None
+    limit_opencv_threads()
     sinks = []
     # Cheap, likely failures first (camera, file, driver), before any model is loaded.
     with open_source(capture) as source:

@@ -119,7 +119,7 @@ def _tracking_alone(cfg: AppConfig, driving: Path, frames: int = 150) -> dict:
 def run_bench(args, cfg: AppConfig) -> dict:
     import psutil
 
-    from vcam_me.app import BUNDLED_DRIVING, _open_driving, build_expression, build_renderer, build_stamper, live_tracker, require_consent, resolve_avatar
+    from vcam_me.app import BUNDLED_DRIVING, _open_driving, build_expression, build_renderer, build_stamper, limit_opencv_threads, live_tracker, require_consent, resolve_avatar
     from vcam_me.output import VirtualCameraSink
     from vcam_me.pipeline import LivePipeline
 
@@ -127,6 +127,7 @@ def run_bench(args, cfg: AppConfig) -> dict:
     driving = Path(args.driving) if args.driving else BUNDLED_DRIVING
     size, fps = tuple(args.size), int(args.fps)
     register_bench_backend()
+    limit_opencv_threads()  # as `vcam-me run` does
     out_cfg = cfg.output.__class__(**{**cfg.output.__dict__, "virtualcam_backend": BENCH_BACKEND})
 
     avatar = resolve_avatar(args.avatar, cfg)
