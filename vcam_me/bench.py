@@ -56,6 +56,24 @@ def register_bench_backend() -> None:
         pass
 
 
+def process_age_s() -> float:
+    """Seconds since this process started.
+
+    psutil's start time is anchored to the boot time in whole seconds, so it can be off by up
+    to a second; on Linux /proc gives it to a clock tick (10 ms). Elsewhere psutil it is.
+    """
+    import os
+
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        import psutil
+
+        return time.time() - psutil.Process().create_time()
+
+
 def machine_info() -> dict:
     import psutil
 
@@ -123,7 +141,6 @@ def run_bench(args, cfg: AppConfig) -> dict:
     from vcam_me.output import VirtualCameraSink
     from vcam_me.pipeline import LivePipeline
 
-    launched = psutil.Process().create_time()
     driving = Path(args.driving) if args.driving else BUNDLED_DRIVING
     size, fps = tuple(args.size), int(args.fps)
     register_bench_backend()
@@ -140,7 +157,7 @@ def run_bench(args, cfg: AppConfig) -> dict:
 
     def on_frame(frame, state):
         if not first_frame_at:
-            first_frame_at.append(time.time())
+            first_frame_at.append(process_age_s())
 
     rss_samples: list[int] = []
     with _open_driving(driving, pace="realtime", loop=True) as source, live_tracker(cfg) as (tracker, connect), \
@@ -176,7 +193,7 @@ def run_bench(args, cfg: AppConfig) -> dict:
         "cpu_cores <= 1.0": (summary["cpu_cores"] or 1e9) <= 1.0,
         "render_ms_median <= 6": (summary["render_ms_median"] or 1e9) <= 6,
         "overhead_ratio <= 1.6": per_frame_ratio <= 1.6,
-        "startup_s <= 3": bool(first_frame_at) and first_frame_at[0] - launched <= 3.0,
+        "startup_s <= 3": bool(first_frame_at) and first_frame_at[0] <= 3.0,
     }
     return {
         "command": "vcam-me " + " ".join(sys.argv[1:]) if sys.argv and "bench" in sys.argv else "vcam-me bench",
@@ -187,7 +204,7 @@ def run_bench(args, cfg: AppConfig) -> dict:
         "output": {"width": size[0], "height": size[1], "fps": fps, "sink": "pyvirtualcam.Camera + I420 benchmark backend"},
         "tracking_mode": cfg.tracking.mode,
         "stream": summary,
-        "startup_s": round(first_frame_at[0] - launched, 2) if first_frame_at else None,
+        "startup_s": round(first_frame_at[0], 2) if first_frame_at else None,
         "rss_mb_after_warmup": [round(warm[0] / 2**20, 1), round(warm[-1] / 2**20, 1)] if warm else None,
         "tracking_alone": alone,
         "pipeline_cpu_ms_per_camera_frame": round(pipeline_cpu_per_camera_frame, 2),
