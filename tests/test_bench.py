@@ -11,9 +11,8 @@ from vcam_me.bench import process_age_s
 pytestmark = pytest.mark.slow
 
 
-def test_bench_writes_every_figure(tmp_path, monkeypatch):
-    for var in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME"):
-        monkeypatch.setenv(var, str(tmp_path / var.lower()))
+def test_bench_writes_every_figure(private_user_dirs):
+    tmp_path = private_user_dirs
     out = tmp_path / "bench.json"
     assert main(["bench", "--seconds", "2", "--size", "640x360", "--out", str(out)]) == 0
     result = json.loads(out.read_text())

@@ -19,11 +19,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def user(tmp_path, monkeypatch):
-    for var in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME"):
-        monkeypatch.setenv(var, str(tmp_path / var.lower()))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    return tmp_path
+def user(private_user_dirs):
+    return private_user_dirs
 
 
 @pytest.fixture

@@ -16,11 +16,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def private_dirs(tmp_path, monkeypatch):
-    for var in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME"):
-        monkeypatch.setenv(var, str(tmp_path / var.lower()))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    return tmp_path
+def private_dirs(private_user_dirs):
+    return private_user_dirs
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,8 @@ from vcam_me.app import main
 pytestmark = pytest.mark.slow
 
 
-def test_eval_scores_a_real_clip(shared_file, tmp_path, monkeypatch):
-    for var in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME"):
-        monkeypatch.setenv(var, str(tmp_path / var.lower()))
+def test_eval_scores_a_real_clip(shared_file, private_user_dirs):
+    tmp_path = private_user_dirs
     clip = shared_file("driving/pyfeat_single_face.mp4")
     out = tmp_path / "eval.json"
     rc = main(["eval", "--driving", str(clip), "--size", "640x360", "--out", str(out)])
