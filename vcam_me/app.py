@@ -280,14 +280,6 @@ def _open_driving(path: Path, pace: str = "fast", loop: bool = False):
     return VideoFileSource.open(path, pace=pace, loop=loop)
 
 
-def _timeline_frames(source):
-    """Frames re-stamped with their presentation time in the file, for offline rendering."""
-    from vcam_me.types import Frame
-
-    for frame, pts_ms in source.iter_timed():
-        yield Frame(frame.image, int(pts_ms), frame.index)
-
-
 # --------------------------------------------------------------------------------------
 # commands
 # --------------------------------------------------------------------------------------
@@ -317,11 +309,11 @@ def render_video(avatar_spec: str | None, driving: Path, out: Path, fps: int, si
 
 def track_recording(source, cfg: AppConfig, label: str = "tracking") -> list:
     """Every frame of an opened video file, tracked, stamped with its time in the file."""
-    from vcam_me.pipeline import track_all
+    from vcam_me.pipeline import on_timeline, track_all
 
     progress = Progress(label, source.frame_count)
     with build_tracker(cfg, "video") as tracker:
-        observations = track_all(_timeline_frames(source), tracker, progress=progress)
+        observations = track_all(on_timeline(source.iter_timed()), tracker, progress=progress)
     progress.done()
     return observations
 

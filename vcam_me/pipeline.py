@@ -301,6 +301,13 @@ class LivePipeline:
         return self.stats
 
 
+def on_timeline(timed_frames: Iterable[tuple[Frame, int]]) -> Iterator[Frame]:
+    """Frames re-stamped with their presentation time in the file (ms from its start), so an
+    offline render follows the video's own timeline instead of the wall clock."""
+    for frame, pts_ms in timed_frames:
+        yield Frame(frame.image, int(pts_ms), frame.index)
+
+
 def track_all(frames: Iterable[Frame], tracker: Tracker, *, progress: Callable[[int], None] | None = None) -> list[FaceObservation]:
     """Track every frame of a recording (offline): one observation per frame, in order."""
     observations = []

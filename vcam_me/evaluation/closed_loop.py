@@ -69,16 +69,12 @@ def evaluate_clip(stages: Stages, fps: int = 60) -> dict:
     """Render one clip, re-track it, and score it."""
     from vcam_me.evaluation import metrics
     from vcam_me.expression import blendshapes_to_au
-    from vcam_me.pipeline import render_offline, track_all
+    from vcam_me.pipeline import on_timeline, render_offline, track_all
     from vcam_me.types import AU_CHANNELS
-
-    def timeline():
-        for frame, pts_ms in stages.source.iter_timed():
-            yield Frame(frame.image, int(pts_ms), frame.index)
 
     sink = _RetrackSink(stages.output_tracker)
     t0 = time.perf_counter()
-    driver = track_all(timeline(), stages.driver_tracker)
+    driver = track_all(on_timeline(stages.source.iter_timed()), stages.driver_tracker)
     written = render_offline(driver, stages.make_expression(driver), stages.renderer, stages.stamper, sink, fps)
     elapsed = time.perf_counter() - t0
     out_times = np.array([round(i * 1000.0 / fps) for i in range(len(sink.observations))])

@@ -140,9 +140,7 @@ def aed(drv: np.ndarray, out: np.ndarray, *, drv_mask: np.ndarray | None = None,
     drv, out = _as_2d(drv, "driver"), _as_2d(out, "output")
     _check_pair(drv, out, "scores")
     drv_rows, out_rows = face_rows(drv, drv_mask), face_rows(out, out_mask)
-    both = drv_rows & out_rows
-    if compare_mask is not None:
-        both &= np.asarray(compare_mask, dtype=bool)
+    both = _compared_rows(drv_rows, out_rows, compare_mask)
     if not both.any():
         return math.nan
     keep = _channel_keep(drv.shape[1], channel_names, exclude)
@@ -199,11 +197,17 @@ def apd(drv_transforms: np.ndarray, out_transforms: np.ndarray, *, drv_mask: np.
     return _apd_from_pose(drv_pose, out_pose, drv_mask, out_mask, compare_mask)
 
 
-def _apd_from_pose(drv_pose, out_pose, drv_mask, out_mask, compare_mask) -> float:
-    drv_rows, out_rows = face_rows(drv_pose, drv_mask), face_rows(out_pose, out_mask)
+def _compared_rows(drv_rows: np.ndarray, out_rows: np.ndarray, compare_mask) -> np.ndarray:
+    """Frames with a face on both sides, restricted to ``compare_mask`` when given."""
     both = drv_rows & out_rows
     if compare_mask is not None:
         both &= np.asarray(compare_mask, dtype=bool)
+    return both
+
+
+def _apd_from_pose(drv_pose, out_pose, drv_mask, out_mask, compare_mask) -> float:
+    drv_rows, out_rows = face_rows(drv_pose, drv_mask), face_rows(out_pose, out_mask)
+    both = _compared_rows(drv_rows, out_rows, compare_mask)
     if not both.any():
         return math.nan
     d = _pose_changes(drv_pose, drv_rows)
