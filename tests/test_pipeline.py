@@ -150,3 +150,14 @@ def test_live_stream_tracker_results_come_back_through_the_callback():
     tracker.pipeline = pipe
     stats = pipe.run(duration_s=0.6)
     assert stats.tracked_frames >= 8 and stats.latency_ms
+
+
+def test_stream_stats_stay_bounded_on_long_calls():
+    from vcam_me.pipeline import STATS_WINDOW, StreamStats
+
+    stats = StreamStats()
+    for i in range(STATS_WINDOW + 500):
+        stats.render_ms.append(float(i))
+    assert len(stats.render_ms) == STATS_WINDOW and stats.render_ms[0] == 500.0
+    stats.wall_s, stats.output_frames = 1.0, 1
+    assert stats.summary(60)["render_ms_median"] > 500
