@@ -1,0 +1,100 @@
+"""The spotter and its scoring, on synthetic AU streams with known events."""
+
+import numpy as np
+import pytest
+
+from vcam_me.evaluation import spotting as S
+from vcam_me.types import AU_CHANNELS, AU_INDEX
+
+FPS = 60
+
+
+def _bump(t, start, onset, offset, peak):
+    """Raised-cosine rise and fall, like an injected envelope."""
+    y = np.zeros_like(t, dtype=float)
+    rise = (t >= start) & (t < start + onset)
+    y[rise] = 0.5 - 0.5 * np.cos(np.pi * (t[rise] - start) / onset)
+    fall = (t >= start + onset) & (t < start + onset + offset)
+    y[fall] = 0.5 + 0.5 * np.cos(np.pi * (t[fall] - start - onset) / offset)
+    return peak * y
+
+
+def _stream(seconds=12.0, noise=0.004, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * FPS)) * 1000.0 / FPS
+    au = 0.05 + noise * rng.standard_normal((len(t), len(AU_CHANNELS)))
+    return t, au
+
+
+def _log(type_, start, onset, offset, side, aus):
+    return S.LoggedEvent(type_, start, start + onset, start + onset + offset, side, aus)
+
+
+def test_base_names_and_sides():
+    assert S.base_au("AU12_L") == "AU12" and S.base_au("AU17_lower") == "AU17" and S.base_au("AU1") == "AU1"
+    assert S.channel_side("AU12_L") == "left" and S.channel_side("AU12_R") == "right" and S.channel_side("AU1") is None
+
+
+def test_top_hat_removes_slow_rises_and_keeps_brief_ones():
+    t = np.arange(600) * 1000.0 / FPS
+    slow = 0.3 * (1 - np.cos(2 * np.pi * t / 4000.0)) / 2  # a 4 s macro expression
+    brief = _bump(t, 5850, 150, 200, 0.2)  # on top of the slow peak
+    res = S.top_hat(slow + brief, half=24)
+    assert res.max() == pytest.approx(0.2, abs=0.03)
+    assert np.abs(res[t < 5700]).max() < 0.03
+
+
+def test_spots_injected_events_with_au_side_and_apex():
+    t, au = _stream()
+    control = au.copy()
+    logged = [
+        _log("suppressed_smile", 2000, 150, 200, "left", {"AU12_L": 1.0}),
+        _log("inner_brow", 5000, 120, 180, "both", {"AU1": 1.0}),
+        _log("contempt", 8000, 160, 220, "right", {"AU14_R": 1.0}),
+    ]
+    au[:, AU_INDEX["AU12_L"]] += _bump(t, 2000, 150, 200, 0.15)
+    au[:, AU_INDEX["AU12_R"]] += _bump(t, 2000, 150, 200, 0.03)  # tracker cross-talk
+    au[:, AU_INDEX["AU1"]] += _bump(t, 5000, 120, 180, 0.12)
+    au[:, AU_INDEX["AU14_R"]] += _bump(t, 8000, 160, 220, 0.1)
+    sigma = S.noise_sigma(S.residuals(control, t))
+    spotted = S.spot(au, t, AU_CHANNELS, sigma)
+    result = S.score(logged, spotted)
+    assert result.true_positives == 3 and result.f1 == 1.0
+    assert result.au_side_accuracy == 1.0
+    assert result.apex_error_ms_median <= 20
+
+
+def test_wrong_side_and_missed_events_are_counted():
+    t, au = _stream()
+    logged = [
+        _log("suppressed_smile", 2000, 150, 200, "left", {"AU12_L": 1.0}),
+        _log("inner_brow", 6000, 150, 200, "both", {"AU1": 1.0}),  # not rendered at all
+    ]
+    au[:, AU_INDEX["AU12_R"]] += _bump(t, 2000, 150, 200, 0.15)  # drawn on the wrong side
+    sigma = S.noise_sigma(S.residuals(au, t))
+    result = S.score(logged, S.spot(au, t, AU_CHANNELS, sigma))
+    assert result.true_positives == 1 and result.recall == 0.5
+    assert result.au_side_accuracy == 0.0
+
+
+def test_a_shifted_interval_fails_the_iou_rule():
+    g = _log("x", 1000, 150, 150, "both", {"AU1": 1.0})
+    near = S.SpottedEvent(1040, 1190, 1340, ("AU1",), "both", 3.0)
+    far = S.SpottedEvent(1200, 1350, 1500, ("AU1",), "both", 3.0)
+    assert S.score([g], [near]).true_positives == 1
+    assert S.score([g], [far]).true_positives == 0
+
+
+def test_quiet_stream_has_no_events_and_blinks_are_ignored():
+    t, au = _stream(seed=3)
+    au[:, AU_INDEX["AU43_L"]] += _bump(t, 3000, 80, 150, 0.6)
+    au[:, AU_INDEX["AU43_R"]] += _bump(t, 3000, 80, 150, 0.6)
+    sigma = S.noise_sigma(S.residuals(_stream(seed=4)[1], t))
+    assert S.spot(au, t, AU_CHANNELS, sigma) == []
+
+
+def test_no_face_rows_do_not_make_events():
+    t, au = _stream()
+    au[300:330] = np.nan
+    sigma = S.noise_sigma(S.residuals(_stream(seed=5)[1], t))
+    assert S.spot(au, t, AU_CHANNELS, sigma) == []

@@ -1,0 +1,342 @@
+"""Spotting micro-expressions on a re-tracked AU stream, and scoring them against a log.
+
+The proof that an injected micro-expression shows in the output (issue "micro-expressions
+that are real") is closed-loop: the rendered video is re-tracked by MediaPipe, its
+blendshapes become AU channels by the same crosswalk as live tracking, and this module
+finds brief events in those channels *without being told where they are*. The spotted
+intervals are then matched with the logged injection intervals by the MEGC rule
+(``micro-expressions.md`` §5): a spotted interval is a true positive when its IoU with a
+logged one is at least 0.5.
+
+How an event is spotted, per AU channel:
+
+1. light smoothing (3 frames) against tracker jitter;
+2. a morphological *top-hat*: the signal minus its grey opening with a window longer than
+   any micro-expression (default 0.8 s). What is left are rises shorter than the window;
+   slow expressions, speech and head motion mostly vanish with the opening;
+3. a per-channel threshold ``max(k · σ, floor)``, σ estimated robustly (MAD) from control
+   material with nothing injected (the same driver rendered without events): so a channel
+   the tracker barely moves, or one that jitters, sets its own floor, as metrics.md asks;
+4. each excursion above threshold becomes a channel event: its apex is the residual's
+   maximum, its interval where the residual stays above ``edge · peak``;
+5. channel events whose apexes lie within ``merge_ms`` are one spotted event: its
+   interval and apex are those of its strongest channel (in units of threshold), its AUs
+   the base names (``AU12`` for ``AU12_L``) of all its channels, and its side read from
+   the strongest bilateral AU: one side's peak below ``side_ratio`` of the other is
+   unilateral.
+
+Blink (AU43) and the derived channels are not spotted: blinks are brief by nature and no
+micro-expression type is made of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+#: Channels never spotted (see module docstring).
+SKIPPED_CHANNELS = ("AU43_L", "AU43_R", "AU25", "AU27", "MOUTH_L", "MOUTH_R")
+
+
+def base_au(channel: str) -> str:
+    """``AU12_L`` → ``AU12``; ``AU17_lower`` → ``AU17``; ``AU1`` → ``AU1``."""
+    return channel.split("_", 1)[0]
+
+
+def channel_side(channel: str) -> str | None:
+    """``"left"``/``"right"`` for sided channels, ``None`` otherwise."""
+    if channel.endswith("_L"):
+        return "left"
+    if channel.endswith("_R"):
+        return "right"
+    return None
+
+
+@dataclass(frozen=True)
+class SpotterOptions:
+    """Knobs of the spotter; the defaults are the ones the committed results use."""
+
+    window_ms: float = 800.0  # opening window: longer than any micro-expression (≤ 500 ms)
+    k_sigma: float = 5.0  # threshold in robust standard deviations of the control residual
+    floor: float = 0.03  # absolute threshold floor (blendshape units)
+    edge: float = 0.2  # interval edges where the residual falls below this fraction of the peak
+    merge_ms: float = 120.0  # channel apexes this close belong to one event
+    side_ratio: float = 0.5  # weaker side below this fraction of the stronger: unilateral
+    min_ms: float = 40.0  # shorter excursions are jitter
+    max_ms: float = 1000.0  # longer ones are not micro-expressions
+
+
+@dataclass(frozen=True)
+class ChannelEvent:
+    channel: str
+    start_ms: float
+    apex_ms: float
+    end_ms: float
+    peak: float  # residual at the apex
+    strength: float  # peak / threshold
+
+
+@dataclass(frozen=True)
+class SpottedEvent:
+    start_ms: float
+    apex_ms: float
+    end_ms: float
+    aus: tuple[str, ...]  # base AU names, strongest first
+    side: str  # "left", "right" or "both"
+    strength: float
+    channels: tuple[ChannelEvent, ...] = field(default=(), repr=False)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["channels"] = [asdict(c) for c in self.channels]
+        return d
+
+
+def _smooth3(x: np.ndarray) -> np.ndarray:
+    if len(x) < 3:
+        return x.copy()
+    padded = np.concatenate([x[:1], x, x[-1:]])
+    return (padded[:-2] + padded[1:-1] + padded[2:]) / 3.0
+
+
+def _running(x: np.ndarray, half: int, fn) -> np.ndarray:
+    """Running min/max over ``2·half + 1`` samples (edges use the samples that exist)."""
+    n = len(x)
+    if n == 0 or half <= 0:
+        return x.copy()
+    padded = np.concatenate([np.full(half, x[0]), x, np.full(half, x[-1])])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1)
+    return fn(windows, axis=1)[:n]
+
+
+def top_hat(x: np.ndarray, half: int) -> np.ndarray:
+    """``x`` minus its grey opening (erosion then dilation) with a window of ``2·half + 1``."""
+    opened = _running(_running(x, half, np.min), half, np.max)
+    return x - opened
+
+
+def residuals(au: np.ndarray, t_ms: np.ndarray, options: SpotterOptions = SpotterOptions()) -> np.ndarray:
+    """Top-hat residual of every channel: ``(T, C)``. NaN rows (no face) are held from the
+    last tracked row so that a dropout is not an event."""
+    au = np.asarray(au, np.float64).copy()
+    for i in range(1, len(au)):
+        if np.isnan(au[i, 0]):
+            au[i] = au[i - 1]
+    au = np.nan_to_num(au)
+    dt = float(np.median(np.diff(t_ms))) if len(t_ms) > 1 else 1000 / 60
+    half = max(1, round(options.window_ms / dt / 2))
+    out = np.empty_like(au)
+    for c in range(au.shape[1]):
+        out[:, c] = top_hat(_smooth3(au[:, c]), half)
+    return out
+
+
+def noise_sigma(control_residuals: np.ndarray) -> np.ndarray:
+    """Robust per-channel spread of the residual on control material: 1.4826 · MAD."""
+    r = np.asarray(control_residuals, np.float64)
+    med = np.median(r, axis=0)
+    return 1.4826 * np.median(np.abs(r - med), axis=0)
+
+
+def thresholds(sigma: np.ndarray, options: SpotterOptions = SpotterOptions()) -> np.ndarray:
+    return np.maximum(options.k_sigma * np.asarray(sigma, np.float64), options.floor)
+
+
+def channel_events(res: np.ndarray, t_ms: np.ndarray, channels: Sequence[str], thr: np.ndarray,
+                   options: SpotterOptions = SpotterOptions()) -> list[ChannelEvent]:
+    """Every excursion of a channel's residual above its threshold."""
+    t = np.asarray(t_ms, np.float64)
+    events = []
+    for c, name in enumerate(channels):
+        if name in SKIPPED_CHANNELS:
+            continue
+        r = res[:, c]
+        above = r > thr[c]
+        if not above.any():
+            continue
+        edges = np.diff(np.concatenate([[0], above.astype(np.int8), [0]]))
+        for s, e in zip(np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]):
+            apex = s + int(np.argmax(r[s:e]))
+            peak = float(r[apex])
+            level = options.edge * peak
+            lo = apex
+            while lo > 0 and r[lo - 1] > level:
+                lo -= 1
+            hi = apex
+            while hi < len(r) - 1 and r[hi + 1] > level:
+                hi += 1
+            length = t[hi] - t[lo]
+            if length < options.min_ms or length > options.max_ms:
+                continue
+            events.append(ChannelEvent(name, float(t[lo]), float(t[apex]), float(t[hi]), peak, peak / float(thr[c])))
+    # one excursion can be found from two threshold crossings of the same hump: keep one
+    unique = {}
+    for ev in events:
+        key = (ev.channel, ev.apex_ms)
+        if key not in unique or ev.strength > unique[key].strength:
+            unique[key] = ev
+    return sorted(unique.values(), key=lambda e: e.apex_ms)
+
+
+def _side(group: Sequence[ChannelEvent], ratio: float) -> str:
+    """Side of the strongest AU that has both sides in the channel list."""
+    by_base: dict[str, dict[str, float]] = {}
+    for ev in group:
+        side = channel_side(ev.channel)
+        if side is not None:
+            slot = by_base.setdefault(base_au(ev.channel), {"left": 0.0, "right": 0.0})
+            slot[side] = max(slot[side], ev.peak)
+    if not by_base:
+        return "both"
+    left, right = max(by_base.values(), key=lambda s: max(s.values())).values()
+    if min(left, right) >= ratio * max(left, right):
+        return "both"
+    return "left" if left > right else "right"
+
+
+def merge(events: Iterable[ChannelEvent], options: SpotterOptions = SpotterOptions()) -> list[SpottedEvent]:
+    """Group channel events whose apexes are within ``merge_ms`` of the group's strongest."""
+    pending = sorted(events, key=lambda e: -e.strength)
+    groups: list[list[ChannelEvent]] = []
+    for ev in pending:
+        for g in groups:
+            if abs(g[0].apex_ms - ev.apex_ms) <= options.merge_ms:
+                g.append(ev)
+                break
+        else:
+            groups.append([ev])
+    spotted = []
+    for g in groups:
+        # a sided channel's partner below threshold still counts for the side decision:
+        # it is simply absent from the group (peak 0)
+        lead = g[0]
+        aus = []
+        for ev in g:
+            name = base_au(ev.channel)
+            if name not in aus:
+                aus.append(name)
+        spotted.append(SpottedEvent(lead.start_ms, lead.apex_ms, lead.end_ms, tuple(aus), _side(g, options.side_ratio),
+                                    lead.strength, tuple(g)))
+    return sorted(spotted, key=lambda e: e.apex_ms)
+
+
+def spot(au: np.ndarray, t_ms: np.ndarray, channels: Sequence[str], sigma: np.ndarray,
+         options: SpotterOptions = SpotterOptions()) -> list[SpottedEvent]:
+    """Spot micro-expressions in an AU stream ``(T, C)`` sampled at ``t_ms``; ``sigma`` is
+    the per-channel noise of control material (:func:`noise_sigma` of its residuals)."""
+    res = residuals(au, t_ms, options)
+    return merge(channel_events(res, t_ms, channels, thresholds(sigma, options), options), options)
+
+
+# -- scoring against the injection log ---------------------------------------------------------
+
+@dataclass(frozen=True)
+class LoggedEvent:
+    """What was injected, as the engine logged it (output timeline)."""
+
+    type: str
+    start_ms: float
+    apex_ms: float
+    end_ms: float
+    side: str
+    aus: Mapping[str, float]  # sided channel → relative peak
+
+    @property
+    def primary_au(self) -> str:
+        """Base name of the AU with the largest relative peak."""
+        return base_au(max(self.aus.items(), key=lambda kv: kv[1])[0])
+
+    @classmethod
+    def from_json(cls, d: Mapping) -> LoggedEvent:
+        return cls(str(d["type"]), float(d["start_ms"]), float(d["apex_ms"]), float(d["end_ms"]), str(d["side"]),
+                   dict(d["aus"]))
+
+
+def iou(a: tuple[float, float], b: tuple[float, float]) -> float:
+    inter = min(a[1], b[1]) - max(a[0], b[0])
+    if inter <= 0:
+        return 0.0
+    union = max(a[1], b[1]) - min(a[0], b[0])
+    return inter / union if union > 0 else 0.0
+
+
+def match(logged: Sequence[LoggedEvent], spotted: Sequence[SpottedEvent], min_iou: float = 0.5) -> list[tuple[int, int, float]]:
+    """One-to-one matches ``(logged index, spotted index, IoU)`` with IoU ≥ ``min_iou``,
+    best pairs first."""
+    pairs = []
+    for i, g in enumerate(logged):
+        for j, s in enumerate(spotted):
+            v = iou((g.start_ms, g.end_ms), (s.start_ms, s.end_ms))
+            if v >= min_iou:
+                pairs.append((v, i, j))
+    pairs.sort(reverse=True)
+    used_i, used_j, out = set(), set(), []
+    for v, i, j in pairs:
+        if i in used_i or j in used_j:
+            continue
+        used_i.add(i)
+        used_j.add(j)
+        out.append((i, j, v))
+    return sorted(out)
+
+
+def au_and_side_correct(g: LoggedEvent, s: SpottedEvent) -> bool:
+    """The spotted event shows the logged event's primary AU, on the logged side.
+
+    For an AU without sides in the channel list the side is not judged."""
+    if g.primary_au not in s.aus:
+        return False
+    sided = any(channel_side(ch) for ch in g.aus if base_au(ch) == g.primary_au)
+    if not sided:
+        return True
+    side = _side([c for c in s.channels if base_au(c.channel) == g.primary_au], 0.5) if s.channels else s.side
+    return side == g.side
+
+
+@dataclass
+class SpottingScore:
+    logged: int
+    spotted: int
+    true_positives: int
+    precision: float
+    recall: float
+    f1: float
+    au_side_accuracy: float | None
+    apex_error_ms_median: float | None
+    apex_errors_ms: list[float]
+    per_type: dict[str, dict]
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def score(logged: Sequence[LoggedEvent], spotted: Sequence[SpottedEvent], min_iou: float = 0.5) -> SpottingScore:
+    matches = match(logged, spotted, min_iou)
+    tp = len(matches)
+    precision = tp / len(spotted) if spotted else (1.0 if not logged else 0.0)
+    recall = tp / len(logged) if logged else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+    correct = [au_and_side_correct(logged[i], spotted[j]) for i, j, _ in matches]
+    errors = [abs(spotted[j].apex_ms - logged[i].apex_ms) for i, j, _ in matches]
+    per_type: dict[str, dict] = {}
+    matched = {i: j for i, j, _ in matches}
+    for i, g in enumerate(logged):
+        row = per_type.setdefault(g.type, {"logged": 0, "spotted": 0, "au_side_correct": 0})
+        row["logged"] += 1
+        if i in matched:
+            row["spotted"] += 1
+            row["au_side_correct"] += int(au_and_side_correct(g, spotted[matched[i]]))
+    return SpottingScore(
+        logged=len(logged),
+        spotted=len(spotted),
+        true_positives=tp,
+        precision=round(precision, 4),
+        recall=round(recall, 4),
+        f1=round(f1, 4),
+        au_side_accuracy=round(sum(correct) / len(correct), 4) if correct else None,
+        apex_error_ms_median=round(float(np.median(errors)), 1) if errors else None,
+        apex_errors_ms=[round(e, 1) for e in errors],
+        per_type=per_type,
+    )
