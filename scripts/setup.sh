@@ -6,7 +6,9 @@ cd "$(dirname "$0")/.."
 if command -v apt-get >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   missing=""
-  for pkg in libgl1 libegl1 libglib2.0-0 libxkbcommon0 xvfb ffmpeg; do
+  # libportaudio2: the microphone for recorded consent (sounddevice); espeak-ng: the tests
+  # synthesise the spoken consent statement with it.
+  for pkg in libgl1 libegl1 libglib2.0-0 libxkbcommon0 xvfb ffmpeg libportaudio2 espeak-ng; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
   done
   if [ -n "$missing" ]; then
