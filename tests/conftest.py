@@ -57,3 +57,28 @@ def private_user_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.setenv(var, str(tmp_path / var.lower()))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     return tmp_path
+
+
+@pytest.fixture
+def spoken_speech(tmp_path: Path) -> Callable[[str], tuple]:
+    """``spoken_speech("some words")`` → ``(samples, sample_rate)``: real synthetic speech from
+    espeak-ng (float32 mono in [-1, 1]); skips the test when espeak-ng is not installed."""
+    import shutil
+    import subprocess
+    import wave
+
+    import numpy as np
+
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        pytest.skip("espeak-ng is not installed (scripts/setup.sh installs it: apt-get install espeak-ng)")
+
+    def _speak(text: str) -> tuple:
+        path = tmp_path / f"speech-{abs(hash(text))}.wav"
+        subprocess.run([exe, "-w", str(path), text], check=True, capture_output=True, timeout=30)
+        with wave.open(str(path), "rb") as wav:
+            assert wav.getsampwidth() == 2 and wav.getnchannels() == 1, "espeak-ng writes 16-bit mono"
+            pcm = np.frombuffer(wav.readframes(wav.getnframes()), np.int16)
+            return pcm.astype(np.float32) / 32768.0, wav.getframerate()
+
+    return _speak
