@@ -108,6 +108,23 @@ class OutputOptions:
 
 
 @dataclass(frozen=True)
+class ConsentOptions:
+    """Checks on a recorded consent statement (``vcam-me consent record``)."""
+
+    #: Largest median face-descriptor distance between the recording and the avatar that
+    #: counts as the same person (dlib's network was trained to keep one person within 0.6).
+    face_match_max_distance: float = 0.6
+    #: Frames sampled, evenly spread, from the recording for the face match.
+    face_frames: int = 8
+    #: Seconds of voice the recording must hold (the statement takes about 8 s to read).
+    min_voice_seconds: float = 3.0
+    #: Loudness (RMS over the voiced frames, dBFS) the voice must reach.
+    min_voice_dbfs: float = -40.0
+    #: Length of a live consent recording.
+    record_seconds: float = 15.0
+
+
+@dataclass(frozen=True)
 class AppConfig:
     capture: CaptureOptions = field(default_factory=CaptureOptions)
     tracking: TrackingOptions = field(default_factory=TrackingOptions)
@@ -115,6 +132,7 @@ class AppConfig:
     avatar: AvatarOptions = field(default_factory=AvatarOptions)
     label: LabelOptions = field(default_factory=LabelOptions)
     output: OutputOptions = field(default_factory=OutputOptions)
+    consent: ConsentOptions = field(default_factory=ConsentOptions)
 
 
 # Extra range rules, checked after types: key → (predicate, description of what is allowed).
@@ -143,6 +161,11 @@ _RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "output.width": (lambda v: 160 <= v <= 3840 and v % 2 == 0, "an even number 160..3840"),
     "output.height": (lambda v: 120 <= v <= 2160 and v % 2 == 0, "an even number 120..2160"),
     "output.record_crf": (lambda v: 0 <= v <= 51, "0..51"),
+    "consent.face_match_max_distance": (lambda v: 0.3 <= v <= 0.7, "0.3..0.7"),
+    "consent.face_frames": (lambda v: 3 <= v <= 60, "3..60"),
+    "consent.min_voice_seconds": (lambda v: 1 <= v <= 60, "1..60"),
+    "consent.min_voice_dbfs": (lambda v: -60 <= v <= -10, "-60..-10"),
+    "consent.record_seconds": (lambda v: 5 <= v <= 120, "5..120"),
 }
 
 # Keys that someone may try to set to hide the disclosure; refused with a reason.
