@@ -5,6 +5,8 @@
     .venv/bin/python benchmarks/watermark_robustness.py --skip-fp   # no false-positive runs
     .venv/bin/python benchmarks/watermark_robustness.py --host liveportrait_src_s32.mp4 --skip-fp \
         --out benchmarks/results/watermark_robustness_host_s32.json     # second host
+    nice -n 10 .venv/bin/python benchmarks/watermark_robustness.py --avatar-host --skip-fp \
+        --out benchmarks/results/watermark_robustness_avatar.json       # real avatar renders
 
 Host content: real face video from ``../shared/data/driving`` (centre-cropped to 16:9 where
 needed and resized to 1280×720, played forwards then backwards to reach the needed length),
@@ -13,6 +15,14 @@ encoders with PyAV (libx264 ``veryfast``/``zerolatency`` with a VBV cap at the t
 libvpx/libvpx-vp9 ``realtime``/``cpu-used 8``, SVT-AV1 preset 10) and read back with
 :func:`vcam_me.consent.mark_decoder.decode_video`. Writes
 ``benchmarks/results/watermark_robustness.json`` and prints a table.
+
+``--avatar-host``: the host frames are the avatar renderer's real output instead, made as
+``vcam-me render`` makes them, with the builders of :mod:`vcam_me.app`: an avatar (the bundled
+sample by default, or a portrait photo made into an avatar and given an attested licence in
+a throw-away data folder) driven by a real clip from ``../shared/data/driving``, rendered at
+1280×720 and 30 fps, then the visible label and the invisible mark of its consent record
+(public mark key, the record's consent ID) stamped by :class:`~vcam_me.consent.disclosure.Disclosure`.
+The "unmarked" baseline of each condition is the same render with the label only.
 """
 
 from __future__ import annotations
@@ -26,9 +36,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import av
 import cv2
@@ -39,8 +49,8 @@ os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1: errors only
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from vcam_me.consent import mark_decoder as md  # noqa: E402
-from vcam_me.consent import watermark as wm  # noqa: E402
+from vcam_me.consent import mark_decoder as md
+from vcam_me.consent import watermark as wm
 
 DRIVING = REPO.parent / "shared" / "data" / "driving"
 RESULTS = REPO / "benchmarks" / "results" / "watermark_robustness.json"
@@ -176,7 +186,7 @@ def screen_tile(scale: float, pos=(120, 90)):
                 cv2.line(d, (x, y), (min(x + L, 1900), y), (30, 30, 30), 2)
             _DESKTOP = d
         out = _DESKTOP.copy()
-        tw, th = int(round(img.shape[1] * scale)), int(round(img.shape[0] * scale))
+        tw, th = round(img.shape[1] * scale), round(img.shape[0] * scale)
         out[pos[1]:pos[1] + th, pos[0]:pos[0] + tw] = cv2.resize(img, (tw, th), interpolation=cv2.INTER_AREA)
         return out
     return f
@@ -233,34 +243,125 @@ CONDITIONS = {
 }
 
 
-def run_condition(name: str, emb: wm.WatermarkEmbedder, host: str) -> dict:
+class DrivingHost:
+    """Host frames from a real driving video, marked with the benchmark's test key and ID."""
+
+    def __init__(self, name: str, amplitude: float) -> None:
+        self.name = name
+        self.key, self.expected_id = TEST_KEY, TEST_ID
+        self.embedder = wm.WatermarkEmbedder.create(TEST_ID, TEST_KEY, (1280, 720), amplitude=amplitude)
+        self.description = (f"real driving video frames ({name}, ../shared/data/driving), resized to "
+                            "1280x720 and ping-ponged; NOT avatar renderer output")
+
+    def marked(self, n: int) -> Iterator[np.ndarray]:
+        return marked(host_frames(self.name, n), self.embedder)
+
+    def clean(self, n: int) -> Iterator[np.ndarray]:
+        return host_frames(self.name, n)
+
+
+class AvatarHost:
+    """Host frames from the avatar renderer, stamped as ``vcam-me render`` stamps them.
+
+    The render is kept once with the label only (``clean``); ``marked`` adds the same
+    Disclosure's mark to a copy of each frame, which is exactly ``Disclosure.stamp`` (label,
+    then mark). :meth:`render` checks that equality against a real Disclosure render.
+    """
+
+    def __init__(self, name: str, labelled: list[np.ndarray], mark: wm.WatermarkEmbedder, key: bytes,
+                 description: str, info: dict) -> None:
+        self.name = name
+        self._labelled = labelled
+        self._mark = mark
+        self.key, self.expected_id = key, mark.consent_id
+        self.description = description
+        self.info = info
+
+    def _frames(self, n: int) -> Iterator[np.ndarray]:
+        seq = self._labelled + self._labelled[-2:0:-1] if len(self._labelled) > 2 else self._labelled
+        for i in range(n):
+            yield seq[i % len(seq)]
+
+    def marked(self, n: int) -> Iterator[np.ndarray]:
+        for image in self._frames(n):
+            yield self._mark.embed(image.copy())
+
+    def clean(self, n: int) -> Iterator[np.ndarray]:
+        for image in self._frames(n):
+            yield image.copy()
+
+    @classmethod
+    def render(cls, avatar_spec: str | None, driving: Path, seconds: float, size=(1280, 720)) -> AvatarHost:
+        from vcam_me import app
+        from vcam_me.config import load_config
+        from vcam_me.consent.disclosure import PUBLIC_MARK_KEY
+        from vcam_me.output import MemorySink
+        from vcam_me.pipeline import on_timeline, render_offline, track_all
+
+        cfg = load_config(None)
+        with app._open_driving(driving) as source:
+            avatar = app.resolve_avatar(avatar_spec, cfg)
+            consent = app.require_consent(avatar, "render")
+            frames = int(seconds * (source.fps or FPS)) + 2
+            with app.build_tracker(cfg, "video") as tracker:
+                observations = track_all(on_timeline(itertools.islice(source.iter_timed(), frames)), tracker)
+        renderer = app.build_renderer(avatar, size, cfg)
+        disclosure = app.build_stamper(cfg, size, consent)
+
+        def rendered(stamper, obs) -> list[np.ndarray]:
+            sink = MemorySink()
+            expression = app.build_expression(cfg, offline=True, observations=observations)
+            render_offline(obs, expression, renderer, stamper, sink, FPS)
+            return sink.images
+
+        labelled = rendered(disclosure.label, observations)[: int(seconds * FPS)]
+        # The stored frames plus the mark must be what `vcam-me render` writes: check on a prefix.
+        reference = rendered(disclosure, observations[:20])
+        same = all(np.array_equal(disclosure.mark.embed(labelled[i].copy()), reference[i]) for i in range(len(reference)))
+        if not same:
+            raise RuntimeError("label-only render + mark differs from the Disclosure render")
+        faces = sum(o.has_face for o in observations)
+        name = f"avatar:{Path(str(avatar.folder)).name}+{driving.name}"
+        description = (f"avatar renderer output: avatar {Path(str(avatar.folder)).name} driven by {driving.name} "
+                       f"(../shared/data/driving), {len(labelled)} frames rendered at {size[0]}x{size[1]} {FPS} fps "
+                       "with the app's builders and render_offline, label + mark stamped by the app's Disclosure "
+                       "(public mark key, the consent record's ID), ping-ponged where a condition is longer")
+        info = {"avatar": str(avatar.folder), "driving": driving.name, "rendered_frames": len(labelled),
+                "driving_frames_tracked": len(observations), "driving_frames_with_face": faces,
+                "consent_code": consent.verdict.code, "consent_kind": consent.verdict.kind,
+                "mark_amplitude": disclosure.mark.amplitude, "disclosure_identity_checked_frames": len(reference)}
+        return cls(name, labelled, disclosure.mark, PUBLIC_MARK_KEY, description, info)
+
+
+def run_condition(name: str, host) -> dict:
     seconds, target_s, desc, build = CONDITIONS[name]
     n = seconds * FPS
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         t0 = time.perf_counter()
-        marked_path = build(marked(host_frames(host, n), emb), tmp)
+        marked_path = build(host.marked(n), tmp)
         t_enc = time.perf_counter() - t0
         kbytes = marked_path.stat().st_size / 1024
         t0 = time.perf_counter()
-        res = md.decode_video(marked_path, TEST_KEY, max_seconds=seconds, stop_when_found=True)
+        res = md.decode_video(marked_path, host.key, max_seconds=seconds, stop_when_found=True)
         t_dec = time.perf_counter() - t0
-        late = decode_from(marked_path, LATE_START_FRAMES, seconds)
+        late = decode_from(marked_path, LATE_START_FRAMES, seconds, host.key)
         # the same pipeline without the mark: the noise floor of z for this condition
-        clean_path = build(host_frames(host, n), _sub(tmp))
-        clean = md.decode_video(clean_path, TEST_KEY, max_seconds=seconds, stop_when_found=True)
-    ok = bool(res.found and res.consent_id == TEST_ID and res.first_time_s is not None
+        clean_path = build(host.clean(n), _sub(tmp))
+        clean = md.decode_video(clean_path, host.key, max_seconds=seconds, stop_when_found=True)
+    expected = host.expected_id
+    ok = bool(res.found and res.consent_id == expected and res.first_time_s is not None
               and res.first_time_s < target_s)
     return {
-        "condition": name, "pipeline": desc, "target_s": target_s, "host": host,
-        "pass": ok, "found": res.found, "id_correct": res.consent_id == TEST_ID if res.found else None,
+        "condition": name, "pipeline": desc, "target_s": target_s, "host": host.name,
+        "pass": ok, "found": res.found, "id_correct": res.consent_id == expected if res.found else None,
         "first_frame": res.first_frame, "first_time_s": res.first_time_s, "z": round(res.z, 2),
         "max_z": round(res.max_z, 2), "scale": res.scale and round(res.scale, 4),
         "mirrored": res.mirrored, "raw_bit_errors_of_128": res.raw_bit_errors,
         "late_start": {"skipped_frames": LATE_START_FRAMES, "found": late.found,
-                       "id_correct": late.consent_id == TEST_ID if late.found else None,
+                       "id_correct": late.consent_id == expected if late.found else None,
                        "first_frame": late.first_frame, "z": round(late.z, 2),
-                       "pass": bool(late.found and late.consent_id == TEST_ID
+                       "pass": bool(late.found and late.consent_id == expected
                                     and late.first_frame is not None and late.first_frame / FPS <= target_s)},
         "unmarked_found": clean.found, "unmarked_max_z": round(clean.max_z, 2),
         "video_kbytes": round(kbytes, 1), "video_seconds": seconds,
@@ -273,7 +374,7 @@ def run_condition(name: str, emb: wm.WatermarkEmbedder, host: str) -> dict:
 LATE_START_FRAMES = 60
 
 
-def decode_from(path: Path, skip: int, seconds: float) -> md.DecodeResult:
+def decode_from(path: Path, skip: int, seconds: float, key: bytes = TEST_KEY) -> md.DecodeResult:
     times: list[float] = []
 
     def frames():
@@ -281,7 +382,7 @@ def decode_from(path: Path, skip: int, seconds: float) -> md.DecodeResult:
             times.append(t)
             yield y
 
-    return md.decode_frames(frames(), TEST_KEY, timestamps_s=(times[i] for i in itertools.count()))
+    return md.decode_frames(frames(), key, timestamps_s=(times[i] for i in itertools.count()))
 
 
 def _sub(tmp: Path) -> Path:
@@ -382,33 +483,76 @@ def psnr_table(amplitude: float) -> list[dict]:
 # ------------------------------------------------------------------------------ main
 
 
+def avatar_psnr(host: AvatarHost, step: int = 10) -> list[dict]:
+    """Y-PSNR of the mark on the avatar renders: label-only frame against label + mark."""
+    vals = [y_psnr(img, host._mark.embed(img.copy())) for img in host._labelled[::step]]
+    return [{"video": host.name, "frames": len(vals), "min_y_psnr_db": round(min(vals), 2),
+             "mean_y_psnr_db": round(float(np.mean(vals)), 2)}]
+
+
+def make_avatar_host(args) -> AvatarHost:
+    """The bundled sample avatar, or ``--avatar PHOTO`` made into an avatar and given an
+    attested licence in a throw-away user data folder (the real user's records are untouched)."""
+    spec = args.avatar
+    seconds = max(CONDITIONS[n][0] for n in (args.only or CONDITIONS))
+    driving = DRIVING / args.driving
+    if spec and Path(spec).is_file():
+        scratch = Path(tempfile.mkdtemp(prefix="vcam-wm-avatar-"))
+        for var in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME"):
+            os.environ[var] = str(scratch / var.lower())
+        from vcam_me.app import main as vcam_main
+
+        folder = scratch / "avatar"
+        if vcam_main(["avatar", "create", "--photo", spec, "--out", str(folder)]) != 0:
+            raise SystemExit(f"could not make an avatar of {spec}")
+        if vcam_main(["consent", "attest", "--avatar", str(folder), "--licence",
+                      f"benchmark use of {Path(spec).name} from ../shared/data", "--days", "2"]) != 0:
+            raise SystemExit(f"could not attest a licence for {folder}")
+        spec = str(folder)
+    return AvatarHost.render(spec, driving, seconds)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="*", help="conditions to run (default: all)")
     ap.add_argument("--skip-fp", action="store_true", help="skip the false-positive runs")
     ap.add_argument("--host", default=HOST, help="driving video used as host content")
+    ap.add_argument("--avatar-host", action="store_true",
+                    help="host content = real avatar renders with the app's label and mark (see the module doc)")
+    ap.add_argument("--avatar", default=None, help="with --avatar-host: an avatar folder or a portrait photo "
+                                                   "(default: the bundled sample avatar)")
+    ap.add_argument("--driving", default="liveportrait_d6.mp4", help="with --avatar-host: driving clip in ../shared/data/driving")
     ap.add_argument("--out", type=Path, default=RESULTS)
-    ap.add_argument("--amplitude", type=float, default=wm.DEFAULT_AMPLITUDE, help="peak luma codes of the mark")
+    ap.add_argument("--amplitude", type=float, default=wm.DEFAULT_AMPLITUDE,
+                    help="peak luma codes of the mark (driving-video host only; avatar renders carry the app's mark)")
     args = ap.parse_args(argv)
     if not DRIVING.is_dir():
         print(f"{DRIVING} is absent: nothing to measure", file=sys.stderr)
         return 2
-    emb = wm.WatermarkEmbedder.create(TEST_ID, TEST_KEY, (1280, 720), amplitude=args.amplitude)
+    if args.avatar_host:
+        t0 = time.perf_counter()
+        host = make_avatar_host(args)
+        print(f"avatar host: {host.info} ({time.perf_counter() - t0:.0f} s)", flush=True)
+        amplitude = host._mark.amplitude
+    else:
+        host = DrivingHost(args.host, args.amplitude)
+        amplitude = args.amplitude
     result = {
         "what": "invisible consent mark: robustness matrix, false positives, embed cost, PSNR",
         "command": "python benchmarks/watermark_robustness.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "host_content": f"real driving video frames ({args.host}, ../shared/data/driving), resized to "
-                        "1280x720 and ping-ponged; NOT avatar renderer output",
+        "host_content": host.description,
         "machine": {"python": platform.python_version(), "cpu_count": __import__("os").cpu_count(),
                     "av": av.__version__, "opencv": cv2.__version__, "numpy": np.__version__},
         "mark": {"algorithm": wm.ALGORITHM, "cell_px": wm.CELL_PX, "tile_px": wm.TILE_PX,
-                 "amplitude": args.amplitude, "coded_bits": wm.CODED_BITS,
+                 "amplitude": amplitude, "coded_bits": wm.CODED_BITS,
                  "code": "64 info bits (48-bit ID + CRC-16) -> tail-biting conv. code K=7 r=1/2, soft Viterbi"},
         "decoder": {"z_threshold": md.Z_THRESHOLD, "scale_range": md.SCALE_RANGE,
                     "checkpoints": "1,2,3,5,8,12,15,20,25,30 frames then every 15"},
-        "embed_cost": embed_cost(args.amplitude),
-        "psnr": psnr_table(args.amplitude),
+        "embed_cost": embed_cost(amplitude),
+        "psnr": avatar_psnr(host) if args.avatar_host else psnr_table(amplitude),
     }
+    if args.avatar_host:
+        result["avatar_host"] = host.info
     print(f"embed cost: {result['embed_cost']}")
     print("Y-PSNR (min over sampled frames): " + ", ".join(f"{r['video']} {r['min_y_psnr_db']}" for r in result["psnr"]))
     names = args.only or list(CONDITIONS)
@@ -417,12 +561,12 @@ def main(argv=None) -> int:
            f"{'unmk z':>6s} {'scale':>6s} {'mir':>4s} {'err':>4s} {'late':>9s}")
     print(hdr)
     for name in names:
-        r = run_condition(name, emb, args.host)
+        r = run_condition(name, host)
         rows.append(r)
         print(f"{name:26s} {r['target_s']:>5}s {('PASS' if r['pass'] else 'FAIL'):>5s} "
               f"{(r['first_time_s'] if r['first_time_s'] is not None else float('nan')):8.2f} "
-              f"{str(r['first_frame']):>6s} {r['z']:6.2f} {r['unmarked_max_z']:6.2f} "
-              f"{(r['scale'] or 0):6.3f} {str(r['mirrored'])[:1]:>4s} {str(r['raw_bit_errors_of_128']):>4s} "
+              f"{r['first_frame']!s:>6s} {r['z']:6.2f} {r['unmarked_max_z']:6.2f} "
+              f"{(r['scale'] or 0):6.3f} {str(r['mirrored'])[:1]:>4s} {r['raw_bit_errors_of_128']!s:>4s} "
               f"{(('ok@' + str(r['late_start']['first_frame'])) if r['late_start']['pass'] else 'FAIL'):>9s}", flush=True)
     result["conditions"] = rows
     if not args.skip_fp:
