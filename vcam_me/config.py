@@ -125,6 +125,58 @@ class ConsentOptions:
 
 
 @dataclass(frozen=True)
+class IdleOptions:
+    """The idle animator: the avatar keeps living while the face is lost or tracking is paused."""
+
+    #: Time (ms) to hand the face to idle animation and back to live tracking, each way.
+    handover_ms: int = 250
+    #: Breathing rate (breaths per minute; each breath varies around it by ±15 %).
+    breaths_per_min: float = 15.0
+    #: Breathing: head pitch amplitude (degrees) and jaw (AU26) amplitude.
+    breath_pitch_deg: float = 0.5
+    breath_jaw: float = 0.03
+    #: Spontaneous blinks per minute (double blinks included); ~17 at rest.
+    blinks_per_min: float = 17.0
+    #: Fraction of blinks followed at once by a second one.
+    double_blink_probability: float = 0.06
+    #: Largest gaze offset of an idle glance (gaze units in [-1, 1]).
+    gaze_range: float = 0.18
+    #: Head sway amplitude (degrees, roughly the standard deviation of yaw).
+    sway_deg: float = 1.2
+    #: Micro-expressions the idle face shows by itself, per minute (0 = none)…
+    micro_per_min: float = 1.0
+    #: …chosen among these types of the micro-expression library ([] = none).
+    micro_types: tuple[str, ...] = ()
+    #: While the face is lost, the jaw follows the microphone's voice level.
+    voice_jaw: bool = True
+    #: Microphone: "" = the system's default input; or a device name or index.
+    microphone: str = ""
+    #: Voice level (dBFS) where the jaw starts to open, and where it is open to voice_jaw_max.
+    voice_floor_dbfs: float = -50.0
+    voice_full_dbfs: float = -20.0
+    voice_jaw_max: float = 0.45
+
+    def __post_init__(self) -> None:
+        if self.voice_full_dbfs <= self.voice_floor_dbfs:
+            raise ConfigError(f"idle.voice_full_dbfs = {self.voice_full_dbfs}: must be above "
+                              f"idle.voice_floor_dbfs = {self.voice_floor_dbfs}")
+
+
+@dataclass(frozen=True)
+class HotkeyOptions:
+    """Global hotkeys. Combos use pynput's syntax: "<ctrl>+<alt>+1", "<shift>+<f9>", "a"."""
+
+    #: Listen for hotkeys during `vcam-me run` (needs a desktop session).
+    enabled: bool = True
+    #: A press released within this time (ms) is a tap; held longer, it holds the expression.
+    tap_max_ms: int = 250
+    #: Combo that pauses tracking (the avatar goes idle) and resumes it.
+    pause: str = "<ctrl>+<alt>+p"
+    #: Combo → expression type: a tap fires it as a micro-expression, holding holds it.
+    bindings: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class AppConfig:
     capture: CaptureOptions = field(default_factory=CaptureOptions)
     tracking: TrackingOptions = field(default_factory=TrackingOptions)
@@ -132,6 +184,8 @@ class AppConfig:
     avatar: AvatarOptions = field(default_factory=AvatarOptions)
     label: LabelOptions = field(default_factory=LabelOptions)
     output: OutputOptions = field(default_factory=OutputOptions)
+    idle: IdleOptions = field(default_factory=IdleOptions)
+    hotkeys: HotkeyOptions = field(default_factory=HotkeyOptions)
     consent: ConsentOptions = field(default_factory=ConsentOptions)
 
 
@@ -166,6 +220,19 @@ _RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "consent.min_voice_seconds": (lambda v: 1 <= v <= 60, "1..60"),
     "consent.min_voice_dbfs": (lambda v: -60 <= v <= -10, "-60..-10"),
     "consent.record_seconds": (lambda v: 5 <= v <= 120, "5..120"),
+    "idle.handover_ms": (lambda v: 50 <= v <= 300, "50..300 (a hand-over takes at most 300 ms)"),
+    "idle.breaths_per_min": (lambda v: 6 <= v <= 30, "6..30"),
+    "idle.breath_pitch_deg": (lambda v: 0 <= v <= 3, "0..3"),
+    "idle.breath_jaw": (lambda v: 0 <= v <= 0.2, "0..0.2"),
+    "idle.blinks_per_min": (lambda v: 0 <= v <= 60, "0..60"),
+    "idle.double_blink_probability": (lambda v: 0 <= v <= 0.5, "0..0.5"),
+    "idle.gaze_range": (lambda v: 0 <= v <= 0.5, "0..0.5"),
+    "idle.sway_deg": (lambda v: 0 <= v <= 5, "0..5"),
+    "idle.micro_per_min": (lambda v: 0 <= v <= 20, "0..20"),
+    "idle.voice_floor_dbfs": (lambda v: -100 <= v <= -1, "-100..-1"),
+    "idle.voice_full_dbfs": (lambda v: -99 <= v <= 0, "-99..0"),
+    "idle.voice_jaw_max": (lambda v: 0 <= v <= 1, "0..1"),
+    "hotkeys.tap_max_ms": (lambda v: 80 <= v <= 1000, "80..1000"),
 }
 
 # Keys that someone may try to set to hide the disclosure; refused with a reason.
@@ -176,6 +243,11 @@ _FORBIDDEN = {
 
 
 def _describe(tp: Any) -> str:
+    plural = {str: "strings", int: "integers", float: "numbers", bool: "true/false values"}
+    if get_origin(tp) is tuple:
+        return f"a list of {plural.get(get_args(tp)[0], 'values')}"
+    if get_origin(tp) is dict:
+        return f"a table whose values are {plural.get(get_args(tp)[1], 'values')}"
     if get_origin(tp) is Literal:
         return " or ".join(repr(a) if isinstance(a, str) else str(a) for a in get_args(tp))
     if get_origin(tp) in (typing.Union, getattr(__import__("types"), "UnionType")):
@@ -185,6 +257,11 @@ def _describe(tp: Any) -> str:
 
 def _check_type(value: Any, tp: Any) -> bool:
     origin = get_origin(tp)
+    if origin is tuple:  # tuple[T, ...], written as a TOML array
+        return isinstance(value, (list, tuple)) and all(_check_type(v, get_args(tp)[0]) for v in value)
+    if origin is dict:  # dict[K, V], written as a TOML table
+        key, item = get_args(tp)
+        return isinstance(value, dict) and all(_check_type(k, key) and _check_type(v, item) for k, v in value.items())
     if origin is Literal:
         return any(value == a and type(value) is type(a) for a in get_args(tp))
     if origin in (typing.Union, getattr(__import__("types"), "UnionType")):
@@ -211,6 +288,8 @@ def _build_section(section: str, cls: type, values: dict[str, Any], base: Any) -
             raise ConfigError(f"{dotted} = {value!r}: expected {_describe(tp)}")
         if tp is float and isinstance(value, int):
             value = float(value)
+        if get_origin(tp) is tuple:
+            value = tuple(value)
         if dotted in _RANGES and not (value == "auto" and "auto" in _RANGES[dotted][1]):
             ok, allowed = _RANGES[dotted]
             if not ok(value):
