@@ -14,6 +14,7 @@ non-zero; it never shows a traceback for these.
     ├── TrackingError     the face tracker failed (not "no face": that is an empty result)
     ├── AvatarError       avatar cannot be created or loaded (no face, several faces, ...)
     ├── ConsentError      consent record missing, invalid, expired or revoked
+    ├── MicroExpressionError  micro-expression library or script malformed (names file and line)
     └── OutputError       a sink cannot be opened or written (virtual camera, file, ...)
 """
 
@@ -51,4 +52,8 @@ class ConsentError(VcamError):
 
 
 class OutputError(VcamError):
+    pass
+
+
+class MicroExpressionError(VcamError):
     pass
