@@ -13,6 +13,12 @@ and the dropped frame shows as a repeat).
 The file is written under a hidden temporary name in the same folder and renamed to the
 final name by :meth:`RecorderSink.close`, so a crash never leaves a half-written file under
 the name the user asked for. An existing file is never replaced unless ``overwrite=True``.
+
+``finish`` (optional) post-processes the complete file before it gets its name: it is called
+as ``finish(complete_mp4, out_path)`` and writes a new file at ``out_path`` (the composition
+root passes C2PA signing here; the recorder knows nothing of it). If it raises, the complete,
+unprocessed recording takes the name instead and :attr:`RecorderSink.finish_error` says why,
+in one line; the recording is never lost to a failed finishing step.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import os
 import queue
 import threading
 import uuid
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -35,6 +42,9 @@ from vcam_me.types import RenderedFrame
 log = logging.getLogger(__name__)
 
 _STOP = object()
+
+#: ``finish(complete_mp4, out_path)``: write a post-processed copy of the recording to ``out_path``.
+Finisher = Callable[[Path, Path], None]
 
 
 def check_writable(path: Path, overwrite: bool) -> Path:
@@ -60,7 +70,8 @@ class RecorderSink(SinkBase):
     kind = "recorder"
 
     def __init__(self, container, stream, path: Path, temp_path: Path, size: tuple[int, int], fps: int, *,
-                 overwrite: bool = False, queue_frames: int = 8, block: bool = True) -> None:
+                 overwrite: bool = False, queue_frames: int = 8, block: bool = True,
+                 finish: Finisher | None = None) -> None:
         super().__init__()
         self.path = path
         self.temp_path = temp_path
@@ -70,6 +81,9 @@ class RecorderSink(SinkBase):
         self._stream = stream
         self._overwrite = overwrite
         self._block = block
+        self._finish = finish
+        #: Why ``finish`` failed (one line), or ``None``; then the file is the unprocessed recording.
+        self.finish_error: str | None = None
         self._time_base = 1 / _rate(fps)  # one tick per frame: pts = frame index
         # Buffers go round: free → (send copies a frame in) → work → (thread converts) → free.
         w, h = self.size
@@ -100,6 +114,7 @@ class RecorderSink(SinkBase):
         threads: int = 0,
         queue_frames: int = 8,
         block: bool = True,
+        finish: Finisher | None = None,
     ) -> "RecorderSink":
         """Start an MP4 recording of ``size`` = (width, height) frames at ``fps``.
 
@@ -140,7 +155,7 @@ class RecorderSink(SinkBase):
             raise OutputError(f"cannot start the H.264 encoder for {path}: {' '.join(str(err).split())}") from err
         log.info("recording %dx%d @ %s fps, crf %d, to %s", width, height, fps, crf, path)
         return cls(container, stream, path, temp_path, (width, height), fps, overwrite=overwrite,
-                   queue_frames=queue_frames, block=block)
+                   queue_frames=queue_frames, block=block, finish=finish)
 
     # -- caller side -------------------------------------------------------------------------
     def _send(self, frame: RenderedFrame) -> None:
@@ -223,24 +238,43 @@ class RecorderSink(SinkBase):
             _unlink(self.temp_path)
             log.warning("recorder: no frames were sent; %s not written", self.path)
             return
-        self._move_into_place()
+        finished = self._finished_file()
+        self._move_into_place(finished)
+        if finished != self.temp_path:
+            _unlink(self.temp_path)  # only now: until the processed file has its name, this is the recording
 
-    def _move_into_place(self) -> None:
+    def _finished_file(self) -> Path:
+        """The file to put in place: ``finish``'s output, or the recording itself if it failed."""
+        if self._finish is None:
+            return self.temp_path
+        processed = self.temp_path.with_name(self.temp_path.name[: -len(".partial")] + ".finishing")
+        try:
+            self._finish(self.temp_path, processed)
+            if not processed.is_file() or processed.stat().st_size == 0:
+                raise OutputError("the finishing step wrote nothing")
+        except Exception as err:  # noqa: BLE001 - any failure: keep the unprocessed recording, say why
+            _unlink(processed)
+            self.finish_error = " ".join(str(err).split()) or type(err).__name__
+            log.warning("recorder: finishing %s failed (%s); keeping the recording as it is", self.path, self.finish_error)
+            return self.temp_path
+        return processed
+
+    def _move_into_place(self, finished: Path) -> None:
         if self._overwrite:
-            os.replace(self.temp_path, self.path)
+            os.replace(finished, self.path)
             return
         try:
-            os.link(self.temp_path, self.path)  # fails if the name was taken meanwhile: never clobbers
+            os.link(finished, self.path)  # fails if the name was taken meanwhile: never clobbers
         except FileExistsError:
             raise OutputError(f"refusing to overwrite {self.path}, which appeared while recording; "
-                              f"the recording is kept as {self.temp_path}") from None
+                              f"the recording is kept as {finished}") from None
         except OSError:  # no hard links here (some filesystems): rename, which on Windows never replaces
             if self.path.exists():
                 raise OutputError(f"refusing to overwrite {self.path}, which appeared while recording; "
-                                  f"the recording is kept as {self.temp_path}") from None
-            os.rename(self.temp_path, self.path)
+                                  f"the recording is kept as {finished}") from None
+            os.rename(finished, self.path)
             return
-        _unlink(self.temp_path)
+        _unlink(finished)
 
 
 def _rate(fps: float) -> Fraction:
