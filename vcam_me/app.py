@@ -242,6 +242,33 @@ def build_stamper(cfg: AppConfig, size: tuple[int, int], consent: Consent):
     return Disclosure.create(label, verdict.consent_id, size)
 
 
+def provenance_dir() -> Path:
+    """Where this user's C2PA signing identity lives (made on first use, owner-only)."""
+    return user_data_dir() / "provenance"
+
+
+class RecordingSigner:
+    """The recorder's finishing step: sign the complete MP4 with C2PA Content Credentials
+    naming the consent record whose ID the frames carry. ``record`` may be set after the
+    recorder was opened (a live run opens its outputs before it checks consent)."""
+
+    def __init__(self, out: Path, record=None) -> None:
+        self.title = Path(out).name
+        self.record = record
+
+    def __call__(self, finished: Path, signed: Path) -> None:
+        from vcam_me.consent.provenance import sign_recording_with_consent
+
+        sign_recording_with_consent(finished, signed, self.record, provenance_dir(), self.title)
+
+
+def _report_signing(sink) -> None:
+    """One line when a recording could not be signed (it is kept, unsigned)."""
+    if getattr(sink, "finish_error", None):
+        print(f"vcam-me: warning: {sink.path} is not C2PA-signed ({sink.finish_error}); "
+              f"the recording is kept without Content Credentials", file=sys.stderr)
+
+
 def build_expression(cfg: AppConfig, *, offline: bool, observations: list | None = None):
     """The expression stage. Offline, the recording calibrates itself: its own neutral
     baseline and pose, fixed for the whole clip, and interpolation on its own timeline."""
@@ -299,12 +326,16 @@ def render_video(avatar_spec: str | None, driving: Path, out: Path, fps: int, si
     expression = build_expression(cfg, offline=True, observations=observations)
     duration_ms = observations[-1].timestamp_ms if observations else 0
     progress = Progress(f"rendering {out.name}", int(duration_ms * fps / 1000) + 1)
-    with RecorderSink.open(out, size, fps, cfg.output, overwrite=force) as sink, consent.guard("render") as guard:
+    signer = RecordingSigner(out, consent.verdict.record)
+    with RecorderSink.open(out, size, fps, cfg.output, overwrite=force, finish=signer) as sink, \
+            consent.guard("render") as guard:
         guard.start(now_ms())
         written = render_offline(observations, expression, renderer, stamper, sink, fps, progress=progress, guard=guard)
     progress.done()
+    _report_signing(sink)
     faces = sum(o.has_face for o in observations)
-    return {"out": str(out), "consent": consent.verdict.code, "frames": written, "driving_frames": len(observations), "driving_frames_with_face": faces}
+    return {"out": str(out), "consent": consent.verdict.code, "frames": written, "driving_frames": len(observations),
+            "driving_frames_with_face": faces, "c2pa_signed": sink.finish_error is None}
 
 
 def track_recording(source, cfg: AppConfig, label: str = "tracking") -> list:
@@ -361,6 +392,280 @@ def cmd_avatar(args, cfg: AppConfig) -> int:
     return 2
 
 
+# --------------------------------------------------------------------------------------
+# recorded consent: the person depicted reads a statement on camera and microphone
+# --------------------------------------------------------------------------------------
+def _refuse_if_consented(folder: Path, registry, now) -> None:
+    """An avatar holds one record in force at a time: refuse while its record is valid."""
+    from vcam_me.consent.records import hash_avatar_folder
+    from vcam_me.errors import ConsentError
+
+    target = folder / "consent.json"
+    if target.exists():
+        current = registry.check(target, hash_avatar_folder(folder), now)
+        if current.ok:
+            raise ConsentError(f"{target} already holds valid consent record {current.code}; "
+                               f"revoke it first (vcam-me consent revoke {current.code} --reason …)")
+
+
+def _put_avatar_record(folder: Path, record, registry, now) -> None:
+    """Write ``record`` as the avatar's ``consent.json``; an older record there is kept
+    beside it under a new name, never deleted."""
+    from vcam_me.consent.records import hash_avatar_folder
+
+    target = folder / "consent.json"
+    if target.exists():
+        current = registry.check(target, hash_avatar_folder(folder), now)
+        kept = _free_name(folder / f"consent-{current.code or 'old'}-{current.status}.json")
+        target.rename(kept)
+        print(f"vcam-me: previous record ({current.status}) kept as {kept.name}", file=sys.stderr)
+    target.write_text(record.to_json(), encoding="utf-8")
+
+
+def build_face_describer():
+    """The face-identity network (dlib's ResNet; hash-checked model file)."""
+    from vcam_me.models import verified_model_path
+    from vcam_me.tracking.identity import FaceDescriber
+
+    return FaceDescriber.create(verified_model_path("face_recognition"))
+
+
+def _sample_frames(recording: Path, count: int) -> list:
+    """``count`` frames spread evenly over a recording (the middle of each equal slice)."""
+    import numpy as np
+
+    with _open_driving(recording) as source:
+        duration_ms = 1000.0 * (source.duration_s or 0.0)
+        if duration_ms <= 0:  # length unknown: decode all, then pick
+            images = [frame.image for frame in source]
+            return [images[i] for i in np.linspace(0, len(images) - 1, count).round().astype(int)] if images else []
+        targets = [(k + 0.5) * duration_ms / count for k in range(count)]
+        picked: list = []
+        for frame, pts_ms in source.iter_timed():
+            if pts_ms >= targets[len(picked)]:
+                picked.append(frame.image)
+                if len(picked) == count:
+                    break
+    return picked
+
+
+def face_match_of(recording: Path, avatar, cfg: AppConfig):
+    """Compare the face in ``recording`` with the avatar's reference face (identity descriptors
+    on frames spread over the recording); :class:`~vcam_me.consent.evidence.FaceMatch` or a
+    one-line refusal."""
+    from vcam_me.consent.evidence import check_face_match
+    from vcam_me.tracking.identity import descriptor_distance
+
+    describer = build_face_describer()
+    reference = describer.describe(avatar.image, avatar.landmarks)
+    frames = _sample_frames(recording, cfg.consent.face_frames)
+    distances, several = [], 0
+    with build_tracker(cfg, "image", num_faces=2) as tracker:
+        for image in frames:
+            faces = tracker.detect_image(image)
+            if len(faces) == 1:
+                distances.append(descriptor_distance(reference, describer.describe(image, faces[0].landmarks)))
+            elif len(faces) > 1:
+                several += 1
+    return check_face_match(distances, frames_sampled=len(frames), limit=cfg.consent.face_match_max_distance,
+                            several_faces=several)
+
+
+def check_consent_recording(recording: Path, avatar, cfg: AppConfig) -> tuple:
+    """All checks on a consent recording, cheap ones first: ``(SpeechMeasure, FaceMatch)``."""
+    from vcam_me.consent.evidence import check_speech, measure_speech, read_audio
+
+    speech = check_speech(measure_speech(read_audio(recording)), min_voice_seconds=cfg.consent.min_voice_seconds,
+                          min_voice_dbfs=cfg.consent.min_voice_dbfs)
+    return speech, face_match_of(recording, avatar, cfg)
+
+
+def _expiry(now, days: int):
+    """The expiry a record issued ``now`` for ``days`` gets (the date the statement names)."""
+    import datetime
+
+    return now.replace(microsecond=0) + datetime.timedelta(days=days)
+
+
+def _refuse_reuse(registry, *, challenge: str | None = None, evidence_sha256: str | None = None) -> None:
+    """A challenge code and a recording back one record only: a replayed clip is refused."""
+    from vcam_me.consent.evidence import EvidenceError
+    from vcam_me.consent.records import KIND_RECORDED, RecordError
+
+    for consent_id in registry.ids():
+        try:
+            record = registry.get(consent_id)
+        except RecordError:
+            continue
+        if record is None or record.kind != KIND_RECORDED:
+            continue
+        if challenge is not None and record.challenge == challenge:
+            raise EvidenceError(f"challenge {challenge} was already used by consent record {record.code}: "
+                                "each recording needs a fresh code (--statement-only makes one)")
+        if evidence_sha256 is not None and record.evidence_sha256 == evidence_sha256:
+            raise EvidenceError(f"this recording already backs consent record {record.code}; record the statement again")
+
+
+def issue_recorded_consent(recording: Path, avatar, *, subject_name: str, challenge: str, days: int, cfg: AppConfig,
+                           registry=None, now=None):
+    """Check a consent recording and, if it passes, sign and store a ``recorded`` record.
+
+    The recording is first copied into the user's consent folder (0600, named by its
+    SHA-256) and the checks run on that copy, so the signed hash is of exactly what was
+    checked. A refused recording's copy is removed again. Returns ``(record, figures)``.
+    """
+    import getpass
+
+    from vcam_me.consent.evidence import (
+        EvidenceError, consent_statement, figures_of, parse_challenge, store_evidence, write_checks,
+    )
+    from vcam_me.consent.records import hash_avatar_folder, utc_now
+
+    registry = registry or open_registry()
+    now = now or utc_now()
+    folder = Path(avatar.folder)
+    challenge = parse_challenge(challenge)
+    statement = consent_statement(subject_name, _expiry(now, days), challenge)
+    _refuse_if_consented(folder, registry, now)
+    _refuse_reuse(registry, challenge=challenge)
+    hashes = hash_avatar_folder(folder)
+    stored = store_evidence(Path(recording).expanduser(), registry.folder)
+    try:
+        _refuse_reuse(registry, evidence_sha256=stored.sha256)
+        speech, face = check_consent_recording(stored.path, avatar, cfg)
+    except (EvidenceError, VcamError):
+        if stored.created:
+            stored.path.unlink(missing_ok=True)  # our copy of a refused recording
+        raise
+    record = registry.issue_recorded(
+        hashes, now=now, subject_name=subject_name, statement=statement, challenge=challenge,
+        evidence_sha256=stored.sha256, operator=getpass.getuser(), valid_days=days,
+    )
+    _put_avatar_record(folder, record, registry, now)
+    figures = figures_of(speech, face, stored)
+    write_checks(registry.folder, record.code, figures)
+    return record, figures
+
+
+def capture_consent(avatar, *, subject_name: str, days: int, cfg: AppConfig, seconds: float | None = None,
+                    open_frames=None, open_audio=None, on_statement=None, on_progress=None, cancel=None,
+                    registry=None, now=None):
+    """Record the consent statement live (camera + microphone), check it, sign the record.
+
+    This is what the setup wizard calls: ``on_statement(text)`` receives the sentence to show
+    (with its fresh challenge code) before recording starts, ``on_progress(elapsed_s,
+    total_s)`` follows the recording, and setting the ``cancel`` event stops it.
+    ``open_frames()`` → a live frame source (default: the configured camera) and
+    ``open_audio(on_block)`` → a running microphone that calls ``on_block`` with float32
+    blocks (default: the system's default input) are the seams tests replace.
+    Returns ``(record, figures)`` like :func:`issue_recorded_consent`.
+    """
+    import secrets
+
+    from vcam_me.consent.capture import AudioBlocks, record_statement
+    from vcam_me.consent.evidence import consent_statement, evidence_dir, new_challenge
+    from vcam_me.consent.records import utc_now
+
+    registry = registry or open_registry()
+    now = now or utc_now()
+    _refuse_if_consented(Path(avatar.folder), registry, now)
+    challenge = new_challenge()
+    statement = consent_statement(subject_name, _expiry(now, days), challenge)
+    seconds = seconds or cfg.consent.record_seconds
+    if open_frames is None:
+        from vcam_me.capture import open_source
+
+        def open_frames():
+            return open_source(dataclasses.replace(cfg.capture, source="camera"))
+    if open_audio is None:
+        from vcam_me.capture.microphone import Microphone
+
+        def open_audio(on_block):
+            return Microphone.open(sample_rate=48_000, on_block=on_block)
+    blocks = AudioBlocks(48_000)
+    take = evidence_dir(registry.folder) / f".take-{secrets.token_hex(6)}.mp4"
+    with open_frames() as frames, open_audio(blocks.add) as microphone:  # fail before the statement is shown
+        blocks.sample_rate = getattr(microphone, "sample_rate", blocks.sample_rate)
+        if on_statement is not None:
+            on_statement(statement)
+        record_statement(frames, blocks, take, seconds, on_progress=on_progress, cancel=cancel)
+    try:
+        return issue_recorded_consent(take, avatar, subject_name=subject_name, challenge=challenge, days=days,
+                                      cfg=cfg, registry=registry, now=now)
+    finally:
+        take.unlink(missing_ok=True)  # kept (under its hash) only if it passed
+
+
+def _cmd_consent_record(args, cfg: AppConfig, registry, now) -> int:
+    from vcam_me.consent.evidence import consent_statement, new_challenge
+    from vcam_me.errors import ConsentError
+
+    if not 1 <= args.days <= 3650:
+        raise ConsentError(f"--days {args.days}: allowed 1..3650")
+    name = " ".join(args.name.split())
+    if not name:
+        raise ConsentError("--name must name the person who gives consent")
+    if args.statement_only:
+        challenge = new_challenge()
+        print(consent_statement(name, _expiry(now, args.days), challenge))
+        print(f"vcam-me: have {name} read this aloud on camera, then: vcam-me consent record --avatar {args.avatar} "
+              f"--name {json.dumps(name)} --days {args.days} --recording FILE --challenge {challenge}", file=sys.stderr)
+        return 0
+    avatar = resolve_avatar(args.avatar, cfg)
+    if args.recording:
+        if not args.challenge:
+            raise ConsentError("--recording needs --challenge CODE: the code read aloud in it "
+                               "(get a statement with a fresh code: --statement-only)")
+        recording = Path(args.recording).expanduser()
+        if not recording.is_file():
+            raise ConsentError(f"consent recording not found: {recording}")
+        _open_driving(recording).close()  # a clear one-line error for a file that is not a video
+        print(f"vcam-me: checking {recording.name}: the statement the record will carry is:\n  "
+              f"{consent_statement(name, _expiry(now, args.days), args.challenge.strip().upper())}", file=sys.stderr)
+        record, figures = issue_recorded_consent(recording, avatar, subject_name=name, challenge=args.challenge,
+                                                 days=args.days, cfg=cfg, registry=registry, now=now)
+    else:
+        if args.challenge:
+            raise ConsentError("--challenge goes with --recording; a live recording gets a fresh code")
+        progress = Progress("recording", None)
+
+        def show(statement: str) -> None:
+            print(f"\nRead this aloud, looking at the camera:\n\n    {statement}\n", file=sys.stderr)
+
+        def tick(elapsed: float, total: float) -> None:
+            progress.total = int(total)
+            progress(int(elapsed))
+
+        record, figures = capture_consent(avatar, subject_name=name, days=args.days, cfg=cfg, seconds=args.seconds,
+                                          on_statement=show, on_progress=tick, registry=registry, now=now)
+        progress.done()
+    speech, face = figures["speech"], figures["face_match"]
+    print(f"vcam-me: recorded consent {record.code} for {avatar.folder} (valid until {record.expires_at:%Y-%m-%d}): "
+          f"face distance {face['median_distance']:.2f} (limit {face['limit']:.2f}), "
+          f"{speech['voiced_s']:.1f} s of voice at {speech['voice_dbfs']:.0f} dBFS; "
+          f"evidence kept as {figures['evidence_file']}")
+    return 0
+
+
+def _print_recorded_checks(registry, record) -> None:
+    """``consent show``: what was measured on a recorded consent's evidence."""
+    from vcam_me.consent.evidence import read_checks
+    from vcam_me.consent.records import KIND_RECORDED
+
+    if record.kind != KIND_RECORDED:
+        return
+    figures = read_checks(registry.folder, record.code)
+    if figures is None:
+        print(f"{'checks:':<16}(no measured figures kept on this machine)")
+        return
+    face, speech = figures["face_match"], figures["speech"]
+    print(f"{'face match:':<16}median distance {face['median_distance']} (limit {face['limit']}, "
+          f"{len(face['distances'])} of {face['frames_sampled']} frames)")
+    print(f"{'speech:':<16}{speech['voiced_s']} s of voice in {speech['duration_s']} s, {speech['voice_dbfs']} dBFS "
+          f"(noise floor {speech['noise_floor_dbfs']} dBFS)")
+    print(f"{'evidence file:':<16}{registry.folder / 'evidence' / figures['evidence_file']}")
+
+
 def cmd_consent(args, cfg: AppConfig) -> int:
     import getpass
 
@@ -375,23 +680,17 @@ def cmd_consent(args, cfg: AppConfig) -> int:
                 raise ConsentError(f"--days {args.days}: allowed 1..3650")
             avatar = resolve_avatar(args.avatar, cfg)
             folder = Path(avatar.folder)
-            target = folder / "consent.json"
-            if target.exists():
-                current = registry.check(target, hash_avatar_folder(folder), now)
-                if current.ok:
-                    raise ConsentError(f"{target} already holds valid consent record {current.code}; "
-                                       f"revoke it first (vcam-me consent revoke {current.code} --reason …)")
-                kept = _free_name(folder / f"consent-{current.code or 'old'}-{current.status}.json")
-                target.rename(kept)  # the old record is kept beside the avatar, never deleted
-                print(f"vcam-me: previous record ({current.status}) kept as {kept.name}", file=sys.stderr)
+            _refuse_if_consented(folder, registry, now)
             record = registry.issue_attested(
                 hash_avatar_folder(folder), licence=args.licence, operator=getpass.getuser(),
                 subject_name=args.name or folder.name, now=now, valid_days=args.days,
             )
-            target.write_text(record.to_json(), encoding="utf-8")
+            _put_avatar_record(folder, record, registry, now)
             print(f"vcam-me: attested licence {record.code} for {folder} (valid until {record.expires_at:%Y-%m-%d}); "
                   f"the label will show it and every frame will carry it")
             return 0
+        if args.consent_command == "record":
+            return _cmd_consent_record(args, cfg, registry, now)
         if args.consent_command == "revoke":
             revocation = registry.revoke(args.id, args.reason, now)
             print(f"vcam-me: revoked {revocation.code}; running sessions using it stop within seconds")
@@ -412,6 +711,7 @@ def cmd_consent(args, cfg: AppConfig) -> int:
                 for key, value in sorted(json.loads(record.to_json()).items()):
                     if key != "sig":
                         print(f"{key + ':':<16}{value}")
+                _print_recorded_checks(registry, record)
             return 0 if verdict.ok else 1
     except (RecordError, ValueError) as err:
         raise ConsentError(str(err).splitlines()[0]) from None
@@ -446,6 +746,9 @@ def cmd_verify(args, cfg: AppConfig) -> int:
         verdict = open_registry().check(found.consent_id, None, utc_now())
         report.update(record_status=verdict.status, record_reason=verdict.reason, kind=verdict.kind,
                       subject=verdict.subject_name, attester=verdict.attester, licence=verdict.licence)
+    report["c2pa"] = _read_c2pa(path, report["consent_id"])
+    c2pa_ok = not report["c2pa"]["present"] or (report["c2pa"]["signature_valid"]
+                                                and report["c2pa"]["agrees_with_mark"] is not False)
     if args.json:
         print(json.dumps(report, indent=2))
     elif found.found:
@@ -462,7 +765,36 @@ def cmd_verify(args, cfg: AppConfig) -> int:
     else:
         print(f"no vcam-me consent mark found in the first {found.frames_seen} frames "
               f"(best pilot z {found.max_z:.1f} < {found.threshold:.1f})")
-    return 0 if found.found and report.get("record_status") == "valid" else 1
+    if not args.json:
+        print(_describe_c2pa(report["c2pa"]))
+    return 0 if found.found and report.get("record_status") == "valid" and c2pa_ok else 1
+
+
+def _read_c2pa(path: Path, mark_code: str | None) -> dict:
+    """The file's C2PA manifest (validated, this user's local CA as a trust anchor), and
+    whether the consent ID in it is the one the mark carries (``None``: one of them is absent)."""
+    from vcam_me.consent.provenance import load_trust_anchor, read_provenance
+
+    info = read_provenance(path, load_trust_anchor(provenance_dir())).as_dict()
+    code = info.get("consent_id")
+    info["agrees_with_mark"] = None if not (code and mark_code) else code == mark_code
+    return info
+
+
+def _describe_c2pa(info: dict) -> str:
+    if not info["present"]:
+        return "C2PA: no Content Credentials in this file" + (f" ({info['error']})" if info.get("error") else "")
+    if info["signature_valid"]:
+        who = "signed on this machine" if info["signed_by_this_machine"] else \
+            f"signer {info['signer']} not in a trust list known here"
+        state = f"signature valid ({who})"
+    else:
+        state = "INVALID: " + "; ".join(f for f in info["failures"] if not f.startswith("signingCredential.untrusted"))
+    agree = {True: "agrees with the mark", False: "DIFFERS from the mark's ID",
+             None: "not compared (no mark read)"}[info["agrees_with_mark"]]
+    source = (info.get("digital_source_type") or "?").rsplit("/", 1)[-1]
+    return (f"C2PA: manifest present, {state}; consent ID {info['consent_id']} ({agree}); "
+            f"kind {info['kind']}; source type {source}")
 
 
 def cmd_run(args, cfg: AppConfig) -> int:
@@ -479,6 +811,7 @@ def cmd_run(args, cfg: AppConfig) -> int:
     fps = args.fps or cfg.output.fps
     size = args.size or (cfg.output.width, cfg.output.height)
     record = _check_new_output(Path(args.record), args.force) if args.record else None
+    signer = RecordingSigner(record) if record is not None else None
     limit_opencv_threads()
     sinks = []
     # Cheap, likely failures first (camera, file, driver), before any model is loaded.
@@ -491,9 +824,11 @@ def cmd_run(args, cfg: AppConfig) -> int:
             if record is not None:
                 # Live: the encoder gets one thread and never blocks the render loop.
                 sinks.append(RecorderSink.open(record, size, fps, cfg.output, overwrite=args.force,
-                                               preset="ultrafast", threads=1, block=False))
+                                               preset="ultrafast", threads=1, block=False, finish=signer))
             avatar = resolve_avatar(args.avatar, cfg)
             consent = require_consent(avatar, "live_call")
+            if signer is not None:
+                signer.record = consent.verdict.record
             renderer = build_renderer(avatar, size, cfg)
             stamper = build_stamper(cfg, size, consent)
             expression = build_expression(cfg, offline=False)
@@ -502,6 +837,7 @@ def cmd_run(args, cfg: AppConfig) -> int:
         finally:
             for s in sinks:
                 s.close()
+                _report_signing(s)
 
 
 def _stream(source, sinks, renderer, stamper, expression, fps, size, cfg, duration, record, guard) -> int:
