@@ -168,3 +168,12 @@ def test_render_writes_a_signed_recording_and_verify_reports_it(private_user_dir
     text = capsys.readouterr().out
     assert "C2PA: manifest present, signature valid (signed on this machine)" in text
     assert "agrees with the mark" in text
+
+
+@pytest.mark.slow
+def test_a_live_run_records_a_signed_file(private_user_dirs, tmp_path, record):
+    out = tmp_path / "live.mp4"
+    assert main(["run", "--video", str(CLIP), "--record", str(out), "--duration", "1", "--size", "320x180",
+                 "--fps", "30"]) == 0
+    report = pv.read_provenance(out, pv.load_trust_anchor(provenance_dir()))
+    assert report.state == "Trusted" and report.consent_code == format_consent_code(record.consent_id)
