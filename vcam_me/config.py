@@ -11,6 +11,7 @@ Each stage is handed only its own section. Nothing here does I/O except :func:`l
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 import typing
 from dataclasses import dataclass, field, fields
@@ -69,6 +70,28 @@ class ExpressionOptions:
     interpolation_delay_ms: int | Literal["auto"] = "auto"
     #: Multiplies tracked AU intensities (1 = as tracked).
     gain: float = 1.0
+
+
+@dataclass(frozen=True)
+class MicroOptions:
+    """Micro-expressions injected on top of the tracked face (config/micro_expressions.toml)."""
+
+    #: "none", "auto" (fired at random at rate_per_min) or the path of a scripted sequence
+    #: (a JSON file; format in vcam_me/expression/micro/script.py). "none" by default: the
+    #: avatar shows only what the user's face does unless they ask for more.
+    mode: str = "none"
+    #: Automatic mode: mean number of events per minute (a Poisson process).
+    rate_per_min: float = 4.0
+    #: Peak of a micro-expression: a FACS letter or range (A = trace … E = maximum), each a
+    #: fraction of the user's calibrated range of the AU ([intensity] in the library).
+    intensity: str = "A-B"
+    #: Peak of a held (macro) expression (press and hold a hotkey).
+    held_intensity: str = "C"
+    #: Seed of the random choices (same seed, same events), or "random" (the log records it).
+    seed: int | Literal["random"] = "random"
+    #: An extra library file with your own types ("": only the bundled library and
+    #: micro_expressions.toml in your config folder).
+    library: str = ""
 
 
 @dataclass(frozen=True)
@@ -181,6 +204,7 @@ class AppConfig:
     capture: CaptureOptions = field(default_factory=CaptureOptions)
     tracking: TrackingOptions = field(default_factory=TrackingOptions)
     expression: ExpressionOptions = field(default_factory=ExpressionOptions)
+    micro: MicroOptions = field(default_factory=MicroOptions)
     avatar: AvatarOptions = field(default_factory=AvatarOptions)
     label: LabelOptions = field(default_factory=LabelOptions)
     output: OutputOptions = field(default_factory=OutputOptions)
@@ -208,6 +232,11 @@ _RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "expression.baseline_rise_rate": (lambda v: 0 <= v <= 1, "0..1"),
     "expression.interpolation_delay_ms": (lambda v: v == "auto" or 0 <= v <= 200, '"auto" or 0..200'),
     "expression.gain": (lambda v: 0 <= v <= 3, "0..3"),
+    "micro.mode": (lambda v: v in ("none", "auto") or v.lower().endswith(".json"), '"none", "auto" or the path of a .json script'),
+    "micro.rate_per_min": (lambda v: 0 <= v <= 60, "0..60"),
+    "micro.intensity": (lambda v: _facs_range(v), 'a FACS letter A..E or a range like "A-B"'),
+    "micro.held_intensity": (lambda v: _facs_range(v), 'a FACS letter A..E or a range like "B-C"'),
+    "micro.seed": (lambda v: v == "random" or v >= 0, '"random" or an integer ≥ 0'),
     "avatar.warp_downscale": (lambda v: v in (1, 2, 4, 8), "1, 2, 4 or 8"),
     "avatar.head_follow_falloff": (lambda v: 0.05 <= v <= 3, "0.05..3"),
     "label.backing_opacity": (lambda v: 0.6 <= v <= 0.95, "0.6..0.95 (the label must stay legible)"),
@@ -234,6 +263,12 @@ _RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "idle.voice_jaw_max": (lambda v: 0 <= v <= 1, "0..1"),
     "hotkeys.tap_max_ms": (lambda v: 80 <= v <= 1000, "80..1000"),
 }
+
+
+def _facs_range(value: str) -> bool:
+    m = re.fullmatch(r"([A-E])(?:-([A-E]))?", value.strip())
+    return bool(m) and (m.group(2) is None or m.group(1) <= m.group(2))
+
 
 # Keys that someone may try to set to hide the disclosure; refused with a reason.
 _FORBIDDEN = {
