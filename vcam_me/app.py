@@ -471,11 +471,13 @@ def face_match_of(recording: Path, avatar, cfg: AppConfig):
                             several_faces=several)
 
 
-def check_consent_recording(recording: Path, avatar, cfg: AppConfig) -> tuple:
-    """All checks on a consent recording, cheap ones first: ``(SpeechMeasure, FaceMatch)``."""
+def check_consent_recording(recording: Path, avatar, cfg: AppConfig, *, name: str | None = None) -> tuple:
+    """All checks on a consent recording, cheap ones first: ``(SpeechMeasure, FaceMatch)``.
+    ``name``: how messages call the recording (default: its file name)."""
     from vcam_me.consent.evidence import check_speech, measure_speech, read_audio
 
-    speech = check_speech(measure_speech(read_audio(recording)), min_voice_seconds=cfg.consent.min_voice_seconds,
+    audio = read_audio(recording, name=name)
+    speech = check_speech(measure_speech(audio), min_voice_seconds=cfg.consent.min_voice_seconds,
                           min_voice_dbfs=cfg.consent.min_voice_dbfs)
     return speech, face_match_of(recording, avatar, cfg)
 
@@ -507,7 +509,7 @@ def _refuse_reuse(registry, *, challenge: str | None = None, evidence_sha256: st
 
 
 def issue_recorded_consent(recording: Path, avatar, *, subject_name: str, challenge: str, days: int, cfg: AppConfig,
-                           registry=None, now=None):
+                           registry=None, now=None, recording_name: str | None = None):
     """Check a consent recording and, if it passes, sign and store a ``recorded`` record.
 
     The recording is first copied into the user's consent folder (0600, named by its
@@ -517,7 +519,12 @@ def issue_recorded_consent(recording: Path, avatar, *, subject_name: str, challe
     import getpass
 
     from vcam_me.consent.evidence import (
-        EvidenceError, consent_statement, figures_of, parse_challenge, store_evidence, write_checks,
+        EvidenceError,
+        consent_statement,
+        figures_of,
+        parse_challenge,
+        store_evidence,
+        write_checks,
     )
     from vcam_me.consent.records import hash_avatar_folder, utc_now
 
@@ -532,7 +539,7 @@ def issue_recorded_consent(recording: Path, avatar, *, subject_name: str, challe
     stored = store_evidence(Path(recording).expanduser(), registry.folder)
     try:
         _refuse_reuse(registry, evidence_sha256=stored.sha256)
-        speech, face = check_consent_recording(stored.path, avatar, cfg)
+        speech, face = check_consent_recording(stored.path, avatar, cfg, name=recording_name or Path(recording).name)
     except (EvidenceError, VcamError):
         if stored.created:
             stored.path.unlink(missing_ok=True)  # our copy of a refused recording
@@ -591,13 +598,13 @@ def capture_consent(avatar, *, subject_name: str, days: int, cfg: AppConfig, sec
         record_statement(frames, blocks, take, seconds, on_progress=on_progress, cancel=cancel)
     try:
         return issue_recorded_consent(take, avatar, subject_name=subject_name, challenge=challenge, days=days,
-                                      cfg=cfg, registry=registry, now=now)
+                                      cfg=cfg, registry=registry, now=now, recording_name="of the statement just made")
     finally:
         take.unlink(missing_ok=True)  # kept (under its hash) only if it passed
 
 
 def _cmd_consent_record(args, cfg: AppConfig, registry, now) -> int:
-    from vcam_me.consent.evidence import consent_statement, new_challenge
+    from vcam_me.consent.evidence import consent_statement, new_challenge, parse_challenge
     from vcam_me.errors import ConsentError
 
     if not 1 <= args.days <= 3650:
@@ -616,13 +623,14 @@ def _cmd_consent_record(args, cfg: AppConfig, registry, now) -> int:
         if not args.challenge:
             raise ConsentError("--recording needs --challenge CODE: the code read aloud in it "
                                "(get a statement with a fresh code: --statement-only)")
+        challenge = parse_challenge(args.challenge)
         recording = Path(args.recording).expanduser()
         if not recording.is_file():
             raise ConsentError(f"consent recording not found: {recording}")
         _open_driving(recording).close()  # a clear one-line error for a file that is not a video
         print(f"vcam-me: checking {recording.name}: the statement the record will carry is:\n  "
-              f"{consent_statement(name, _expiry(now, args.days), args.challenge.strip().upper())}", file=sys.stderr)
-        record, figures = issue_recorded_consent(recording, avatar, subject_name=name, challenge=args.challenge,
+              f"{consent_statement(name, _expiry(now, args.days), challenge)}", file=sys.stderr)
+        record, figures = issue_recorded_consent(recording, avatar, subject_name=name, challenge=challenge,
                                                  days=args.days, cfg=cfg, registry=registry, now=now)
     else:
         if args.challenge:
@@ -715,7 +723,7 @@ def cmd_consent(args, cfg: AppConfig) -> int:
             return 0 if verdict.ok else 1
     except (RecordError, ValueError) as err:
         raise ConsentError(str(err).splitlines()[0]) from None
-    print("vcam-me: error: say what to do: vcam-me consent attest | revoke | list | show", file=sys.stderr)
+    print("vcam-me: error: say what to do: vcam-me consent record | attest | revoke | list | show", file=sys.stderr)
     return 2
 
 

@@ -87,13 +87,31 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--out", metavar="DIR", help="avatar folder to create (default: in your vcam-me data folder)")
     avatar_sub.add_parser("list", help="list your avatars")
 
-    consent = sub.add_parser("consent", help="consent records: attest a licence, revoke, list, show")
+    consent = sub.add_parser("consent", help="consent records: record consent, attest a licence, revoke, list, show")
     consent_sub = consent.add_subparsers(dest="consent_command", parser_class=_Parser)
     attest = consent_sub.add_parser("attest", help="sign that you hold the rights to an avatar's image for this use")
     attest.add_argument("--avatar", required=True, metavar="A", help="avatar folder or portrait photo")
     attest.add_argument("--licence", required=True, metavar="TEXT", help="the licence or right you rely on, e.g. 'public-domain painting' or 'my own face'")
     attest.add_argument("--name", help="who or what the avatar shows (default: the avatar's name)")
     attest.add_argument("--days", type=int, default=365, help="days the record stays valid (default 365)")
+    record = consent_sub.add_parser(
+        "record", help="recorded consent: the person shown reads a statement on camera and microphone",
+        description="The person the avatar shows reads a statement naming them, the scope (live video calls and "
+        "renders with vcam-me, always labelled) and the expiry, plus a one-time challenge code. The face in the "
+        "recording must match the avatar's face and the audio must hold enough speech; the recording is kept, "
+        "readable only by you, in your vcam-me data folder, and its SHA-256 goes into the signed record. "
+        "Live (the default): records --seconds from the camera and the default microphone. Headless, in two "
+        "steps: --statement-only prints the statement with a fresh challenge code; have it read aloud on camera; "
+        "then --recording FILE --challenge CODE checks that file and signs the record.",
+    )
+    record.add_argument("--avatar", required=True, metavar="A", help="avatar folder or portrait photo")
+    record.add_argument("--name", required=True, help="full name of the person who gives consent (it is in the statement)")
+    record.add_argument("--days", type=int, default=90, help="days the consent stays valid (default 90)")
+    record_how = record.add_mutually_exclusive_group()
+    record_how.add_argument("--recording", metavar="FILE", help="an existing video with sound of the statement being read (headless)")
+    record_how.add_argument("--statement-only", action="store_true", help="print the statement with a fresh challenge code and stop")
+    record_how.add_argument("--seconds", type=_positive, help="length of the live recording (default from config: 15)")
+    record.add_argument("--challenge", metavar="CODE", help="with --recording: the challenge code read aloud in it, e.g. RIVER-4821")
     revoke = consent_sub.add_parser("revoke", help="revoke a consent record: rendering with it stops at once")
     revoke.add_argument("id", metavar="ID", help="consent ID, e.g. 7KQ4M-2XD3J")
     revoke.add_argument("--reason", required=True, help="why (kept in the revocation list)")
