@@ -44,8 +44,9 @@ FRAME_S = 0.030
 VOICE_BAND_HZ = (100.0, 3800.0)
 #: A frame is voiced when it is this much above the clip's noise floor ...
 VOICE_ABOVE_FLOOR_DB = 12.0
-#: ... and above this absolute level (so a silent clip's dither is not "speech").
-VOICE_MIN_FRAME_DBFS = -50.0
+#: ... and above this absolute level (so a silent clip's dither is not "speech"). Kept low:
+#: a quiet voice is still found, and then refused as too quiet, which says what to fix.
+VOICE_MIN_FRAME_DBFS = -70.0
 _SILENCE_DBFS = -120.0
 
 #: Short, common English words that sound unlike each other when read aloud, for challenge
