@@ -269,16 +269,85 @@ def _report_signing(sink) -> None:
               f"the recording is kept without Content Credentials", file=sys.stderr)
 
 
-def build_expression(cfg: AppConfig, *, offline: bool, observations: list | None = None):
-    """The expression stage. Offline, the recording calibrates itself: its own neutral
-    baseline and pose, fixed for the whole clip, and interpolation on its own timeline."""
-    from vcam_me.expression import Calibration, ExpressionMapper
+def build_expression(cfg: AppConfig, *, offline: bool, observations: list | None = None, micro: str | None = None,
+                     idle=None):
+    """The expression stage: the tracked face, an optional idle layer and micro-expressions
+    (``micro``: "none", "auto" or a script file; default ``[micro] mode``).
 
-    if not offline:
-        return ExpressionMapper(cfg.expression)
-    options = dataclasses.replace(cfg.expression, interpolation_delay_ms=0)
-    calibration = Calibration.from_observations(observations or [])
-    return ExpressionMapper(options, calibration, adapt_baseline=calibration is None)
+    Offline, the recording calibrates itself: its own neutral baseline and pose, fixed for the
+    whole clip, and interpolation on its own timeline. Live, the engine is there even with
+    ``micro = "none"``, so hotkeys can trigger expressions.
+    """
+    from vcam_me.expression import Calibration, ExpressionMapper
+    from vcam_me.expression.composer import ExpressionComposer
+
+    if offline:
+        options = dataclasses.replace(cfg.expression, interpolation_delay_ms=0)
+        calibration = Calibration.from_observations(observations or [])
+        mapper = ExpressionMapper(options, calibration, adapt_baseline=calibration is None)
+    else:
+        mapper = ExpressionMapper(cfg.expression)
+    mode = micro_mode(cfg, micro)
+    engine, triggers = (None, []) if offline and mode == "none" else build_micro(cfg, mode)
+    return ExpressionComposer(mapper, engine, triggers, idle)
+
+
+def micro_mode(cfg: AppConfig, micro: str | None) -> str:
+    """``--micro`` (or ``[micro] mode``): "none", "auto" or a script path; a clear error otherwise."""
+    from vcam_me.errors import MicroExpressionError
+
+    mode = cfg.micro.mode if micro is None else micro
+    if mode in ("none", "auto"):
+        return mode
+    if not str(mode).lower().endswith(".json"):
+        raise MicroExpressionError(f"--micro {mode}: expected auto, none or a scripted sequence FILE.json")
+    return str(Path(mode).expanduser())
+
+
+def micro_library_paths(cfg: AppConfig) -> list[Path]:
+    """The bundled library, then the user's own types: micro_expressions.toml beside config.toml,
+    then ``[micro] library``."""
+    from vcam_me.expression.micro import DEFAULT_LIBRARY_PATH
+
+    paths = [DEFAULT_LIBRARY_PATH]
+    user = user_config_path().parent / "micro_expressions.toml"
+    if user.is_file():
+        paths.append(user)
+    if cfg.micro.library:
+        paths.append(Path(cfg.micro.library).expanduser())
+    return paths
+
+
+def build_micro(cfg: AppConfig, mode: str):
+    """The micro-expression engine and its trigger for ``mode`` (none: no trigger; auto: the
+    Poisson trigger; a path: the script). The engine's seed is ``[micro] seed`` (random when
+    "random"; either way recorded in the event log); auto mode draws from seed + 1."""
+    from vcam_me.expression.micro import (
+        AutoTrigger,
+        MicroEngine,
+        MicroLibrary,
+        ScriptedTrigger,
+        load_script,
+    )
+
+    library = MicroLibrary.load(*micro_library_paths(cfg))
+    seed = None if cfg.micro.seed == "random" else int(cfg.micro.seed)
+    engine = MicroEngine(library, cfg.micro, seed=seed)
+    if mode == "none":
+        return engine, []
+    if mode == "auto":
+        return engine, [AutoTrigger(engine, cfg.micro.rate_per_min, seed=engine.seed + 1)]
+    return engine, [ScriptedTrigger(engine, load_script(mode, library))]
+
+
+def events_path(out: Path | None, events_out: str | None, mode: str, force: bool) -> Path | None:
+    """Where the event log goes: ``--events-out``, else beside the video when expressions are
+    injected (OUT.events.json). Checked before any work, like the video itself."""
+    if events_out:
+        return _check_new_output(Path(events_out), force)
+    if mode == "none" or out is None:
+        return None
+    return _check_new_output(out.with_suffix(".events.json"), force)
 
 
 def _check_new_output(path: Path, force: bool) -> Path:
@@ -311,19 +380,29 @@ def _open_driving(path: Path, pace: str = "fast", loop: bool = False):
 # commands
 # --------------------------------------------------------------------------------------
 def render_video(avatar_spec: str | None, driving: Path, out: Path, fps: int, size: tuple[int, int], cfg: AppConfig,
-                 *, force: bool = False) -> dict:
-    """Offline render: frame i of ``out`` shows the avatar at t = i / fps on the driving video's timeline."""
+                 *, force: bool = False, micro: str | None = None, events_out: str | None = None) -> dict:
+    """Offline render: frame i of ``out`` shows the avatar at t = i / fps on the driving video's timeline.
+
+    With micro-expressions (``micro``, default ``[micro] mode``) the event log is written to
+    ``events_out`` (default OUT.events.json). Its times are the output video's: output frame i
+    is drawn for t = i × 1000 / fps ms, the same instant of the driving video's timeline (both
+    start at 0), so an event logged at ``apex_ms`` peaks in the frame shown at that time.
+    """
     from vcam_me.output import RecorderSink
     from vcam_me.pipeline import render_offline
 
     out = _check_new_output(out, force)
+    mode = micro_mode(cfg, micro)
+    log_path = events_path(out, events_out, mode, force)
+    if mode != "none":
+        build_micro(cfg, mode)  # a bad library or script fails now, before any tracking
     with _open_driving(Path(driving)) as source:  # cheap checks first: a bad video fails before models load
         avatar = resolve_avatar(avatar_spec, cfg)
         consent = require_consent(avatar, "render")
         observations = track_recording(source, cfg, label=f"tracking {Path(driving).name}")
     renderer = build_renderer(avatar, size, cfg)
     stamper = build_stamper(cfg, size, consent)
-    expression = build_expression(cfg, offline=True, observations=observations)
+    expression = build_expression(cfg, offline=True, observations=observations, micro=mode)
     duration_ms = observations[-1].timestamp_ms if observations else 0
     progress = Progress(f"rendering {out.name}", int(duration_ms * fps / 1000) + 1)
     signer = RecordingSigner(out, consent.verdict.record)
@@ -334,8 +413,12 @@ def render_video(avatar_spec: str | None, driving: Path, out: Path, fps: int, si
     progress.done()
     _report_signing(sink)
     faces = sum(o.has_face for o in observations)
-    return {"out": str(out), "consent": consent.verdict.code, "frames": written, "driving_frames": len(observations),
+    info = {"out": str(out), "consent": consent.verdict.code, "frames": written, "driving_frames": len(observations),
             "driving_frames_with_face": faces, "c2pa_signed": sink.finish_error is None}
+    if log_path is not None:
+        expression.write_events(log_path, force=force, mode=mode, fps=fps, video=str(out), driving=str(driving))
+        info.update(events=len(expression.events), events_out=str(log_path))
+    return info
 
 
 def track_recording(source, cfg: AppConfig, label: str = "tracking") -> list:
@@ -353,17 +436,23 @@ def cmd_demo(args, cfg: AppConfig) -> int:
     out = Path(args.out) if getattr(args, "out", None) else _free_name(Path.cwd() / "vcam-me-demo.mp4")
     size = (cfg.output.width, cfg.output.height)
     print(f"vcam-me: rendering the bundled clip ({BUNDLED_DRIVING.name}) onto the bundled avatar …", file=sys.stderr)
-    info = render_video(str(BUNDLED_AVATAR), BUNDLED_DRIVING, out, cfg.output.fps, size, cfg)
+    # The demo shows the micro-expressions (auto mode unless the config names another).
+    micro = "auto" if cfg.micro.mode == "none" else cfg.micro.mode
+    info = render_video(str(BUNDLED_AVATAR), BUNDLED_DRIVING, out, cfg.output.fps, size, cfg, micro=micro)
     print(f"vcam-me: wrote {info['frames']} frames ({size[0]}x{size[1]}, {cfg.output.fps} fps) to {info['out']}")
+    print(f"vcam-me: {info['events']} micro-expressions injected, logged in {info['events_out']}")
     print("vcam-me: to go live with your webcam: vcam-me run   (vcam-me doctor checks your machine)")
     return 0
 
 
 def cmd_render(args, cfg: AppConfig) -> int:
     size = args.size or (cfg.output.width, cfg.output.height)
-    info = render_video(args.avatar, Path(args.driving), Path(args.out), args.fps, size, cfg, force=args.force)
+    info = render_video(args.avatar, Path(args.driving), Path(args.out), args.fps, size, cfg, force=args.force,
+                        micro=args.micro, events_out=args.events_out)
     print(f"vcam-me: wrote {info['frames']} frames to {info['out']} "
           f"(driving video: {info['driving_frames']} frames, a face in {info['driving_frames_with_face']})")
+    if "events_out" in info:
+        print(f"vcam-me: {info['events']} micro-expressions injected, logged in {info['events_out']}")
     return 0
 
 
@@ -819,6 +908,8 @@ def cmd_run(args, cfg: AppConfig) -> int:
     fps = args.fps or cfg.output.fps
     size = args.size or (cfg.output.width, cfg.output.height)
     record = _check_new_output(Path(args.record), args.force) if args.record else None
+    mode = micro_mode(cfg, args.micro)
+    log_path = events_path(record, args.events_out, mode, args.force)
     signer = RecordingSigner(record) if record is not None else None
     limit_opencv_threads()
     sinks = []
@@ -839,9 +930,15 @@ def cmd_run(args, cfg: AppConfig) -> int:
                 signer.record = consent.verdict.record
             renderer = build_renderer(avatar, size, cfg)
             stamper = build_stamper(cfg, size, consent)
-            expression = build_expression(cfg, offline=False)
+            expression = build_expression(cfg, offline=False, micro=mode)
             with consent.guard("live_call") as guard:
-                return _stream(source, sinks, renderer, stamper, expression, fps, size, cfg, args.duration, record, guard)
+                try:
+                    return _stream(source, sinks, renderer, stamper, expression, fps, size, cfg, args.duration, record, guard)
+                finally:
+                    if log_path is not None:  # also when the run stops on an error: what was shown is logged
+                        expression.write_events(log_path, force=args.force, mode=mode, fps=fps,
+                                                video=None if record is None else str(record))
+                        print(f"vcam-me: {len(expression.events)} micro-expressions logged in {log_path}", file=sys.stderr)
         finally:
             for s in sinks:
                 s.close()

@@ -41,6 +41,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"vcam-me: error: {message} (see: {self.prog} --help)\n")
 
 
+def _micro_options(parser: argparse.ArgumentParser, command: str) -> None:
+    parser.add_argument("--micro", metavar="auto|none|FILE.json",
+                        help="micro-expressions: auto (at random, [micro] rate_per_min), none, or a scripted sequence "
+                        "(JSON list of {t_ms, type, side?, peak?, hold_ms?}; default: [micro] mode in the config, none)")
+    where = "OUT.events.json beside the video" if command == "render" else "beside --record's file, else none"
+    parser.add_argument("--events-out", metavar="EVENTS.json",
+                        help=f"write the injected events (type, AUs, side, peak, start/apex/end ms on the output's "
+                        f"timeline) here (default: {where})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="vcam-me",
@@ -69,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", type=_positive, metavar="S", help="stop after S seconds")
     run.add_argument("--fast", action="store_true", help="video input: as fast as possible instead of real time")
     run.add_argument("--loop", action="store_true", help="video input: start again at the end")
-    run.add_argument("--force", action="store_true", help="overwrite --record's file if it exists")
+    run.add_argument("--force", action="store_true", help="overwrite --record's file (and the event log) if it exists")
+    _micro_options(run, "run")
 
     render = sub.add_parser("render", help="offline: drive an avatar with a video and write an MP4")
     render.add_argument("--avatar", required=True, metavar="A", help="avatar folder or portrait photo")
@@ -77,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--out", required=True, metavar="OUT.mp4", help="output video")
     render.add_argument("--fps", type=_fps, default=60, help="output frame rate: 60 (default) or 30")
     render.add_argument("--size", type=_size, metavar="WxH", help="output size (default from config: 1280x720)")
-    render.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    render.add_argument("--force", action="store_true", help="overwrite OUT (and the event log) if it exists")
+    _micro_options(render, "render")
 
     avatar = sub.add_parser("avatar", help="make and list avatars")
     avatar_sub = avatar.add_subparsers(dest="avatar_command", parser_class=_Parser)
