@@ -465,7 +465,8 @@ def cmd_avatar(args, cfg: AppConfig) -> int:
         out = Path(args.out).expanduser() if args.out else _avatar_cache_dir() / name
         avatar = create_avatar(photo, out, cfg)
         print(f"vcam-me: avatar '{name}' created in {avatar.folder}")
-        print(f"vcam-me: before it can be used it needs a consent record; if you hold the rights to the photo: "
+        print(f"vcam-me: before it can be used it needs a consent record: the person shown records it with "
+              f"vcam-me consent record --avatar {avatar.folder} --name NAME; or, if you hold the rights to the photo: "
               f"vcam-me consent attest --avatar {avatar.folder} --licence TEXT")
         return 0
     if args.avatar_command == "list":

@@ -91,11 +91,12 @@ OUT_OF_SCOPE = "out-of-scope"
 UNKNOWN = "unknown"
 STATUSES = (VALID, TAMPERED, REVOKED, EXPIRED, NOT_YET_VALID, WRONG_AVATAR, OUT_OF_SCOPE, UNKNOWN)
 
-# Recorded consent (the person depicted reading a statement on camera) arrives with the setup
-# wizard; until then the one way to a record is an attested licence.
+# The two ways to a record: the person depicted records their consent statement on camera, or
+# the operator attests a licence to the image.
 HOW_TO_RECORD = (
-    "if you hold the rights to this image for this use (your own face, a public-domain work, a "
-    "released stock photo), sign that: 'vcam-me consent attest --avatar PATH --licence TEXT'"
+    "have the person shown record their consent: 'vcam-me consent record --avatar PATH --name NAME'; "
+    "or, if you hold the rights to this image for this use (a public-domain work, a released stock "
+    "photo), sign that: 'vcam-me consent attest --avatar PATH --licence TEXT'"
 )
 
 
