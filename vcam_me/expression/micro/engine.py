@@ -46,8 +46,8 @@ from vcam_me.expression.micro.library import (
 )
 from vcam_me.types import AU_CHANNELS, AU_INDEX
 
-#: Finished events stay in the running set this long, so a slightly late render call or a
-#: conflict check for a script entry just behind the render clock still sees them.
+#: Finished events stay in the running set this long after the newest time seen, so a slightly
+#: late render call still draws them; conflict checks further back read the whole log.
 _KEEP_AFTER_END_MS = 1000.0
 
 
@@ -102,6 +102,7 @@ class MicroEngine:
         self._lock = threading.RLock()
         self._running: list[_Running] = []
         self._log: list[MicroEvent] = []
+        self._pruned_until = -math.inf  # events that ended before this left the running set
 
     # -- settings ------------------------------------------------------------------------------
     def set_calibration_range(self, calibration_range: np.ndarray) -> None:
@@ -129,8 +130,13 @@ class MicroEngine:
         """Whether an event moving ``au_numbers`` over [start, end] (open-ended when ``end_ms``
         is None) would conflict with a running or scheduled one."""
         with self._lock:
-            return any(r.overlaps(start_ms, end_ms) and self.library.conflicting(au_numbers, r.numbers)
-                       for r in self._running)
+            if start_ms >= self._pruned_until:
+                return any(r.overlaps(start_ms, end_ms) and self.library.conflicting(au_numbers, r.numbers)
+                           for r in self._running)
+            # further back than the running set reaches (rare: a trigger far behind the render
+            # clock): look through the whole log
+            return any((e.end_ms is None or e.end_ms > start_ms) and (end_ms is None or e.start_ms < end_ms)
+                       and self.library.conflicting(au_numbers, _numbers(e.aus)) for e in self._log)
 
     # -- starting events -----------------------------------------------------------------------
     def trigger(self, type_name: str, t_ms: float, *, side: str | None = None, peak: float | None = None,
@@ -212,7 +218,7 @@ class MicroEngine:
         return float(peak)
 
     def _start(self, event: MicroEvent, rise_ms: float = 0.0, fall_ms: float = 0.0) -> MicroEvent | None:
-        numbers = frozenset(n for ch in event.aus if (n := au_number(ch)) is not None)
+        numbers = _numbers(event.aus)
         self._prune(event.start_ms)
         if self.conflicts(numbers, event.start_ms, event.end_ms):
             return None
@@ -224,8 +230,10 @@ class MicroEngine:
         return event
 
     def _prune(self, t_ms: float) -> None:
-        self._running = [r for r in self._running
-                         if r.event.end_ms is None or r.event.end_ms + _KEEP_AFTER_END_MS > t_ms]
+        until = t_ms - _KEEP_AFTER_END_MS
+        if until > self._pruned_until:
+            self._pruned_until = until
+            self._running = [r for r in self._running if r.event.end_ms is None or r.event.end_ms > until]
 
     # -- the render clock ----------------------------------------------------------------------
     def injected(self, t_ms: float, tracked_au: np.ndarray) -> np.ndarray:
@@ -241,6 +249,10 @@ class MicroEngine:
         np.minimum(total, 1.0, out=total)
         headroom = 1.0 - np.clip(np.asarray(tracked_au, np.float64), 0.0, 1.0)
         return (total * headroom).astype(np.float32)
+
+
+def _numbers(aus) -> frozenset[int]:
+    return frozenset(n for ch in aus if (n := au_number(ch)) is not None)
 
 
 def _normalised(p: list[float]) -> np.ndarray:
