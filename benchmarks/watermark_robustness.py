@@ -502,7 +502,7 @@ def make_avatar_host(args) -> AvatarHost:
             os.environ[var] = str(scratch / var.lower())
         from vcam_me.app import main as vcam_main
 
-        folder = scratch / "avatar"
+        folder = scratch / Path(spec).stem
         if vcam_main(["avatar", "create", "--photo", spec, "--out", str(folder)]) != 0:
             raise SystemExit(f"could not make an avatar of {spec}")
         if vcam_main(["consent", "attest", "--avatar", str(folder), "--licence",
