@@ -123,7 +123,7 @@ def test_her_own_face_and_voice_sign_a_record_that_render_and_run_accept(user, m
 def test_another_persons_face_is_refused_with_the_distance(user, media, capsys):
     assert _record(user / "someone-else", media / "statement.mp4") == 2
     err = capsys.readouterr().err
-    assert "does not match the avatar (distance 0." in err and "limit 0.60" in err
+    assert "does not match the avatar (distance 0." in err and "limit 0.50" in err
     assert len(err.strip().splitlines()[-1]) < 200
     assert not (user / "someone-else" / "consent.json").exists()
     assert list(_evidence_dir(user).glob("*.mp4")) == []  # the refused copy is not kept
