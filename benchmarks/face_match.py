@@ -24,7 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from vcam_me.app import SHARED_DATA, _sample_frames, build_face_describer, build_tracker
+from vcam_me.app import (
+    SHARED_DATA,
+    build_face_describer,
+    build_tracker,
+    sample_recording_frames,
+)
 from vcam_me.capture import read_image_rgb
 from vcam_me.config import load_config
 from vcam_me.tracking.identity import SAME_PERSON_DISTANCE, descriptor_distance
@@ -74,7 +79,7 @@ def main(argv=None) -> int:
             if path.suffix.lower() not in (".mp4", ".mov"):
                 continue
             descriptors = []
-            for image in _sample_frames(path, args.frames):
+            for image in sample_recording_frames(path, args.frames):
                 faces = tracker.detect_image(image)
                 if len(faces) == 1:
                     descriptors.append(describer.describe(image, faces[0].landmarks))

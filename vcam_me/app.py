@@ -520,7 +520,7 @@ def build_face_describer():
     return FaceDescriber.create(verified_model_path("face_recognition"))
 
 
-def _sample_frames(recording: Path, count: int) -> list:
+def sample_recording_frames(recording: Path, count: int) -> list:
     """``count`` frames spread evenly over a recording (the middle of each equal slice)."""
     import numpy as np
 
@@ -548,7 +548,7 @@ def face_match_of(recording: Path, avatar, cfg: AppConfig):
 
     describer = build_face_describer()
     reference = describer.describe(avatar.image, avatar.landmarks)
-    frames = _sample_frames(recording, cfg.consent.face_frames)
+    frames = sample_recording_frames(recording, cfg.consent.face_frames)
     distances, several = [], 0
     with build_tracker(cfg, "image", num_faces=2) as tracker:
         for image in frames:
@@ -694,7 +694,11 @@ def capture_consent(avatar, *, subject_name: str, days: int, cfg: AppConfig, sec
 
 
 def _cmd_consent_record(args, cfg: AppConfig, registry, now) -> int:
-    from vcam_me.consent.evidence import consent_statement, new_challenge, parse_challenge
+    from vcam_me.consent.evidence import (
+        consent_statement,
+        new_challenge,
+        parse_challenge,
+    )
     from vcam_me.errors import ConsentError
 
     if not 1 <= args.days <= 3650:
