@@ -53,8 +53,13 @@ def test_one_side_moves_only_that_side(library):
 
 def test_a_pattern_without_sides_is_drawn_on_both(library):
     engine = MicroEngine(library, seed=1)
-    e = engine.trigger("inner_brow", 0.0, side="left")
-    assert e.side == "both"
+    sides = set()
+    for k in range(40):  # lip suppression's chin-raiser variant has no sides; its AU15 variants do
+        e = engine.trigger("lip_suppression", 1000.0 * k, side="left")
+        sided = any(ch.endswith(("_L", "_R")) for ch in e.aus)
+        assert e.side == ("left" if sided else "both")
+        sides.add(e.side)
+    assert sides == {"left", "both"}
 
 
 def test_increments_on_an_active_au_are_relative_and_never_pass_1(library):

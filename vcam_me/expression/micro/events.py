@@ -18,6 +18,7 @@ event's ``apex_ms`` is where a verifier re-tracking that video should see its ap
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -103,7 +104,8 @@ def events_to_json(events: Iterable[MicroEvent], path: Path | str, *, force: boo
         tmp.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
         tmp.replace(path)
     except OSError as err:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
         raise OutputError(f"cannot write the event log {path}: {err.strerror or err}") from None
     return path
 
