@@ -172,7 +172,7 @@ class IdleOptions:
     #: Micro-expressions the idle face shows by itself, per minute (0 = none)…
     micro_per_min: float = 1.0
     #: …chosen among these types of the micro-expression library ([] = none).
-    micro_types: tuple[str, ...] = ()
+    micro_types: tuple[str, ...] = ("inner_brow", "brow_raise", "lip_suppression", "suppressed_smile")
     #: While the face is lost, the jaw follows the microphone's voice level.
     voice_jaw: bool = True
     #: Microphone: "" = the system's default input; or a device name or index.
@@ -188,6 +188,15 @@ class IdleOptions:
                               f"idle.voice_floor_dbfs = {self.voice_floor_dbfs}")
 
 
+#: Ctrl+Alt+digit → the micro-expression library's types (config/micro_expressions.toml).
+DEFAULT_HOTKEY_BINDINGS = {
+    "<ctrl>+<alt>+1": "suppressed_smile", "<ctrl>+<alt>+2": "brow_raise", "<ctrl>+<alt>+3": "inner_brow",
+    "<ctrl>+<alt>+4": "brow_lowerer", "<ctrl>+<alt>+5": "contempt_dimpler", "<ctrl>+<alt>+6": "nose_upper_lip_disgust",
+    "<ctrl>+<alt>+7": "lip_suppression", "<ctrl>+<alt>+8": "lid_tightener", "<ctrl>+<alt>+9": "brow_flash",
+    "<ctrl>+<alt>+0": "lip_stretch",
+}
+
+
 @dataclass(frozen=True)
 class HotkeyOptions:
     """Global hotkeys. Combos use pynput's syntax: "<ctrl>+<alt>+1", "<shift>+<f9>", "a"."""
@@ -199,7 +208,7 @@ class HotkeyOptions:
     #: Combo that pauses tracking (the avatar goes idle) and resumes it.
     pause: str = "<ctrl>+<alt>+p"
     #: Combo → expression type: a tap fires it as a micro-expression, holding holds it.
-    bindings: dict[str, str] = field(default_factory=dict)
+    bindings: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_HOTKEY_BINDINGS))
 
 
 @dataclass(frozen=True)
