@@ -20,13 +20,18 @@ from pathlib import Path
 
 from vcam_me.clock import now_ms
 from vcam_me.config import PROJECT_ROOT, AppConfig, load_config, user_config_path
-from vcam_me.errors import AvatarError, OutputError, VcamError
+from vcam_me.errors import AvatarError, OutputError, TrackingError, VcamError
 
 log = logging.getLogger("vcam_me")
 
 BUNDLED_DRIVING = PROJECT_ROOT / "assets" / "driving" / "pyfeat_WolfgangLanger_Pexels.mp4"
 BUNDLED_AVATAR = PROJECT_ROOT / "assets" / "avatars" / "sample"
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+#: Real clips, 7 s or longer, the micro-expression proof injects into by default.
+MICRO_EVAL_CLIPS = (
+    "liveportrait_d6.mp4", "liveportrait_d14.mp4", "pyfeat_WolfgangLanger_Pexels.mp4", "liveportrait_d8.mp4",
+    "liveportrait_d19.mp4", "liveportrait_src_s18.mp4", "liveportrait_d18.mp4",
+)
 #: Real clips the closed-loop evaluation drives by default (when ../shared is present).
 EVAL_CLIPS = (
     "liveportrait_d0.mp4", "liveportrait_d5.mp4", "liveportrait_d6.mp4", "liveportrait_d7.mp4",
@@ -278,18 +283,23 @@ def build_expression(cfg: AppConfig, *, offline: bool, observations: list | None
     whole clip, and interpolation on its own timeline. Live, the engine is there even with
     ``micro = "none"``, so hotkeys can trigger expressions.
     """
-    from vcam_me.expression import Calibration, ExpressionMapper
+    from vcam_me.expression import ExpressionMapper
     from vcam_me.expression.composer import ExpressionComposer
 
-    if offline:
-        options = dataclasses.replace(cfg.expression, interpolation_delay_ms=0)
-        calibration = Calibration.from_observations(observations or [])
-        mapper = ExpressionMapper(options, calibration, adapt_baseline=calibration is None)
-    else:
-        mapper = ExpressionMapper(cfg.expression)
+    mapper = offline_mapper(cfg, observations or []) if offline else ExpressionMapper(cfg.expression)
     mode = micro_mode(cfg, micro)
     engine, triggers = (None, []) if offline and mode == "none" else build_micro(cfg, mode)
     return ExpressionComposer(mapper, engine, triggers, idle)
+
+
+def offline_mapper(cfg: AppConfig, observations: list):
+    """Tracked expression of a recording calibrated on itself: its own neutral baseline and
+    pose, fixed for the whole clip, and interpolation on its own timeline (no delay)."""
+    from vcam_me.expression import Calibration, ExpressionMapper
+
+    options = dataclasses.replace(cfg.expression, interpolation_delay_ms=0)
+    calibration = Calibration.from_observations(observations)
+    return ExpressionMapper(options, calibration, adapt_baseline=calibration is None)
 
 
 def micro_mode(cfg: AppConfig, micro: str | None) -> str:
@@ -733,6 +743,9 @@ def _cmd_consent_record(args, cfg: AppConfig, registry, now) -> int:
 
         def show(statement: str) -> None:
             print(f"\nRead this aloud, looking at the camera:\n\n    {statement}\n", file=sys.stderr)
+            for left in (3, 2, 1):  # a moment to read it through before the recording starts
+                print(f"recording starts in {left} …", file=sys.stderr)
+                time.sleep(1.0)
 
         def tick(elapsed: float, total: float) -> None:
             progress.total = int(total)
@@ -1057,6 +1070,9 @@ def cmd_eval(args, cfg: AppConfig) -> int:
     import datetime
 
     from vcam_me.bench import machine_info
+
+    if getattr(args, "what", "fidelity") == "micro":
+        return cmd_eval_micro(args, cfg)
     from vcam_me.evaluation.closed_loop import Stages, run_clips
 
     if args.driving:
@@ -1096,6 +1112,122 @@ def cmd_eval(args, cfg: AppConfig) -> int:
         out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
         print(f"vcam-me: results written to {out}", file=sys.stderr)
     return 0 if result.get("all_targets_met") else 1
+
+
+def _write_results(result: dict, out: str | None) -> None:
+    print(json.dumps(result, indent=2))
+    if out:
+        path = Path(out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        print(f"vcam-me: results written to {path}", file=sys.stderr)
+
+
+def still_driver(observations: list, seconds: float, fps: float = 30.0) -> list:
+    """A still, neutral driver: the clip's most neutral tracked frame (least total AU),
+    repeated at ``fps`` for ``seconds``."""
+    import numpy as np
+
+    from vcam_me.expression import blendshapes_to_au
+    from vcam_me.types import FaceObservation
+
+    faces = [o for o in observations if o.has_face and o.blendshapes is not None]
+    if not faces:
+        raise TrackingError("no face in the clip chosen for the still driver")
+    rest = min(faces, key=lambda o: float(np.sum(blendshapes_to_au(o.blendshapes[None])[0])))
+    return [FaceObservation(round(i * 1000.0 / fps), rest.image_size, rest.landmarks, rest.blendshapes, rest.transform)
+            for i in range(int(seconds * fps))]
+
+
+def micro_renderer(cfg: AppConfig, avatar, consent, size: tuple[int, int], driver: list, fps: int = 60):
+    """``render(script)`` for :mod:`vcam_me.evaluation.micro_loop`: the avatar driven by
+    ``driver`` exactly as ``vcam-me render`` draws it, with ``script`` (JSON entries, or None
+    for nothing injected) played by a fresh engine, every output frame re-tracked."""
+    from vcam_me.evaluation.closed_loop import RetrackSink
+    from vcam_me.expression.composer import ExpressionComposer
+    from vcam_me.expression.micro import MicroEngine, MicroLibrary, ScriptedTrigger, parse_script
+    from vcam_me.pipeline import render_offline
+
+    library = MicroLibrary.load(*micro_library_paths(cfg))
+    renderer = build_renderer(avatar, size, cfg)
+    stamper = build_stamper(cfg, size, consent)
+    seed = 0 if cfg.micro.seed == "random" else int(cfg.micro.seed)
+
+    def render(script):
+        mapper = offline_mapper(cfg, driver)
+        engine = MicroEngine(library, cfg.micro, seed=seed)
+        triggers = [ScriptedTrigger(engine, parse_script(script, library))] if script else []
+        expression = ExpressionComposer(mapper, engine, triggers)
+        with build_tracker(cfg, "video") as tracker:
+            sink = RetrackSink(tracker)
+            render_offline(driver, expression, renderer, stamper, sink, fps)
+        expression.finish()
+        origin = expression.origin_ms or 0.0
+        return sink.observations, [e.to_json(origin) for e in expression.events]
+
+    return render, library
+
+
+def cmd_eval_micro(args, cfg: AppConfig) -> int:
+    """Inject every micro-expression type into real clips and a still neutral driver,
+    re-track the renders, spot the events and score them (metrics.md)."""
+    import datetime
+
+    from vcam_me.bench import machine_info
+    from vcam_me.evaluation import micro_loop as L
+
+    if args.driving:
+        clips = [Path(p) for p in args.driving]
+    else:
+        clips = [SHARED_DATA / "driving" / name for name in MICRO_EVAL_CLIPS if (SHARED_DATA / "driving" / name).is_file()]
+        if not clips:
+            clips = [BUNDLED_DRIVING]
+    for clip in clips:  # fail before any work on a bad path
+        _open_driving(clip).close()
+    size = tuple(args.size)
+    avatar = resolve_avatar(args.avatar, cfg)
+    consent = require_consent(avatar, "evaluation")
+    results, drivers = [], {}
+    for clip in clips:
+        with _open_driving(clip) as source:
+            drivers[clip.name] = track_recording(source, cfg, label=f"tracking {clip.name}")
+    still_seconds = float(args.still_seconds)
+    if still_seconds > 0:
+        drivers["still neutral face"] = still_driver(drivers[clips[0].name], still_seconds)
+    types = None
+    for k, (name, driver) in enumerate(drivers.items()):
+        render, library = micro_renderer(cfg, avatar, consent, size, driver)
+        types = types or [t for t in library.names if t not in L.NOT_SPOTTED_TYPES]
+        duration = driver[-1].timestamp_ms if driver else 0
+        script = L.plan_script(types, duration, seed=args.seed + k)
+        print(f"vcam-me: {name}: {len(script)} events over {duration / 1000:.1f} s (control render, then injected)", file=sys.stderr)
+        result = L.evaluate_driver(name, driver, render, script)
+        s = result.score
+        print(f"vcam-me: {name}: F1 {s.f1}  AU+side {s.au_side_accuracy}  apex error {s.apex_error_ms_median} ms  "
+              f"false/min above natural {result.false_events_per_min:.2f}", file=sys.stderr)
+        results.append(result)
+    summary = L.pooled(results)
+    sensitivity = None
+    if args.peaks and "still neutral face" in drivers:
+        # long enough for every type three times, 1.2 s apart (micro_loop.sensitivity)
+        render, _ = micro_renderer(cfg, avatar, consent, size, still_driver(drivers[clips[0].name], 3 * 1.2 * len(types) + 2))
+        table = L.sensitivity(render, types, args.peaks, seed=args.seed)
+        sensitivity = {t: {"spotted_with_right_au_and_side": row, "needed_peak": L.needed_peak(row)} for t, row in table.items()}
+    result = {
+        "command": "vcam-me " + " ".join(sys.argv[1:]),
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "avatar": str(getattr(avatar, "folder", args.avatar)),
+        "size": list(size),
+        "intensity": cfg.micro.intensity,
+        "spotter": vars(L.DEFAULT_SPOTTER),
+        "summary": summary,
+        "drivers": [r.to_json() for r in results],
+        "sensitivity_on_still_driver": sensitivity,
+        "all_targets_met": all(summary["targets"].values()),
+    }
+    _write_results(result, args.out)
+    return 0 if result["all_targets_met"] else 1
 
 
 COMMANDS = {
