@@ -211,3 +211,14 @@ def test_bad_command_lines_give_one_line_and_exit_2(user, media):
         lines = done.stderr.strip().splitlines()
         assert lines[-1].startswith("vcam-me: error: ") and message in lines[-1], done.stderr
         assert "Traceback" not in done.stderr
+
+
+def test_live_recording_without_a_camera_is_one_line(user, capsys):
+    from vcam_me.capture import find_cameras
+
+    if find_cameras():
+        pytest.skip("this machine has a camera; the no-camera message cannot be checked here")
+    assert main(["consent", "record", "--avatar", str(user / "her"), "--name", "Jane Doe", "--seconds", "5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("vcam-me: error: ") and "camera" in err[0]
+    assert not (user / "her" / "consent.json").exists()
