@@ -1,0 +1,118 @@
+"""`vcam-me render|run --micro … --events-out …` for real: the bundled avatar driven by a short
+cut of the bundled real clip, the engine's log checked against the script and the video."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from vcam_me.app import BUNDLED_AVATAR, BUNDLED_DRIVING, main
+
+SCRIPT = [
+    {"t_ms": 150, "type": "suppressed_smile", "side": "left", "peak": 0.4},
+    {"t_ms": 450, "type": "brow_lowerer", "peak": 0.3},
+    {"t_ms": 900, "type": "duchenne_smile", "hold_ms": 250, "peak": 0.5},
+]
+
+
+@pytest.fixture(scope="module")
+def short_clip(tmp_path_factory) -> Path:
+    """The first 1.5 s of the bundled real clip (45 frames at 30 fps)."""
+    out = tmp_path_factory.mktemp("clip") / "short.mp4"
+    with av.open(str(BUNDLED_DRIVING)) as src, av.open(str(out), "w") as dst:
+        stream = dst.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = src.streams.video[0].width, src.streams.video[0].height, "yuv420p"
+        for i, frame in enumerate(src.decode(video=0)):
+            if i >= 45:
+                break
+            new = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")
+            new.pts = i
+            for packet in stream.encode(new):
+                dst.mux(packet)
+        for packet in stream.encode():
+            dst.mux(packet)
+    return out
+
+
+@pytest.fixture
+def script(private_user_dirs) -> Path:
+    path = private_user_dirs / "script.json"
+    path.write_text(json.dumps(SCRIPT), encoding="utf-8")
+    return path
+
+
+def _render(clip, out, *extra) -> int:
+    lossless = out.parent / "lossless.toml"  # so that two renders differ only where the faces do
+    lossless.write_text("[output]\nrecord_crf = 0\n", encoding="utf-8")
+    return main(["--config", str(lossless), "render", "--avatar", str(BUNDLED_AVATAR), "--driving", str(clip), "--out", str(out),
+                 "--size", "320x240", "--fps", "60", *extra])
+
+
+@pytest.mark.slow
+def test_render_with_a_script_logs_the_scripted_events_on_the_output_timeline(short_clip, script, private_user_dirs, capsys):
+    out = private_user_dirs / "out.mp4"
+    plain = private_user_dirs / "plain.mp4"
+    assert _render(short_clip, out, "--micro", str(script)) == 0
+    log = out.with_suffix(".events.json")  # beside the video by default
+    doc = json.loads(log.read_text())
+    assert "3 micro-expressions injected" in capsys.readouterr().out
+    events = doc["events"]
+    assert [(e["type"], e["start_ms"], e["source"]) for e in events] == [
+        ("suppressed_smile", 150.0, "script"), ("brow_lowerer", 450.0, "script"), ("duchenne_smile", 900.0, "script")]
+    assert events[0]["side"] == "left" and events[0]["aus"] == {"AU12_L": 1.0} and events[0]["peak"] == 0.4
+    assert events[2]["held"] and events[2]["end_ms"] == pytest.approx(1150.0 + 600.0)  # released at 900 + 250
+    assert all(e["start_ms"] < e["apex_ms"] < e["end_ms"] for e in events)
+    assert doc["fps"] == 60 and doc["video"] == str(out) and isinstance(doc["seed"], int)
+    # The output's timeline is the log's: frame i shows t = i × 1000 / 60 ms. Against the same
+    # render without injection (both lossless), nothing differs before the first start, and the
+    # difference peaks at each logged apex.
+    assert _render(short_clip, plain, "--micro", "none") == 0
+    assert not plain.with_suffix(".events.json").exists()
+    with av.open(str(out)) as a, av.open(str(plain)) as b:
+        fa = [f.to_ndarray(format="rgb24").astype(np.int16) for f in a.decode(video=0)]
+        fb = [f.to_ndarray(format="rgb24").astype(np.int16) for f in b.decode(video=0)]
+    assert len(fa) == len(fb) == 89
+    diff = np.array([np.abs(x - y).mean() for x, y in zip(fa, fb)])
+    first = int(np.ceil(150 * 60 / 1000))
+    assert diff[:first + 1].max() == 0.0  # frame 9 is t = 150 ms: the envelope is still 0 there
+    peaks = [i for i in range(1, len(diff) - 1) if diff[i] >= diff[i - 1] and diff[i] >= diff[i + 1] and diff[i] > 0.05]
+    for e in events[:2]:
+        apex_frame = e["apex_ms"] * 60 / 1000
+        assert min(abs(p - apex_frame) for p in peaks) <= 2, (e["type"], apex_frame, peaks)
+    held = events[2]
+    assert diff[int(held["apex_ms"] * 60 / 1000)] > 0.05
+
+
+def test_render_refuses_an_existing_event_log_before_any_work(short_clip, script, private_user_dirs, capsys):
+    log = private_user_dirs / "mine.json"
+    log.write_text("keep me")
+    assert _render(short_clip, private_user_dirs / "o.mp4", "--micro", str(script), "--events-out", str(log)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "event log exists" not in err and f"output file exists: {log}" in err
+    assert log.read_text() == "keep me" and not (private_user_dirs / "o.mp4").exists()
+
+
+@pytest.mark.parametrize("micro,message", [("sometimes", "expected auto, none or a scripted sequence"),
+                                           ("missing.json", "script not found")])
+def test_a_bad_micro_option_is_one_line(short_clip, private_user_dirs, capsys, micro, message):
+    assert _render(short_clip, private_user_dirs / "o.mp4", "--micro", micro) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_run_writes_the_log_when_it_stops(short_clip, private_user_dirs):
+    out = private_user_dirs / "live.mp4"
+    log = private_user_dirs / "live-events.json"
+    cfg = private_user_dirs / "fast.toml"
+    cfg.write_text("[micro]\nrate_per_min = 60.0\nseed = 3\n", encoding="utf-8")
+    assert main(["--config", str(cfg), "run", "--video", str(short_clip), "--loop", "--record", str(out),
+                 "--duration", "3", "--size", "320x240", "--fps", "30", "--micro", "auto", "--events-out", str(log)]) == 0
+    doc = json.loads(log.read_text())
+    assert doc["mode"] == "auto" and doc["seed"] == 3 and doc["video"] == str(out)
+    for e in doc["events"]:  # times from the first output frame of the live stream
+        assert e["source"] == "auto" and 0 <= e["start_ms"] < 3500
