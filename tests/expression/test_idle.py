@@ -252,7 +252,7 @@ def test_idle_fires_occasional_micro_expressions_away_from_blinks() -> None:
     options = dataclasses.replace(IdleOptions(), micro_per_min=6.0, micro_types=("inner_brow", "lip_suppression"))
     animator = IdleAnimator(options, seed=2, engine=engine)
     closure = []
-    for t in range(0, 5 * 60_000, 10):
+    for t in range(0, 5 * 60_000, 20):
         present = 120_000 <= t < 180_000  # a live minute in the middle: no idle micro-expressions
         closure.append(animator.sample(t, face_present=present).au[AU_INDEX["AU43_L"]])
     times = np.array([c[1] for c in engine.calls])
@@ -262,5 +262,20 @@ def test_idle_fires_occasional_micro_expressions_away_from_blinks() -> None:
     assert not np.any((times >= 120_000) & (times < 180_300)), "none while the live face is shown"
     closure = np.array(closure)
     for t in times:
-        assert closure[max(0, t // 10 - 5): t // 10 + 5].max() == 0.0, "not during a blink"
+        assert closure[max(0, t // 20 - 3): t // 20 + 3].max() == 0.0, "not during a blink"
     assert animator.micro_fired == [(c[1], c[0]) for c in engine.calls]
+
+
+def test_idle_micro_expressions_reach_the_real_engine() -> None:
+    from vcam_me.expression.micro import MicroEngine, MicroLibrary
+
+    engine = MicroEngine(MicroLibrary.load(), seed=9)
+    options = IdleOptions(micro_per_min=12.0)
+    assert set(options.micro_types) <= set(engine.library.names), "the default idle types are library types"
+    animator = IdleAnimator(options, seed=9, engine=engine)
+    for t in range(0, 60_000, 20):
+        animator.sample(t, face_present=False)
+    assert engine.events, "a minute of idle at 12 per minute shows some"
+    assert {e.source for e in engine.events} == {"idle"}
+    assert {e.type for e in engine.events} <= set(options.micro_types)
+    assert [(int(e.start_ms), e.type) for e in engine.events] == animator.micro_fired
