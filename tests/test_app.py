@@ -126,3 +126,53 @@ def test_doctor_reports_each_check(home):
     for name in ("face model", "mediapipe", "camera", "virtual camera", "GPU"):
         assert name in r.stdout
     assert r.returncode == 0, r.stdout  # essentials (model, mediapipe, encoder) are present here
+
+
+def _live_expression(cfg):
+    from vcam_me.app import build_expression, build_idle
+
+    return build_expression(cfg, offline=False, micro="none", idle=build_idle(cfg))
+
+
+def test_live_controls_without_a_display_or_microphone_say_so_in_one_line_each(monkeypatch, capsys):
+    """`vcam-me run` wiring: the idle face gets the engine; no display → hotkeys off; no
+    microphone → the idle jaw does without; both one line, and the run goes on."""
+    import dataclasses
+
+    from vcam_me.app import live_controls
+    from vcam_me.config import load_config
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    cfg = load_config(use_user_config=False)
+    cfg = dataclasses.replace(cfg, idle=dataclasses.replace(cfg.idle, microphone="no-such-microphone-vcam-me-test"))
+    expression = _live_expression(cfg)
+    with live_controls(cfg, expression) as idle:
+        assert idle is expression.idle and idle.engine is expression.engine
+        assert idle.voice_level is None
+        idle.toggle_pause()
+        assert expression.state_at(0).face_present is False
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert any(line.startswith("vcam-me: hotkeys off:") and "display" in line for line in lines), lines
+    assert any("no-such-microphone-vcam-me-test" in line and "jaw" in line for line in lines), lines
+    assert len(lines) == 2, lines
+
+
+def test_no_hotkeys_option_and_bad_idle_types(monkeypatch, capsys):
+    import dataclasses
+
+    from vcam_me.app import live_controls
+    from vcam_me.cli import build_parser
+    from vcam_me.config import load_config
+    from vcam_me.errors import ConfigError
+
+    assert build_parser().parse_args(["run", "--no-hotkeys"]).no_hotkeys is True
+    assert build_parser().parse_args(["run"]).no_hotkeys is False
+    cfg = load_config(use_user_config=False)
+    cfg = dataclasses.replace(cfg, idle=dataclasses.replace(cfg.idle, voice_jaw=False))
+    with live_controls(cfg, _live_expression(cfg), hotkeys=False):
+        pass
+    assert capsys.readouterr().err == "", "nothing to say when hotkeys are off by choice and the mic is not wanted"
+    bad = dataclasses.replace(cfg, idle=dataclasses.replace(cfg.idle, micro_types=("smirk_of_doom",)))
+    with pytest.raises(ConfigError, match="idle.micro_types: 'smirk_of_doom'"), live_controls(bad, _live_expression(bad)):
+        pass

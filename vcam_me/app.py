@@ -350,6 +350,62 @@ def build_micro(cfg: AppConfig, mode: str):
     return engine, [ScriptedTrigger(engine, load_script(mode, library))]
 
 
+def build_idle(cfg: AppConfig):
+    """The idle animator: the avatar's life while the face is lost or tracking is paused.
+    :func:`live_controls` gives it the microphone and the micro-expression engine."""
+    from vcam_me.expression.idle import IdleAnimator
+
+    return IdleAnimator(cfg.idle)
+
+
+def open_microphone(cfg: AppConfig):
+    """The microphone for the idle jaw, or ``None`` (with one line saying why) when there is none."""
+    from vcam_me.capture.microphone import Microphone
+
+    device = cfg.idle.microphone.strip()
+    try:
+        return Microphone.open(int(device) if device.isdigit() else (device or None))
+    except VcamError as err:
+        print(f"vcam-me: {err}; the avatar's jaw will not follow your voice while your face is away", file=sys.stderr)
+        return None
+
+
+@contextlib.contextmanager
+def live_controls(cfg: AppConfig, expression, *, hotkeys: bool = True):
+    """Wire the live controls around the expression stage (an ExpressionComposer built with
+    :func:`build_idle`'s animator): the microphone drives the idle jaw and the automatic mode's
+    speech rule, the idle face fires its micro-expressions through the engine, and global
+    hotkeys trigger expressions and pause tracking. Yields the idle animator, whose
+    ``pause()`` / ``resume()`` / ``toggle_pause()`` are the pause-to-idle control (tray).
+    Hotkeys need a desktop session; without one, or with ``hotkeys=False``, one line says so."""
+    from vcam_me.errors import ConfigError
+
+    idle, engine = expression.idle, expression.engine
+    with contextlib.ExitStack() as stack:
+        if idle is not None and engine is not None:
+            unknown = [n for n in cfg.idle.micro_types if n not in engine.library]
+            if unknown:
+                raise ConfigError(f"idle.micro_types: {unknown[0]!r} is not a micro-expression type "
+                                  f"(known: {', '.join(sorted(engine.library.names))})")
+            idle.engine = engine
+        microphone = open_microphone(cfg) if idle is not None and cfg.idle.voice_jaw else None
+        if microphone is not None:
+            stack.enter_context(microphone)
+            idle.voice_level = microphone.level
+            floor, full = cfg.idle.voice_floor_dbfs, cfg.idle.voice_full_dbfs
+            expression.speech_level = lambda: min(max((microphone.level() - floor) / (full - floor), 0.0), 1.0)
+        if hotkeys and cfg.hotkeys.enabled and engine is not None:
+            from vcam_me.ui.hotkeys import HotkeyListener, HotkeysUnavailableError
+
+            try:
+                stack.enter_context(HotkeyListener.start(cfg.hotkeys, expression, known_types=engine.library.names,
+                                                         on_pause=None if idle is None else idle.toggle_pause))
+                print(f"vcam-me: hotkeys on ({cfg.hotkeys.pause} pauses tracking; [hotkeys] in the config)", file=sys.stderr)
+            except HotkeysUnavailableError as err:
+                print(f"vcam-me: hotkeys off: {err}", file=sys.stderr)
+        yield idle
+
+
 def events_path(out: Path | None, events_out: str | None, mode: str, force: bool) -> Path | None:
     """Where the event log goes: ``--events-out``, else beside the video when expressions are
     injected (OUT.events.json). Checked before any work, like the video itself."""
@@ -948,8 +1004,8 @@ def cmd_run(args, cfg: AppConfig) -> int:
                 signer.record = consent.verdict.record
             renderer = build_renderer(avatar, size, cfg)
             stamper = build_stamper(cfg, size, consent)
-            expression = build_expression(cfg, offline=False, micro=mode)
-            with consent.guard("live_call") as guard:
+            expression = build_expression(cfg, offline=False, micro=mode, idle=build_idle(cfg))
+            with live_controls(cfg, expression, hotkeys=not args.no_hotkeys), consent.guard("live_call") as guard:
                 try:
                     return _stream(source, sinks, renderer, stamper, expression, fps, size, cfg, args.duration, record, guard)
                 finally:

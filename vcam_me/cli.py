@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fast", action="store_true", help="video input: as fast as possible instead of real time")
     run.add_argument("--loop", action="store_true", help="video input: start again at the end")
     run.add_argument("--force", action="store_true", help="overwrite --record's file (and the event log) if it exists")
+    run.add_argument("--no-hotkeys", action="store_true", help="do not listen for global hotkeys ([hotkeys] in the config)")
     _micro_options(run, "run")
 
     render = sub.add_parser("render", help="offline: drive an avatar with a video and write an MP4")

@@ -315,3 +315,27 @@ def test_real_keys_drive_the_real_engine_tap_and_hold(x_display: str, keys: XKey
     assert tap.end_ms - tap.start_ms <= 500, "a micro-expression"
     assert (hold.type, hold.held, hold.source) == ("inner_brow", True, "hotkey")
     assert hold.end_ms > hold.start_ms
+
+
+def test_vcam_me_run_wiring_starts_hotkeys_when_there_is_a_display(x_display: str, keys: XKeys, capsys) -> None:
+    """app.live_controls, as `vcam-me run` uses it: with a display the hotkeys are on, the pause
+    combo pauses the idle face and a tap reaches the composer's engine."""
+    import dataclasses
+
+    from vcam_me.app import build_expression, build_idle, live_controls
+
+    cfg = load_config(use_user_config=False)
+    cfg = dataclasses.replace(cfg, idle=dataclasses.replace(cfg.idle, voice_jaw=False))
+    expression = build_expression(cfg, offline=False, micro="none", idle=build_idle(cfg))
+    with live_controls(cfg, expression) as idle:
+        for _ in range(50):  # until the global hook hears the pause combo
+            keys.press("Control_L", "Alt_L", "p")
+            keys.release("Control_L", "Alt_L", "p")
+            if _wait_for(lambda: idle.paused, timeout_s=0.5):
+                break
+        assert idle.paused
+        keys.press("Control_L", "Alt_L", "2")
+        keys.release("Control_L", "Alt_L", "2")
+        assert _wait_for(lambda: len(expression.events) == 1)
+    assert expression.events[0].type == cfg.hotkeys.bindings["<ctrl>+<alt>+2"]
+    assert "vcam-me: hotkeys on" in capsys.readouterr().err
