@@ -28,7 +28,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from vcam_me.errors import MicroExpressionError
-from vcam_me.expression.micro.engine import MicroEngine
+from vcam_me.expression.micro.engine import MicroEngine, draw_index
 from vcam_me.expression.micro.events import MicroEvent
 from vcam_me.expression.micro.library import MicroType
 from vcam_me.types import AU_INDEX
@@ -79,6 +79,7 @@ class AutoTrigger:
                 weights.append(w)
         self._weights = np.asarray(weights, np.float64)
         self._lower_face = np.array([bool(t.au_numbers & LOWER_FACE_AUS) for t in self._types])
+        self._blocked = [engine.library.blocked_by(t.au_numbers) for t in self._types]
         self._rng = np.random.default_rng(seed)
         self._next_ms: float | None = None
         self._blink_ended_ms = -np.inf
@@ -106,13 +107,14 @@ class AutoTrigger:
         if t < self._next_ms or blink or t - self._blink_ended_ms < AFTER_BLINK_MS:
             return None
         allowed = ~self._lower_face if self._mouth_busy(tracked_au, speech_level) else np.ones(len(self._types), bool)
-        for i, mtype in enumerate(self._types):
-            if allowed[i] and self.engine.conflicts(mtype.au_numbers, t):
-                allowed[i] = False
+        busy = self.engine.busy_numbers(t)
+        if busy:
+            for i, blocked in enumerate(self._blocked):
+                if allowed[i] and blocked & busy:
+                    allowed[i] = False
         if not allowed.any():
             return None
-        w = np.where(allowed, self._weights, 0.0)
-        mtype = self._types[int(self._rng.choice(len(w), p=w / w.sum()))]
+        mtype = self._types[draw_index(self._rng, np.where(allowed, self._weights, 0.0).tolist())]
         event = self.engine.trigger(mtype.name, t, source="auto")
         if event is not None:
             self._next_ms += self._gap_ms()

@@ -129,14 +129,18 @@ class MicroEngine:
     def conflicts(self, au_numbers: frozenset[int], start_ms: float, end_ms: float | None = None) -> bool:
         """Whether an event moving ``au_numbers`` over [start, end] (open-ended when ``end_ms``
         is None) would conflict with a running or scheduled one."""
+        return bool(self.library.blocked_by(au_numbers) & self.busy_numbers(start_ms, end_ms))
+
+    def busy_numbers(self, start_ms: float, end_ms: float | None = None) -> frozenset[int]:
+        """AU numbers moved by events that overlap [start, end] (open-ended when ``end_ms`` is None)."""
         with self._lock:
             if start_ms >= self._pruned_until:
-                return any(r.overlaps(start_ms, end_ms) and self.library.conflicting(au_numbers, r.numbers)
-                           for r in self._running)
+                return frozenset().union(*(r.numbers for r in self._running if r.overlaps(start_ms, end_ms)))
             # further back than the running set reaches (rare: a trigger far behind the render
             # clock): look through the whole log
-            return any((e.end_ms is None or e.end_ms > start_ms) and (end_ms is None or e.start_ms < end_ms)
-                       and self.library.conflicting(au_numbers, _numbers(e.aus)) for e in self._log)
+            return frozenset().union(*(_numbers(e.aus) for e in self._log
+                                       if (e.end_ms is None or e.end_ms > start_ms)
+                                       and (end_ms is None or e.start_ms < end_ms)))
 
     # -- starting events -----------------------------------------------------------------------
     def trigger(self, type_name: str, t_ms: float, *, side: str | None = None, peak: float | None = None,
@@ -150,7 +154,7 @@ class MicroEngine:
         with self._lock:
             aus, side = self._choose_aus(mtype, side)
             peak = self._choose_peak(peak, self.peak_range)
-            onset, offset = (float(v) for v in mtype.sample_phases(self._rng))
+            onset, offset = mtype.sample_phases(self._rng)
             start = float(t_ms)
             event = MicroEvent(mtype.name, aus, side, peak, start, start + onset, start + onset + offset,
                                _check_source(source), held=False)
@@ -196,14 +200,14 @@ class MicroEngine:
     def _choose_aus(self, mtype: MicroType, side: str | None) -> tuple[dict[str, float], str]:
         rng = self._rng
         variants = mtype.variants
-        pattern = variants[0] if len(variants) == 1 else variants[rng.choice(len(variants), p=_normalised([v.p for v in variants]))]
+        pattern = variants[0] if len(variants) == 1 else variants[draw_index(rng, [v.p for v in variants])]
         aus = dict(pattern.aus)
         for group in mtype.optional:
             if rng.random() < group.p:
                 for name, rel in group.aus.items():
                     aus[name] = max(aus.get(name, 0.0), rel)
         if side is None:
-            side = SIDES[rng.choice(3, p=_normalised([mtype.laterality[s] for s in SIDES]))]
+            side = SIDES[draw_index(rng, [mtype.laterality[s] for s in SIDES])]
         elif side not in SIDES:
             raise MicroExpressionError(f"side {side!r}: allowed left, right, both")
         if side != "both" and not any(is_sided(a) for a in aus):
@@ -255,9 +259,15 @@ def _numbers(aus) -> frozenset[int]:
     return frozenset(n for ch in aus if (n := au_number(ch)) is not None)
 
 
-def _normalised(p: list[float]) -> np.ndarray:
-    a = np.asarray(p, np.float64)
-    return a / a.sum()
+def draw_index(rng: np.random.Generator, weights: list[float]) -> int:
+    """Index drawn with probability proportional to ``weights`` (one uniform number)."""
+    u = rng.random() * sum(weights)
+    acc = 0.0
+    for i, w in enumerate(weights):
+        acc += w
+        if u < acc:
+            return i
+    return max(i for i, w in enumerate(weights) if w > 0)
 
 
 def _check_source(source: str) -> str:

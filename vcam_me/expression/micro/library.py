@@ -95,6 +95,10 @@ class Duration:
         high = (self.q3 - self.median) / _Z_Q3
         return self.median + np.where(z < 0, low, high) * z
 
+    def at(self, z: float) -> float:
+        """:meth:`from_normal_score` for one score, with plain floats (the engine's per-event path)."""
+        return self.median + ((self.median - self.q1) if z < 0 else (self.q3 - self.median)) / _Z_Q3 * z
+
 
 # -- one type ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -139,12 +143,18 @@ class MicroType:
     def has_sided_au(self) -> bool:
         return any(is_sided(a) for a in self.au_names)
 
-    def sample_phases(self, rng: np.random.Generator, size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Onset and offset durations (ms) of ``size`` events (scalars when ``size`` is None)."""
-        z = rng.standard_normal((2,) if size is None else (2, size))
-        return self.phases_from_scores(z[0], z[1])
+    def sample_phases(self, rng: np.random.Generator) -> tuple[float, float]:
+        """Onset and offset durations (ms) of one event."""
+        z_onset, z_free = rng.standard_normal(2).tolist()
+        rho = self.onset_offset_rho
+        z_offset = rho * z_onset + math.sqrt(max(0.0, 1.0 - rho * rho)) * z_free
+        onset = max(self.onset.at(z_onset), MIN_PHASE_MS)
+        offset = max(self.offset.at(z_offset), MIN_PHASE_MS)
+        shrink = min(1.0, TOTAL_CAP_MS / (onset + offset))
+        return onset * shrink, offset * shrink
 
     def phases_from_scores(self, z_onset: np.ndarray, z_free: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`sample_phases` for arrays of normal scores (used to fit the correlation)."""
         rho = np.asarray(self.onset_offset_rho, np.float64)
         z_offset = rho * z_onset + np.sqrt(np.maximum(0.0, 1.0 - rho * rho)) * z_free
         onset = np.maximum(self.onset.from_normal_score(z_onset), MIN_PHASE_MS)
@@ -234,9 +244,12 @@ class MicroLibrary:
 
     def conflicting(self, a: frozenset[int], b: frozenset[int]) -> bool:
         """Whether events moving AU numbers ``a`` and ``b`` conflict: a shared AU, or an antagonist pair."""
-        if a & b:
-            return True
-        return any((x, y) in self.antagonists for x in a for y in b)
+        return bool(self.blocked_by(a) & b)
+
+    def blocked_by(self, numbers: frozenset[int]) -> frozenset[int]:
+        """AU numbers another event may not move while one moving ``numbers`` runs: the same
+        AUs and their antagonists."""
+        return frozenset(numbers) | {y for x, y in self.antagonists if x in numbers}
 
 
 def parse_intensity(spec: str) -> tuple[str, str]:
