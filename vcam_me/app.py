@@ -1098,6 +1098,16 @@ def cmd_doctor(args, cfg: AppConfig) -> int:
         check("GPU", False, "not used: onnxruntime is not installed (CPU path needs none; for NVIDIA GPUs: pip install 'vcam-me[gpu]')")
     display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or platform.system() in ("Windows", "Darwin")
     check("preview window", display, "a display is available" if display else "no display (DISPLAY unset): --preview will not work here; use --record")
+    check("hotkeys", display, "global hotkeys can listen here" if display else
+          "no display: run works without global hotkeys (they need a desktop session)")
+    try:
+        from vcam_me.capture.microphone import find_input
+
+        device = cfg.idle.microphone.strip()
+        name = find_input(int(device) if device.isdigit() else (device or None))
+        check("microphone", True, name)
+    except VcamError as err:
+        check("microphone", False, f"{err} (live consent recording and the idle jaw use it)")
     cfg_path = user_config_path()
     check("config", True, f"{cfg_path} ({'present' if cfg_path.is_file() else 'not created; defaults in use'})")
     check("data folder", True, str(user_data_dir()))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vcam_me.capture.microphone import SILENCE_DBFS, Microphone, pcm_to_float, rms_dbfs
+from vcam_me.capture.microphone import SILENCE_DBFS, Microphone, find_input, pcm_to_float, rms_dbfs
 from vcam_me.errors import CaptureError
 
 RATE = 16_000
@@ -80,6 +80,8 @@ def test_a_missing_microphone_is_a_one_line_capture_error() -> None:
     message = str(info.value)
     assert "\n" not in message
     assert "no-such-microphone-vcam-me-test" in message or "PortAudio" in message
+    with pytest.raises(CaptureError, match="no-such-microphone-vcam-me-test|PortAudio"):
+        find_input("no-such-microphone-vcam-me-test")  # what `vcam-me doctor` asks
 
 
 def test_close_is_idempotent_and_a_context_manager() -> None:

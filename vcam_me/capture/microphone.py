@@ -53,6 +53,28 @@ def pcm_to_float(samples: np.ndarray) -> np.ndarray:
     return x.astype(np.float32, copy=False)
 
 
+def _sounddevice():
+    try:
+        import sounddevice
+    except OSError as err:  # the Python package is there, the PortAudio library is not
+        raise CaptureError(f"no audio input: {err} (Debian/Ubuntu: sudo apt install libportaudio2)") from None
+    except ImportError:
+        raise CaptureError("no audio input: the sounddevice package is not installed (pip install sounddevice)") from None
+    return sounddevice
+
+
+def find_input(device: str | int | None = None) -> str:
+    """The name of the input device ``device`` (``None`` or ``""``: the system default), without
+    opening it; :class:`~vcam_me.errors.CaptureError` with one line when there is none."""
+    sounddevice = _sounddevice()
+    wanted = None if device in (None, "") else device
+    try:
+        return str(sounddevice.query_devices(wanted, kind="input")["name"])
+    except (ValueError, sounddevice.PortAudioError) as err:
+        which = "no microphone found" if wanted is None else f"microphone {wanted!r} not found"
+        raise CaptureError(f"{which} ({str(err).splitlines()[0]}); plug one in or check the sound settings") from None
+
+
 class LevelFollower:
     """Envelope follower on block levels: rises with ``attack_ms``, falls with ``release_ms``.
 
@@ -125,18 +147,9 @@ class Microphone:
         Raises :class:`~vcam_me.errors.CaptureError` with one line when PortAudio is missing,
         no input device exists, or the named one cannot be opened.
         """
-        try:
-            import sounddevice
-        except OSError as err:  # the Python package is there, the PortAudio library is not
-            raise CaptureError(f"no audio input: {err} (Debian/Ubuntu: sudo apt install libportaudio2)") from None
-        except ImportError:
-            raise CaptureError("no audio input: the sounddevice package is not installed (pip install sounddevice)") from None
+        sounddevice = _sounddevice()
+        name = find_input(device)
         wanted = None if device in (None, "") else device
-        try:
-            info = sounddevice.query_devices(wanted, kind="input")
-        except (ValueError, sounddevice.PortAudioError) as err:
-            which = "no microphone found" if wanted is None else f"microphone {wanted!r} not found"
-            raise CaptureError(f"{which} ({str(err).splitlines()[0]}); plug one in or check the sound settings") from None
         meter = cls(None, sample_rate, attack_ms=attack_ms, release_ms=release_ms, on_block=on_block)
 
         def callback(indata, frames, time_info, status) -> None:
@@ -151,9 +164,9 @@ class Microphone:
             )
             stream.start()
         except (ValueError, sounddevice.PortAudioError) as err:
-            raise CaptureError(f"microphone {info['name']!r} cannot be opened: {str(err).splitlines()[0]}") from None
+            raise CaptureError(f"microphone {name!r} cannot be opened: {str(err).splitlines()[0]}") from None
         meter._stream = stream
-        log.info("microphone: %s at %d Hz", info["name"], sample_rate)
+        log.info("microphone: %s at %d Hz", name, sample_rate)
         return meter
 
     def feed(self, samples: np.ndarray) -> float:
