@@ -500,6 +500,8 @@ def track_recording(source, cfg: AppConfig, label: str = "tracking") -> list:
 
 def cmd_demo(args, cfg: AppConfig) -> int:
     out = Path(args.out) if getattr(args, "out", None) else _free_name(Path.cwd() / "vcam-me-demo.mp4")
+    while not getattr(args, "out", None) and out.with_suffix(".events.json").exists():  # its log's name must be free too
+        out = _free_name(out.with_name(out.stem + "-1.mp4"))
     size = (cfg.output.width, cfg.output.height)
     print(f"vcam-me: rendering the bundled clip ({BUNDLED_DRIVING.name}) onto the bundled avatar …", file=sys.stderr)
     # The demo shows the micro-expressions (auto mode unless the config names another).
