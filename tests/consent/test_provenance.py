@@ -169,6 +169,17 @@ def test_render_writes_a_signed_recording_and_verify_reports_it(private_user_dir
     assert "C2PA: manifest present, signature valid (signed on this machine)" in text
     assert "agrees with the mark" in text
 
+    if not POSIX:
+        return
+    # a signing key others can read is refused: the render still succeeds, unsigned, with one line
+    os.chmod(provenance_dir() / pv.SIGNER_FILE, 0o644)
+    unsigned = tmp_path / "unsigned.mp4"
+    assert main(["render", "--avatar", str(SAMPLE_AVATAR), "--driving", str(CLIP), "--out", str(unsigned),
+                 "--size", "320x180", "--fps", "30"]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "C2PA" in line]
+    assert len(warnings) == 1 and "not C2PA-signed" in warnings[0] and "others may read it" in warnings[0]
+    assert unsigned.stat().st_size > 1000 and not pv.read_provenance(unsigned).present
+
 
 @pytest.mark.slow
 def test_a_live_run_records_a_signed_file(private_user_dirs, tmp_path, record):
