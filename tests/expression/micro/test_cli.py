@@ -116,3 +116,40 @@ def test_run_writes_the_log_when_it_stops(short_clip, private_user_dirs):
     assert doc["mode"] == "auto" and doc["seed"] == 3 and doc["video"] == str(out)
     for e in doc["events"]:  # times from the first output frame of the live stream
         assert e["source"] == "auto" and 0 <= e["start_ms"] < 3500
+
+
+USER_TYPE = """
+[type.half_smile]
+description = "one corner up, slowly"
+source = "my own"
+aus = { AU12 = 1.0 }
+laterality = { left = 0.5, right = 0.5 }
+onset_ms = { median = 200, q1 = 150, q3 = 250 }
+offset_ms = { median = 200, q1 = 150, q3 = 250 }
+total_ms = { median = 400, q1 = 320, q3 = 480 }
+"""
+
+
+def test_the_users_own_types_come_from_their_config_folder(private_user_dirs):
+    from vcam_me.app import build_micro
+    from vcam_me.config import load_config, user_config_path
+
+    user = user_config_path().parent / "micro_expressions.toml"
+    user.parent.mkdir(parents=True)
+    user.write_text(USER_TYPE, encoding="utf-8")
+    engine, triggers = build_micro(load_config(), "auto")
+    assert "half_smile" in engine.library and "suppressed_smile" in engine.library
+    assert len(triggers) == 1
+    assert engine.trigger("half_smile", 0.0).side in ("left", "right")
+
+
+def test_a_malformed_user_type_stops_render_with_file_and_line(short_clip, private_user_dirs, capsys):
+    from vcam_me.config import user_config_path
+
+    user = user_config_path().parent / "micro_expressions.toml"
+    user.parent.mkdir(parents=True)
+    user.write_text(USER_TYPE.replace("AU12 = 1.0", "AU12 = 2.0"), encoding="utf-8")
+    assert _render(short_clip, private_user_dirs / "o.mp4", "--micro", "auto") == 2
+    err = capsys.readouterr().err
+    assert f"{user}, line 5: [type.half_smile] AU12 = 2.0: a relative peak is in (0, 1]" in err
+    assert err.count("\n") == 1 and not (private_user_dirs / "o.mp4").exists()
