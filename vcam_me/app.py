@@ -1098,6 +1098,15 @@ def cmd_doctor(args, cfg: AppConfig) -> int:
               " (CPU only: fine; for NVIDIA GPUs: pip install 'vcam-me[gpu]' with CUDA installed)"))
     except ImportError:
         check("GPU", False, "not used: onnxruntime is not installed (CPU path needs none; for NVIDIA GPUs: pip install 'vcam-me[gpu]')")
+    try:
+        from importlib.metadata import version
+
+        import c2pa
+
+        check("C2PA signing", True, f"c2pa-python {version('c2pa-python')} (c2pa-rs {c2pa.sdk_version()}): "
+              f"recordings get Content Credentials")
+    except Exception as err:  # noqa: BLE001 - any import failure is the finding
+        check("C2PA signing", False, f"unavailable ({err}): recordings are written unsigned; pip install c2pa-python==0.38.1")
     display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or platform.system() in ("Windows", "Darwin")
     check("preview window", display, "a display is available" if display else "no display (DISPLAY unset): --preview will not work here; use --record")
     check("hotkeys", display, "global hotkeys can listen here" if display else
