@@ -348,7 +348,8 @@ def read_provenance(path: Path, trust_anchor_pem: bytes | None = None) -> Proven
         import c2pa
     except ImportError as err:
         return ProvenanceReport(False, error=f"c2pa-python is not available ({err})")
-    settings: dict[str, Any] = {"verify": {"verify_trust": True}}
+    # Reading a stranger's file must not make us fetch what it points to (a remote manifest).
+    settings: dict[str, Any] = {"verify": {"verify_trust": True, "remote_manifest_fetch": False}}
     if trust_anchor_pem:
         settings["trust"] = {"user_anchors": trust_anchor_pem.decode("ascii")}
     try:
