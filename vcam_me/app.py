@@ -1222,7 +1222,12 @@ def micro_renderer(cfg: AppConfig, avatar, consent, size: tuple[int, int], drive
     for nothing injected) played by a fresh engine, every output frame re-tracked."""
     from vcam_me.evaluation.closed_loop import RetrackSink
     from vcam_me.expression.composer import ExpressionComposer
-    from vcam_me.expression.micro import MicroEngine, MicroLibrary, ScriptedTrigger, parse_script
+    from vcam_me.expression.micro import (
+        MicroEngine,
+        MicroLibrary,
+        ScriptedTrigger,
+        parse_script,
+    )
     from vcam_me.pipeline import render_offline
 
     library = MicroLibrary.load(*micro_library_paths(cfg))
@@ -1235,7 +1240,7 @@ def micro_renderer(cfg: AppConfig, avatar, consent, size: tuple[int, int], drive
         engine = MicroEngine(library, cfg.micro, seed=seed)
         triggers = [ScriptedTrigger(engine, parse_script(script, library))] if script else []
         expression = ExpressionComposer(mapper, engine, triggers)
-        with build_tracker(cfg, "video") as tracker:
+        with build_tracker(cfg, "image") as tracker:  # frame by frame: no smoothing lag in the measurement
             sink = RetrackSink(tracker)
             render_offline(driver, expression, renderer, stamper, sink, fps)
         expression.finish()

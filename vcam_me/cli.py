@@ -147,9 +147,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--size", type=_size, default=(1280, 720), metavar="WxH", help="output size (default 1280x720)")
     bench.add_argument("--out", metavar="FILE.json", help="write the results as JSON here too")
 
-    ev = sub.add_parser("eval", help="closed-loop expression fidelity: AED/APD ratios and per-AU Pearson r")
+    ev = sub.add_parser("eval", help="closed-loop checks: expression fidelity (AED/APD, per-AU r) or micro-expressions")
+    ev.add_argument("what", nargs="?", choices=("fidelity", "micro"), default="fidelity",
+                    help="fidelity (default): AED/APD ratios and per-AU Pearson r; micro: inject every "
+                         "micro-expression type, re-track the render, spot and score the events")
     ev.add_argument("--avatar", metavar="A", help="avatar (default: the bundled sample)")
     ev.add_argument("--driving", metavar="VIDEO", nargs="+", help="driving videos (default: the real clips in ../shared/data/driving)")
     ev.add_argument("--size", type=_size, default=(1280, 720), metavar="WxH", help="render size (default 1280x720)")
     ev.add_argument("--out", metavar="FILE.json", help="write the results as JSON here too")
+    ev.add_argument("--still-seconds", type=float, default=30.0, metavar="S",
+                    help="micro: length of the still neutral driver (0: none; default 30)")
+    ev.add_argument("--seed", type=int, default=0, help="micro: seed of the injection schedule (default 0)")
+    ev.add_argument("--peaks", type=float, nargs="*", default=[0.2, 0.4, 0.6, 0.8, 1.0], metavar="P",
+                    help="micro: peak intensities (fractions of the calibrated range) of the sensitivity sweep "
+                         "on the still driver (none: skip it)")
     return p

@@ -78,3 +78,15 @@ def test_sensitivity_table_and_needed_peak():
     table = L.sensitivity(render, list(TYPES), [0.5, 1.0], seed=0)
     assert table["smile"] == {"0.5": 1.0, "1": 1.0}
     assert L.needed_peak(table["smile"]) == 0.5 and L.needed_peak(table["brow"]) is None
+
+
+def test_paired_stream_needs_the_same_output_frames():
+    import pytest
+
+    render, _ = _fake_render(duration_ms=2000)
+    a, _ = render(None)
+    b, _ = render(None)
+    t, diff = L.paired_stream(a, b)
+    assert diff.shape == (len(a), len(AU_INDEX)) and np.abs(diff).max() < 0.05
+    with pytest.raises(ValueError):
+        L.paired_stream(a, b[:-1])

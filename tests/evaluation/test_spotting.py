@@ -98,3 +98,16 @@ def test_no_face_rows_do_not_make_events():
     au[300:330] = np.nan
     sigma = S.noise_sigma(S.residuals(_stream(seed=5)[1], t))
     assert S.spot(au, t, AU_CHANNELS, sigma) == []
+
+
+def test_au_and_side_is_judged_on_the_leading_au():
+    contempt = _log("contempt_dimpler", 1000, 150, 200, "right", {"AU14_R": 1.0, "AU12_R": 0.5})
+    read_as_smile = S.SpottedEvent(1000, 1150, 1350, ("AU12",), "right", 4.0,
+                                   (S.ChannelEvent("AU12_R", 1000, 1150, 1350, 0.12, 4.0),))
+    read_as_brow = S.SpottedEvent(1000, 1150, 1350, ("AU2", "AU12"), "left", 5.0,
+                                  (S.ChannelEvent("AU2_L", 1000, 1150, 1350, 0.2, 5.0), S.ChannelEvent("AU12_R", 1000, 1150, 1350, 0.1, 3.0)))
+    wrong_side = S.SpottedEvent(1000, 1150, 1350, ("AU12",), "left", 4.0,
+                                (S.ChannelEvent("AU12_L", 1000, 1150, 1350, 0.12, 4.0),))
+    assert S.au_and_side_correct(contempt, read_as_smile)
+    assert not S.au_and_side_correct(contempt, read_as_brow)
+    assert not S.au_and_side_correct(contempt, wrong_side)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -38,7 +38,7 @@ class Stages:
     stamper: object
 
 
-class _RetrackSink:
+class RetrackSink:
     """Re-tracks every rendered frame as it arrives (no frames kept in memory)."""
 
     def __init__(self, tracker) -> None:
@@ -47,7 +47,13 @@ class _RetrackSink:
         self.index = 0
 
     def send(self, frame: RenderedFrame) -> None:
-        self.observations.append(self.tracker.track(Frame(frame.image, frame.timestamp_ms, self.index)))
+        if getattr(self.tracker, "mode", "video") == "image":  # each frame on its own, no temporal filter
+            faces = self.tracker.detect_image(frame.image)
+            obs = faces[0] if faces else FaceObservation.empty(frame.timestamp_ms, (frame.image.shape[1], frame.image.shape[0]))
+            obs = FaceObservation(frame.timestamp_ms, obs.image_size, obs.landmarks, obs.blendshapes, obs.transform)
+        else:
+            obs = self.tracker.track(Frame(frame.image, frame.timestamp_ms, self.index))
+        self.observations.append(obs)
         self.index += 1
 
     def close(self) -> None:
@@ -72,7 +78,7 @@ def evaluate_clip(stages: Stages, fps: int = 60) -> dict:
     from vcam_me.pipeline import on_timeline, render_offline, track_all
     from vcam_me.types import AU_CHANNELS
 
-    sink = _RetrackSink(stages.output_tracker)
+    sink = RetrackSink(stages.output_tracker)
     t0 = time.perf_counter()
     driver = track_all(on_timeline(stages.source.iter_timed()), stages.driver_tracker)
     written = render_offline(driver, stages.make_expression(driver), stages.renderer, stages.stamper, sink, fps)

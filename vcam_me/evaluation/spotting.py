@@ -242,6 +242,7 @@ class LoggedEvent:
     end_ms: float
     side: str
     aus: Mapping[str, float]  # sided channel → relative peak
+    peak: float | None = None  # apex intensity, fraction of the calibrated range
 
     @property
     def primary_au(self) -> str:
@@ -251,7 +252,7 @@ class LoggedEvent:
     @classmethod
     def from_json(cls, d: Mapping) -> LoggedEvent:
         return cls(str(d["type"]), float(d["start_ms"]), float(d["apex_ms"]), float(d["end_ms"]), str(d["side"]),
-                   dict(d["aus"]))
+                   dict(d["aus"]), None if d.get("peak") is None else float(d["peak"]))
 
 
 def iou(a: tuple[float, float], b: tuple[float, float]) -> float:
@@ -283,15 +284,19 @@ def match(logged: Sequence[LoggedEvent], spotted: Sequence[SpottedEvent], min_io
 
 
 def au_and_side_correct(g: LoggedEvent, s: SpottedEvent) -> bool:
-    """The spotted event shows the logged event's primary AU, on the logged side.
+    """The spotted event is led by one of the logged event's AUs, on the logged side.
 
-    For an AU without sides in the channel list the side is not judged."""
-    if g.primary_au not in s.aus:
+    "Led by" is the spotted event's strongest channel (in units of its threshold): a
+    contempt (AU14 with some AU12) that the tracker reads mostly as AU12 counts, a contempt
+    read as a brow movement does not. The side is judged on the leading AU when it has
+    sides in the channel list (both sides' peaks, :attr:`SpotterOptions.side_ratio`)."""
+    lead = s.aus[0] if s.aus else None
+    logged_aus = {base_au(ch) for ch in g.aus}
+    if lead not in logged_aus:
         return False
-    sided = any(channel_side(ch) for ch in g.aus if base_au(ch) == g.primary_au)
-    if not sided:
+    if not any(channel_side(ch) for ch in g.aus if base_au(ch) == lead):
         return True
-    side = _side([c for c in s.channels if base_au(c.channel) == g.primary_au], 0.5) if s.channels else s.side
+    side = _side([c for c in s.channels if base_au(c.channel) == lead], SpotterOptions.side_ratio) if s.channels else s.side
     return side == g.side
 
 
