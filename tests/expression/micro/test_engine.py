@@ -207,3 +207,13 @@ def test_hotkeys_may_trigger_from_another_thread_while_frames_render(library):
         for b in events:
             if a is not b and a.start_ms < b.end_ms and b.start_ms < a.end_ms:
                 assert not library.conflicting(_numbers(a), _numbers(b))
+
+
+def test_an_event_started_ahead_of_the_render_clock_leaves_running_ones_alone(library):
+    engine = MicroEngine(library, seed=11)
+    now = engine.trigger("brow_lowerer", 1000.0, side="both", peak=0.3)
+    mid = (now.start_ms + now.apex_ms) / 2
+    before = engine.injected(mid, _zeros())[AU_INDEX["AU4_L"]]
+    assert before > 0
+    assert engine.trigger("suppressed_smile", 9000.0) is not None  # scheduled 8 s ahead
+    assert engine.injected(mid + 1, _zeros())[AU_INDEX["AU4_L"]] >= before  # still drawn

@@ -103,6 +103,7 @@ class MicroEngine:
         self._running: list[_Running] = []
         self._log: list[MicroEvent] = []
         self._pruned_until = -math.inf  # events that ended before this left the running set
+        self._render_ms: float | None = None  # the newest render time asked for
 
     # -- settings ------------------------------------------------------------------------------
     def set_calibration_range(self, calibration_range: np.ndarray) -> None:
@@ -223,7 +224,8 @@ class MicroEngine:
 
     def _start(self, event: MicroEvent, rise_ms: float = 0.0, fall_ms: float = 0.0) -> MicroEvent | None:
         numbers = _numbers(event.aus)
-        self._prune(event.start_ms)
+        # never prune past what is still being drawn (an event may be started ahead of the render clock)
+        self._prune(event.start_ms if self._render_ms is None else min(event.start_ms, self._render_ms))
         if self.conflicts(numbers, event.start_ms, event.end_ms):
             return None
         channels = np.array([AU_INDEX[ch] for ch in event.aus], np.intp)
@@ -245,6 +247,7 @@ class MicroEngine:
         (``(len(AU_CHANNELS),)`` in [0, 1]): ``tracked + injected`` never exceeds 1."""
         total = np.zeros(len(AU_CHANNELS), np.float64)
         with self._lock:
+            self._render_ms = t_ms if self._render_ms is None else max(self._render_ms, t_ms)
             self._prune(t_ms)
             for r in self._running:
                 level = r.level(t_ms)
