@@ -263,7 +263,7 @@ def test_idle_fires_occasional_micro_expressions_away_from_blinks() -> None:
     closure = np.array(closure)
     for t in times:
         assert closure[max(0, t // 20 - 3): t // 20 + 3].max() == 0.0, "not during a blink"
-    assert animator.micro_fired == [(c[1], c[0]) for c in engine.calls]
+    assert list(animator.micro_fired) == [(c[1], c[0]) for c in engine.calls]
 
 
 def test_idle_micro_expressions_reach_the_real_engine() -> None:
@@ -278,4 +278,4 @@ def test_idle_micro_expressions_reach_the_real_engine() -> None:
     assert engine.events, "a minute of idle at 12 per minute shows some"
     assert {e.source for e in engine.events} == {"idle"}
     assert {e.type for e in engine.events} <= set(options.micro_types)
-    assert [(int(e.start_ms), e.type) for e in engine.events] == animator.micro_fired
+    assert [(int(e.start_ms), e.type) for e in engine.events] == list(animator.micro_fired)

@@ -242,7 +242,8 @@ class IdleAnimator:
         self._breaths: deque[_Breath] = deque()
         self._fixations: deque[_Fixation] = deque()
         self._next_micro_ms: float | None = None
-        self.micro_fired: list[tuple[int, str]] = []  # (t_ms, type) of idle micro-expressions
+        #: (t_ms, type) of the idle micro-expressions fired lately (a bounded window: calls are long).
+        self.micro_fired: deque[tuple[int, str]] = deque(maxlen=1000)
         freq = self._rng.uniform(*_SWAY_HZ, size=(3, 3))
         amp = np.array([1.0, 0.6, 0.35])
         amp = amp / math.sqrt(float(np.sum(amp**2)) / 2)  # each axis: standard deviation 1
