@@ -21,6 +21,11 @@ def test_default_file_matches_dataclass_defaults():
         ({"watermark": {"enabled": False}}, r"cannot be switched off"),
         ({"label": {"banner_seconds": 1}}, r"at least 2 s"),
         ({"expression": {"interpolation_delay_ms": "soon"}}, r"expected an integer or 'auto'"),
+        ({"micro": {"mode": "often"}}, r"micro.mode = 'often': allowed \"none\", \"auto\" or the path of a .json script"),
+        ({"micro": {"intensity": "B-A"}}, r"micro.intensity = 'B-A': allowed a FACS letter A..E or a range"),
+        ({"micro": {"held_intensity": "F"}}, r"micro.held_intensity = 'F': allowed a FACS letter"),
+        ({"micro": {"rate_per_min": 100}}, r"micro.rate_per_min = 100.0: allowed 0..60"),
+        ({"micro": {"seed": -2}}, r"micro.seed = -2: allowed \"random\" or an integer ≥ 0"),
     ],
 )
 def test_invalid_values_name_key_and_allowed_values(doc, message):
