@@ -18,7 +18,7 @@ import math
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -175,9 +175,7 @@ def fit_onset_offset_rho(onset: Duration, offset: Duration, total: Duration) -> 
     return float(rhos[int(np.argmin(err)), 0])
 
 
-def _with_rho(t: MicroType, rho: float) -> MicroType:
-    from dataclasses import replace
-
+def _with_rho(t: MicroType, rho) -> MicroType:
     return replace(t, onset_offset_rho=rho)
 
 
@@ -350,8 +348,6 @@ class _Document:
             if not _is_number(value) or not 50 <= value <= 5000:
                 self.fail(line, f"[held] {key} = {value!r}: expected a number of ms in 50..5000")
             values[key] = float(value)
-        from dataclasses import replace
-
         return replace(current, **values)
 
     def antagonists(self) -> set[tuple[int, int]]:
