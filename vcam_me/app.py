@@ -350,12 +350,28 @@ def build_micro(cfg: AppConfig, mode: str):
     return engine, [ScriptedTrigger(engine, load_script(mode, library))]
 
 
-def build_idle(cfg: AppConfig):
+def build_idle(cfg: AppConfig, seed: int | None = None):
     """The idle animator: the avatar's life while the face is lost or tracking is paused.
-    :func:`live_controls` gives it the microphone and the micro-expression engine."""
+    :func:`connect_idle` gives it the micro-expression engine, :func:`live_controls` the
+    microphone. ``seed``: ``None`` draws one (live); a render passes one, so it can be repeated."""
     from vcam_me.expression.idle import IdleAnimator
 
-    return IdleAnimator(cfg.idle)
+    return IdleAnimator(cfg.idle, seed)
+
+
+def connect_idle(cfg: AppConfig, expression) -> None:
+    """Let the idle face fire its micro-expressions (``[idle] micro_types``) through the
+    expression stage's engine, when it has both; an unknown type is a configuration error."""
+    from vcam_me.errors import ConfigError
+
+    idle, engine = expression.idle, expression.engine
+    if idle is None or engine is None:
+        return
+    unknown = [n for n in cfg.idle.micro_types if n not in engine.library]
+    if unknown:
+        raise ConfigError(f"idle.micro_types: {unknown[0]!r} is not a micro-expression type "
+                          f"(known: {', '.join(sorted(engine.library.names))})")
+    idle.engine = engine
 
 
 def open_microphone(cfg: AppConfig):
@@ -378,16 +394,9 @@ def live_controls(cfg: AppConfig, expression, *, hotkeys: bool = True):
     hotkeys trigger expressions and pause tracking. Yields the idle animator, whose
     ``pause()`` / ``resume()`` / ``toggle_pause()`` are the pause-to-idle control (tray).
     Hotkeys need a desktop session; without one, or with ``hotkeys=False``, one line says so."""
-    from vcam_me.errors import ConfigError
-
     idle, engine = expression.idle, expression.engine
+    connect_idle(cfg, expression)
     with contextlib.ExitStack() as stack:
-        if idle is not None and engine is not None:
-            unknown = [n for n in cfg.idle.micro_types if n not in engine.library]
-            if unknown:
-                raise ConfigError(f"idle.micro_types: {unknown[0]!r} is not a micro-expression type "
-                                  f"(known: {', '.join(sorted(engine.library.names))})")
-            idle.engine = engine
         microphone = open_microphone(cfg) if idle is not None and cfg.idle.voice_jaw else None
         if microphone is not None:
             stack.enter_context(microphone)
@@ -469,6 +478,10 @@ def render_video(avatar_spec: str | None, driving: Path, out: Path, fps: int, si
     renderer = build_renderer(avatar, size, cfg)
     stamper = build_stamper(cfg, size, consent)
     expression = build_expression(cfg, offline=True, observations=observations, micro=mode)
+    # Where the driving video loses the face, the avatar idles (no microphone offline), seeded
+    # from the engine's seed, which the event log records, so a render can be repeated.
+    expression.idle = build_idle(cfg, seed=0 if expression.engine is None else expression.engine.seed + 2)
+    connect_idle(cfg, expression)
     duration_ms = observations[-1].timestamp_ms if observations else 0
     progress = Progress(f"rendering {out.name}", int(duration_ms * fps / 1000) + 1)
     signer = RecordingSigner(out, consent.verdict.record)
@@ -480,7 +493,7 @@ def render_video(avatar_spec: str | None, driving: Path, out: Path, fps: int, si
     _report_signing(sink)
     faces = sum(o.has_face for o in observations)
     info = {"out": str(out), "consent": consent.verdict.code, "frames": written, "driving_frames": len(observations),
-            "driving_frames_with_face": faces, "c2pa_signed": sink.finish_error is None}
+            "driving_frames_with_face": faces, "c2pa_signed": written > 0 and sink.finish_error is None}
     if log_path is not None:
         expression.write_events(log_path, force=force, mode=mode, fps=fps, video=str(out), driving=str(driving))
         info.update(events=len(expression.events), events_out=str(log_path))
@@ -507,7 +520,8 @@ def cmd_demo(args, cfg: AppConfig) -> int:
     # The demo shows the micro-expressions (auto mode unless the config names another).
     micro = "auto" if cfg.micro.mode == "none" else cfg.micro.mode
     info = render_video(str(BUNDLED_AVATAR), BUNDLED_DRIVING, out, cfg.output.fps, size, cfg, micro=micro)
-    print(f"vcam-me: wrote {info['frames']} frames ({size[0]}x{size[1]}, {cfg.output.fps} fps) to {info['out']}")
+    print(f"vcam-me: wrote {info['frames']} frames ({size[0]}x{size[1]}, {cfg.output.fps} fps) to {info['out']}"
+          + (" (C2PA-signed)" if info.get("c2pa_signed") else ""))
     print(f"vcam-me: {info['events']} micro-expressions injected, logged in {info['events_out']}")
     print("vcam-me: to go live with your webcam: vcam-me run   (vcam-me doctor checks your machine)")
     return 0
@@ -518,7 +532,8 @@ def cmd_render(args, cfg: AppConfig) -> int:
     info = render_video(args.avatar, Path(args.driving), Path(args.out), args.fps, size, cfg, force=args.force,
                         micro=args.micro, events_out=args.events_out)
     print(f"vcam-me: wrote {info['frames']} frames to {info['out']} "
-          f"(driving video: {info['driving_frames']} frames, a face in {info['driving_frames_with_face']})")
+          f"(driving video: {info['driving_frames']} frames, a face in {info['driving_frames_with_face']})"
+          + ("; C2PA-signed" if info.get("c2pa_signed") else ""))
     if "events_out" in info:
         print(f"vcam-me: {info['events']} micro-expressions injected, logged in {info['events_out']}")
     return 0
