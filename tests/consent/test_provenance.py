@@ -157,7 +157,8 @@ def test_render_writes_a_signed_recording_and_verify_reports_it(private_user_dir
     out = tmp_path / "demo.mp4"
     assert main(["render", "--avatar", str(SAMPLE_AVATAR), "--driving", str(CLIP), "--out", str(out),
                  "--size", "640x360", "--fps", "30"]) == 0
-    assert "not C2PA-signed" not in capsys.readouterr().err
+    said = capsys.readouterr()
+    assert "; C2PA-signed" in said.out and "not C2PA-signed" not in said.err
     assert main(["verify", str(out), "--json", "--seconds", "2"]) == 0
     report = json.loads(capsys.readouterr().out)
     c2pa = report["c2pa"]
