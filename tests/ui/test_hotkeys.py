@@ -90,6 +90,23 @@ def test_a_hold_released_before_any_poll_is_still_a_hold() -> None:
     assert target.calls == [("hold", "brow_raise", 1250, "hotkey"), ("release", "brow_raise", 1400)]
 
 
+def test_a_release_racing_the_hold_timer_never_leaves_a_hold_behind() -> None:
+    import threading
+
+    b = _binding()
+    for _ in range(300):
+        target = RecordingTarget()
+        rules = TapHoldRecognizer(target, tap_max_ms=250)
+        rules.activate(b, 0)
+        threads = [threading.Thread(target=rules.poll, args=({b.combo: b}, 300)),
+                   threading.Thread(target=rules.deactivate, args=(b, 300))]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        assert [c[0] for c in target.calls] == ["hold", "release"]
+
+
 def test_the_pause_combo_toggles_once_per_press() -> None:
     target, b = RecordingTarget(), _binding(PAUSE, "<ctrl>+<alt>+p")
     toggles = []

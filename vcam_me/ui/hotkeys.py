@@ -111,6 +111,9 @@ class TapHoldRecognizer:
     ``activate`` when the last key of a combo goes down, ``deactivate`` when any of its keys
     comes up, ``poll`` now and then while a combo is down (a timer does it): a combo still down
     ``tap_max_ms`` after it was activated becomes a hold. Times are render-clock ms.
+
+    The listener thread and the timer thread both come here; each call runs whole under one
+    lock, engine calls included, so a release can never overtake the hold it ends.
     """
 
     def __init__(self, target: ExpressionTarget, tap_max_ms: int, *, on_pause: Callable[[], Any] | None = None) -> None:
@@ -125,25 +128,24 @@ class TapHoldRecognizer:
             if binding.combo in self._down:  # auto-repeat, or a second press of a held combo
                 return
             self._down[binding.combo] = _Press(int(t_ms))
-        if binding.action == PAUSE and self.on_pause is not None:
-            self.on_pause()
+            if binding.action == PAUSE and self.on_pause is not None:
+                self.on_pause()
 
     def deactivate(self, binding: Binding, t_ms: int) -> None:
         with self._lock:
             press = self._down.pop(binding.combo, None)
-        if press is None or binding.action == PAUSE:
-            return
-        if press.held:
-            self.target.release(binding.action, t_ms)
-        elif t_ms - press.started_ms <= self.tap_max_ms:
-            self.target.trigger(binding.action, t_ms, source="hotkey")
-        else:  # held past the threshold before a poll noticed: a (short) hold all the same
-            self.target.hold(binding.action, press.started_ms + self.tap_max_ms, "hotkey")
-            self.target.release(binding.action, t_ms)
+            if press is None or binding.action == PAUSE:
+                return
+            if press.held:
+                self.target.release(binding.action, t_ms)
+            elif t_ms - press.started_ms <= self.tap_max_ms:
+                self.target.trigger(binding.action, t_ms, source="hotkey")
+            else:  # held past the threshold before a poll noticed: a (short) hold all the same
+                self.target.hold(binding.action, press.started_ms + self.tap_max_ms, "hotkey")
+                self.target.release(binding.action, t_ms)
 
     def poll(self, bindings: Mapping[str, Binding], t_ms: int) -> None:
         """Start the holds that are due at ``t_ms``."""
-        due = []
         with self._lock:
             for combo, press in self._down.items():
                 binding = bindings.get(combo)
@@ -151,9 +153,7 @@ class TapHoldRecognizer:
                     continue
                 if t_ms - press.started_ms > self.tap_max_ms:
                     press.held = True
-                    due.append(binding)
-        for binding in due:
-            self.target.hold(binding.action, t_ms, "hotkey")
+                    self.target.hold(binding.action, t_ms, "hotkey")
 
     @property
     def down(self) -> tuple[str, ...]:
