@@ -380,7 +380,8 @@ def open_microphone(cfg: AppConfig):
 
     device = cfg.idle.microphone.strip()
     try:
-        return Microphone.open(int(device) if device.isdigit() else (device or None))
+        # The device's own rate: a level meter needs no particular one, and every device has it.
+        return Microphone.open(int(device) if device.isdigit() else (device or None), sample_rate=None)
     except VcamError as err:
         print(f"vcam-me: {err}; the avatar's jaw will not follow your voice while your face is away", file=sys.stderr)
         return None

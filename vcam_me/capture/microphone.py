@@ -136,7 +136,7 @@ class Microphone:
         cls,
         device: str | int | None = None,
         *,
-        sample_rate: int = 16_000,
+        sample_rate: int | None = 16_000,
         block_ms: int = 20,
         attack_ms: float = 15.0,
         release_ms: float = 120.0,
@@ -144,12 +144,15 @@ class Microphone:
     ) -> Microphone:
         """Open an input device (``None`` or ``""``: the system default) and start measuring.
 
+        ``sample_rate=None`` takes the device's own default rate, which every device supports.
         Raises :class:`~vcam_me.errors.CaptureError` with one line when PortAudio is missing,
         no input device exists, or the named one cannot be opened.
         """
         sounddevice = _sounddevice()
         name = find_input(device)
         wanted = None if device in (None, "") else device
+        if sample_rate is None:
+            sample_rate = int(sounddevice.query_devices(wanted, kind="input")["default_samplerate"])
         meter = cls(None, sample_rate, attack_ms=attack_ms, release_ms=release_ms, on_block=on_block)
 
         def callback(indata, frames, time_info, status) -> None:
