@@ -128,6 +128,43 @@ def test_no_display_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None
     assert "display" in str(info.value) and "\n" not in str(info.value)
 
 
+def test_an_untrusted_macos_listener_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seam: a stand-in for pynput's macOS backend, which starts but hears nothing until the
+    user allows the app in Accessibility (pynput then sets IS_TRUSTED = False)."""
+    import types
+
+    from vcam_me.ui import hotkeys
+
+    class Listener:
+        IS_TRUSTED = False
+
+        def __init__(self, **callbacks) -> None:
+            self.stopped = False
+
+        def start(self) -> None: ...
+
+        def wait(self) -> None: ...
+
+        def stop(self) -> None:
+            self.stopped = True
+
+        def is_alive(self) -> bool:
+            return False
+
+    class HotKey:
+        def __init__(self, keys, on_activate) -> None: ...
+
+        @staticmethod
+        def parse(combo: str) -> list[str]:
+            return combo.split("+")
+
+    fake = types.SimpleNamespace(Listener=Listener, HotKey=HotKey)
+    monkeypatch.setattr(hotkeys, "load_keyboard", lambda: fake)
+    with pytest.raises(HotkeysUnavailableError, match="Accessibility") as info:
+        HotkeyListener.start(HotkeyOptions(), RecordingTarget())
+    assert "\n" not in str(info.value)
+
+
 # -- a real X server -------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def x_display() -> Iterator[str]:

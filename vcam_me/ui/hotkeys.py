@@ -223,6 +223,10 @@ class HotkeyListener:
         listener.start()
         listener.wait()
         self._listener = listener
+        if getattr(listener, "IS_TRUSTED", True) is False:  # macOS: the user has not allowed it yet
+            self.close()
+            raise HotkeysUnavailableError("macOS does not let this app watch the keyboard yet: allow it in System "
+                                          "Settings → Privacy & Security → Accessibility, then start again")
         log.info("hotkeys: %s", ", ".join(f"{b.combo} → {b.action}" for b in bindings))
         return self
 
