@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vcam_me.avatar import Avatar, AUBasis, AvatarRenderer
+from vcam_me.avatar import AUBasis, Avatar, AvatarRenderer
 from vcam_me.avatar import mesh as M
+from vcam_me.avatar.basis import FEATURE_NAMES
 from vcam_me.config import AvatarOptions
 from vcam_me.errors import ModelError
 from vcam_me.types import AU_INDEX, ExpressionState
@@ -228,3 +229,26 @@ def test_read_back_expressions(renderer, tracker, neutral):
     for au, shape, min_rise in checks:
         got, _ = _read(tracker, renderer.render(state(au)))
         assert got[shape] - rest[shape] > min_rise, (au, shape, got[shape], rest[shape])
+
+
+def test_drive_applies_the_cross_talk_mixing():
+    shipped = AUBasis.load()
+    mixing = np.eye(len(FEATURE_NAMES), dtype=np.float32)
+    # commanding AU4_L draws it with a little less AU2_L, and AU2_L ×1.5
+    mixing[FEATURE_NAMES.index("AU2_L"), FEATURE_NAMES.index("AU4_L")] = -0.3
+    mixing[FEATURE_NAMES.index("AU2_L"), FEATURE_NAMES.index("AU2_L")] = 1.5
+    # no pose coupling: it follows the commanded features, which differ between the two
+    mixed = AUBasis(shipped.basis, shipped.gain, shipped.pose_gain, None, mixing)
+    r = AvatarRenderer.create(Avatar.load(SAMPLE), (640, 360), basis=mixed)
+    plain = AvatarRenderer.create(Avatar.load(SAMPLE), (640, 360), basis=AUBasis(shipped.basis, shipped.gain, shipped.pose_gain))
+    gain = shipped.gain
+    f = r.drive(state({"AU4_L": 0.5, "AU2_L": 0.2}))
+    assert f[FEATURE_NAMES.index("AU4_L")] == pytest.approx(0.5 * gain[FEATURE_NAMES.index("AU4_L")])
+    assert f[FEATURE_NAMES.index("AU2_L")] == pytest.approx((1.5 * 0.2 - 0.3 * 0.5) * gain[FEATURE_NAMES.index("AU2_L")])
+    # the mesh is the plain renderer's for the mixed features
+    equivalent = state({"AU4_L": 0.5, "AU2_L": 1.5 * 0.2 - 0.3 * 0.5})
+    np.testing.assert_allclose(r.mesh(state({"AU4_L": 0.5, "AU2_L": 0.2})), plain.mesh(equivalent), atol=1e-3)
+    # bounded: a large compensating term stays within the mixed range, gaze keeps its range
+    low = r.drive(state({"AU4_L": 1.0}, gaze=[[-1.0, 1.0], [-1.0, 1.0]]))
+    assert low[FEATURE_NAMES.index("AU2_L")] == pytest.approx(-0.3 * gain[FEATURE_NAMES.index("AU2_L")])
+    assert low[FEATURE_NAMES.index("gaze_left_h")] == pytest.approx(-1.0 * gain[FEATURE_NAMES.index("gaze_left_h")])

@@ -40,12 +40,18 @@ class AUBasis:
             MediaPipe reads on the render per unit feature when the head does not turn (a
             deformed face reads as slightly turned). The driver's pose already carries the
             same kind of reading, so the renderer subtracts this to avoid counting it twice.
+        mixing: ``(len(FEATURE_NAMES), len(FEATURE_NAMES)) float32`` cross-talk compensation
+            (the renderer drives ``gain · (mixing @ features)``): MediaPipe reads one AU on the
+            render partly as others and the two sides unevenly, so a commanded feature is
+            drawn as a blend that reads back as itself (calibrated by
+            :mod:`vcam_me.training.calibrate_mixing`). Identity when absent.
     """
 
     basis: np.ndarray
     gain: np.ndarray | None = None
     pose_gain: np.ndarray | None = None
     pose_coupling: np.ndarray | None = None
+    mixing: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.pose_coupling is None:
@@ -54,6 +60,8 @@ class AUBasis:
             object.__setattr__(self, "gain", np.ones(len(FEATURE_NAMES), np.float32))
         if self.pose_gain is None:
             object.__setattr__(self, "pose_gain", np.ones(3, np.float32))
+        if self.mixing is None:
+            object.__setattr__(self, "mixing", np.eye(len(FEATURE_NAMES), dtype=np.float32))
 
     @classmethod
     def zeros(cls) -> "AUBasis":
@@ -74,6 +82,7 @@ class AUBasis:
                 gain = data["gain"].astype(np.float32) if "gain" in data else None
                 pose_gain = data["pose_gain"].astype(np.float32) if "pose_gain" in data else None
                 coupling = data["pose_coupling"].astype(np.float32) if "pose_coupling" in data else None
+                mixing = data["mixing"].astype(np.float32) if "mixing" in data else None
         except (OSError, KeyError, ValueError) as err:
             raise ModelError(f"AU basis {path} cannot be read: {err}") from None
         if names != FEATURE_NAMES or basis.shape != (len(FEATURE_NAMES), NUM_LANDMARKS, 3):
@@ -82,4 +91,8 @@ class AUBasis:
             raise ModelError(f"AU basis {path} has gains of the wrong shape; refit it")
         if coupling is not None and coupling.shape != (3, len(FEATURE_NAMES)):
             raise ModelError(f"AU basis {path} has a pose coupling of the wrong shape; refit it")
-        return cls(basis, gain, pose_gain, coupling)
+        n = len(FEATURE_NAMES)
+        if mixing is not None and (mixing.shape != (n, n) or not np.isfinite(mixing).all()):
+            raise ModelError(f"AU basis {path} has a mixing matrix of shape {mixing.shape}, expected ({n}, {n}) "
+                             "finite values; recalibrate it")
+        return cls(basis, gain, pose_gain, coupling, mixing)

@@ -54,6 +54,10 @@ LASH_COLOUR = np.array([38, 28, 28], np.float32)
 #: Non-rigid motion of boundary vertices fades out over this many face widths outside the face.
 EXPRESSION_FALLOFF = 0.35
 
+#: Bounds of an AU feature after the cross-talk mixing: a compensating term may push it
+#: somewhat below rest (negative) or past 1, never into a caricature. Gaze keeps [-1, 1].
+MIXED_AU_RANGE = (-0.5, 1.5)
+
 _LIP_PAIRS = ((13, 14), (82, 87), (81, 178), (80, 88), (312, 317), (311, 402), (310, 318))
 
 
@@ -378,6 +382,7 @@ class AvatarRenderer:
         feature_gain: np.ndarray | None = None,
         patches: list[DetailPatch | None] | None = None,
         pose_coupling: np.ndarray | None = None,
+        mixing: np.ndarray | None = None,
     ) -> None:
         self.canvas = canvas
         self.rest = rest
@@ -397,6 +402,11 @@ class AvatarRenderer:
         self._coupling = None if pose_coupling is None or not np.any(pose_coupling) else np.asarray(pose_coupling, np.float32)
         self._pose_gain = np.ones(3) if pose_gain is None else np.asarray(pose_gain, np.float64)
         self._gain = np.ones(len(basis_px), np.float32) if feature_gain is None else np.asarray(feature_gain, np.float32)
+        identity = mixing is None or np.array_equal(mixing, np.eye(len(basis_px)))
+        self._mixing = None if identity else np.asarray(mixing, np.float32)
+        gaze = np.array([n.startswith("gaze_") for n in FEATURE_NAMES])
+        self._mixed_low = np.where(gaze, -1.0, MIXED_AU_RANGE[0]).astype(np.float32)
+        self._mixed_high = np.where(gaze, 1.0, MIXED_AU_RANGE[1]).astype(np.float32)
         x0, y0, x1, y1 = bbox
         hl, wl = grid
         jj, ii = np.meshgrid(np.arange(wl, dtype=np.float32), np.arange(hl, dtype=np.float32))
@@ -469,7 +479,7 @@ class AvatarRenderer:
                                _lid_colour(canvas, rest, upper, unit, M.interocular(rest)), disc))
         return cls(canvas, rest, basis_px, pivot, ctrl3, matrix, bbox, grid, options.warp_downscale, eyes,
                    iod, basis.pose_gain.astype(np.float64), basis.gain.astype(np.float32), patches,
-                   basis.pose_coupling.astype(np.float32))
+                   basis.pose_coupling.astype(np.float32), basis.mixing.astype(np.float32))
 
     @property
     def size(self) -> tuple[int, int]:
@@ -480,9 +490,18 @@ class AvatarRenderer:
         return float(np.mean(v2[self._lips_low, 1] - v2[self._lips_up, 1]))
 
     def drive(self, state: ExpressionState) -> np.ndarray:
-        """``(n_features,) float32``: what the basis is driven with for ``state`` (features
-        times the closed-loop gain)."""
-        return state_features(state) * self._gain
+        """``(n_features,) float32``: what the basis is driven with for ``state``: the
+        features through the cross-talk compensation (``mixing @ features``, kept within
+        :data:`MIXED_AU_RANGE`), times the closed-loop gain.
+
+        The mixing acts before the gain because it was calibrated on renders that already
+        carried the gain: it says which blend of commanded features reads back as the one
+        asked for.
+        """
+        features = state_features(state)
+        if self._mixing is not None:
+            features = np.clip(self._mixing @ features, self._mixed_low, self._mixed_high)
+        return features * self._gain
 
     def _fix_eyes(self, v: np.ndarray, features: np.ndarray) -> None:
         """Close the lids by the blink features, keep each upper lid from passing its lower
