@@ -21,7 +21,8 @@ def test_bench_writes_every_figure(private_user_dirs):
     assert stream["frames_with_face"] == stream["tracked_frames"]  # the bundled clip shows a face throughout
     for key in ("latency_ms_p50", "latency_ms_p99", "render_ms_median", "cpu_cores", "sustained_fps"):
         assert stream[key] is not None and stream[key] > 0
-    assert 0 < result["startup_s"] < 120
+    # start-up counts from the process start: here that is pytest's, so only its sign is checked
+    assert result["startup_s"] > 0
     assert result["tracking_alone"]["tracking_ms_median"] > 0
     assert set(result["targets"]) >= {"latency_ms_p50 <= 30", "cpu_cores <= 1.0", "startup_s <= 3"}
     assert result["machine"]["logical_cores"] >= 1
