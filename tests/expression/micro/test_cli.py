@@ -12,22 +12,23 @@ import pytest
 
 from vcam_me.app import BUNDLED_AVATAR, BUNDLED_DRIVING, main
 
+# Far enough apart (micro-expressions last ≤ 500 ms) that each one's difference peak is its own.
 SCRIPT = [
     {"t_ms": 150, "type": "suppressed_smile", "side": "left", "peak": 0.4},
-    {"t_ms": 450, "type": "brow_lowerer", "peak": 0.3},
-    {"t_ms": 900, "type": "duchenne_smile", "hold_ms": 250, "peak": 0.5},
+    {"t_ms": 700, "type": "brow_lowerer", "peak": 0.3},
+    {"t_ms": 1250, "type": "duchenne_smile", "hold_ms": 250, "peak": 0.5},
 ]
 
 
 @pytest.fixture(scope="module")
 def short_clip(tmp_path_factory) -> Path:
-    """The first 1.5 s of the bundled real clip (45 frames at 30 fps)."""
+    """The first 2 s of the bundled real clip (60 frames at 30 fps)."""
     out = tmp_path_factory.mktemp("clip") / "short.mp4"
     with av.open(str(BUNDLED_DRIVING)) as src, av.open(str(out), "w") as dst:
         stream = dst.add_stream("libx264", rate=30)
         stream.width, stream.height, stream.pix_fmt = src.streams.video[0].width, src.streams.video[0].height, "yuv420p"
         for i, frame in enumerate(src.decode(video=0)):
-            if i >= 45:
+            if i >= 60:
                 break
             new = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")
             new.pts = i
@@ -62,9 +63,9 @@ def test_render_with_a_script_logs_the_scripted_events_on_the_output_timeline(sh
     assert "3 micro-expressions injected" in capsys.readouterr().out
     events = doc["events"]
     assert [(e["type"], e["start_ms"], e["source"]) for e in events] == [
-        ("suppressed_smile", 150.0, "script"), ("brow_lowerer", 450.0, "script"), ("duchenne_smile", 900.0, "script")]
+        ("suppressed_smile", 150.0, "script"), ("brow_lowerer", 700.0, "script"), ("duchenne_smile", 1250.0, "script")]
     assert events[0]["side"] == "left" and events[0]["aus"] == {"AU12_L": 1.0} and events[0]["peak"] == 0.4
-    assert events[2]["held"] and events[2]["end_ms"] == pytest.approx(1150.0 + 600.0)  # released at 900 + 250
+    assert events[2]["held"] and events[2]["end_ms"] == pytest.approx(1500.0 + 600.0)  # released at 1250 + 250
     assert all(e["start_ms"] < e["apex_ms"] < e["end_ms"] for e in events)
     assert doc["fps"] == 60 and doc["video"] == str(out) and isinstance(doc["seed"], int)
     # The output's timeline is the log's: frame i shows t = i × 1000 / 60 ms. Against the same
@@ -75,7 +76,7 @@ def test_render_with_a_script_logs_the_scripted_events_on_the_output_timeline(sh
     with av.open(str(out)) as a, av.open(str(plain)) as b:
         fa = [f.to_ndarray(format="rgb24").astype(np.int16) for f in a.decode(video=0)]
         fb = [f.to_ndarray(format="rgb24").astype(np.int16) for f in b.decode(video=0)]
-    assert len(fa) == len(fb) == 89
+    assert len(fa) == len(fb) == 119
     diff = np.array([np.abs(x - y).mean() for x, y in zip(fa, fb)])
     first = int(np.ceil(150 * 60 / 1000))
     assert diff[:first + 1].max() == 0.0  # frame 9 is t = 150 ms: the envelope is still 0 there
