@@ -237,15 +237,15 @@ def test_drive_applies_the_cross_talk_mixing():
     # commanding AU4_L draws it with a little less AU2_L, and AU2_L ×1.5
     mixing[FEATURE_NAMES.index("AU2_L"), FEATURE_NAMES.index("AU4_L")] = -0.3
     mixing[FEATURE_NAMES.index("AU2_L"), FEATURE_NAMES.index("AU2_L")] = 1.5
-    # no pose coupling: it follows the commanded features, which differ between the two
-    mixed = AUBasis(shipped.basis, shipped.gain, shipped.pose_gain, None, mixing)
+    mixed = AUBasis(shipped.basis, shipped.gain, shipped.pose_gain, shipped.pose_coupling, mixing)
     r = AvatarRenderer.create(Avatar.load(SAMPLE), (640, 360), basis=mixed)
-    plain = AvatarRenderer.create(Avatar.load(SAMPLE), (640, 360), basis=AUBasis(shipped.basis, shipped.gain, shipped.pose_gain))
+    plain = AvatarRenderer.create(Avatar.load(SAMPLE), (640, 360), basis=shipped)
     gain = shipped.gain
     f = r.drive(state({"AU4_L": 0.5, "AU2_L": 0.2}))
     assert f[FEATURE_NAMES.index("AU4_L")] == pytest.approx(0.5 * gain[FEATURE_NAMES.index("AU4_L")])
     assert f[FEATURE_NAMES.index("AU2_L")] == pytest.approx((1.5 * 0.2 - 0.3 * 0.5) * gain[FEATURE_NAMES.index("AU2_L")])
-    # the mesh is the plain renderer's for the mixed features
+    # the mesh is the plain renderer's for the mixed features (pose coupling included: it
+    # follows what is drawn)
     equivalent = state({"AU4_L": 0.5, "AU2_L": 1.5 * 0.2 - 0.3 * 0.5})
     np.testing.assert_allclose(r.mesh(state({"AU4_L": 0.5, "AU2_L": 0.2})), plain.mesh(equivalent), atol=1e-3)
     # bounded: a large compensating term stays within the mixed range, gaze keeps its range

@@ -133,3 +133,12 @@ def test_probe_on_the_real_renderer_reads_jaw_open():
         got = cm.probe_response(renderer.render, read, levels=(0.3, 0.6), features=[idx("AU26")])
     assert got[idx("AU26"), idx("AU26")] > 0.5
     assert np.isnan(got[:, idx("AU1")]).all()
+
+
+def test_only_compensates_the_named_aus():
+    r = synthetic_response(8)
+    mixing, read = cm.fit_mixing(r, ridge=1e-8, only=["AU4", "AU2"])
+    assert {DRIVING_AU_CHANNELS[i] for i in np.flatnonzero(read)} == {"AU2_L", "AU2_R", "AU4_L", "AU4_R"}
+    eye = np.eye(len(FEATURE_NAMES))
+    np.testing.assert_array_equal(mixing[:, idx("AU12_L")], eye[:, idx("AU12_L")])
+    assert mixing[idx("AU2_L"), idx("AU4_L")] != 0.0

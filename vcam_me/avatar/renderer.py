@@ -498,10 +498,13 @@ class AvatarRenderer:
         carried the gain: it says which blend of commanded features reads back as the one
         asked for.
         """
+        return self._mixed_features(state) * self._gain
+
+    def _mixed_features(self, state: ExpressionState) -> np.ndarray:
         features = state_features(state)
-        if self._mixing is not None:
-            features = np.clip(self._mixing @ features, self._mixed_low, self._mixed_high)
-        return features * self._gain
+        if self._mixing is None:
+            return features
+        return np.clip(self._mixing @ features, self._mixed_low, self._mixed_high)
 
     def _fix_eyes(self, v: np.ndarray, features: np.ndarray) -> None:
         """Close the lids by the blink features, keep each upper lid from passing its lower
@@ -553,10 +556,11 @@ class AvatarRenderer:
 
     def _pose(self, state: ExpressionState) -> np.ndarray:
         """Head rotation to apply (degrees): the commanded pose less what the expression
-        itself will read as, times the closed-loop gain."""
+        itself will read as, times the closed-loop gain. The coupling was measured per
+        unit of the features the face is actually drawn with, i.e. after the mixing."""
         pose = np.asarray(state.head_pose, np.float64)
         if self._coupling is not None:
-            pose = pose - self._coupling @ state_features(state)
+            pose = pose - self._coupling @ self._mixed_features(state)
         return pose * self._pose_gain
 
     def _ctrl_displacement(self, state: ExpressionState) -> np.ndarray:

@@ -133,13 +133,17 @@ def pooled_response(responses: Sequence[np.ndarray], symmetric: bool = True) -> 
 
 def fit_mixing(response: np.ndarray, min_response: float = MIN_RESPONSE, ridge: float = RIDGE,
                diagonal_limits: tuple[float, float] = DIAGONAL_LIMITS,
-               off_diagonal_limit: float = OFF_DIAGONAL_LIMIT, keep_scale: bool = False) -> tuple[np.ndarray, np.ndarray]:
+               off_diagonal_limit: float = OFF_DIAGONAL_LIMIT, keep_scale: bool = False,
+               only: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(N_AU, N_AU)`` response → ``(len(FEATURE_NAMES),) * 2`` mixing ``M`` with ``R M ≈ I``
     on the read channels, identity elsewhere; and the boolean mask of read channels.
 
     ``keep_scale``: aim at ``R M ≈ diag(R)`` instead, i.e. undo only the cross-talk and
-    leave each feature's own read-back strength to the gains."""
+    leave each feature's own read-back strength to the gains. ``only``: compensate just these
+    AUs (written without side, e.g. ``AU4``); the others keep the identity."""
     read = np.diag(response) >= min_response
+    if only is not None:
+        read &= np.array([_base(c) in set(only) for c in DRIVING_AU_CHANNELS])
     mixing = np.eye(len(FEATURE_NAMES))
     idx = np.flatnonzero(read)
     if idx.size:
@@ -152,6 +156,11 @@ def fit_mixing(response: np.ndarray, min_response: float = MIN_RESPONSE, ridge: 
         m[~off] = np.clip(m[~off], *diagonal_limits)
         mixing[np.ix_(idx, idx)] = m
     return mixing, read
+
+
+def _base(channel: str) -> str:
+    """``AU4_L`` → ``AU4``; unsided channels as they are."""
+    return channel[:-2] if channel.endswith(("_L", "_R")) else channel
 
 
 def cross_talk_summary(response: np.ndarray, read: np.ndarray, top: int = 8) -> str:
@@ -206,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--asymmetric", action="store_true", help="do not average the response with its mirror image")
     p.add_argument("--min-response", type=float, default=MIN_RESPONSE)
     p.add_argument("--ridge", type=float, default=RIDGE)
+    p.add_argument("--only", nargs="+", metavar="AU", default=None,
+                   help="compensate only these AUs (without side, e.g. AU1 AU2 AU4 AU7 AU43); the others keep the identity")
     p.add_argument("--keep-scale", action="store_true",
                    help="undo only the cross-talk (R M ≈ diag R), not each feature's own strength")
     args = p.parse_args(argv)
@@ -228,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             np.savez(args.responses, responses=np.stack(responses), avatars=np.array(names),
                      levels=np.array(args.levels))
     response = pooled_response(responses, symmetric=not args.asymmetric)
-    mixing, read = fit_mixing(response, args.min_response, args.ridge, keep_scale=args.keep_scale)
+    mixing, read = fit_mixing(response, args.min_response, args.ridge, keep_scale=args.keep_scale, only=args.only)
     unread = [n for n, ok in zip(DRIVING_AU_CHANNELS, read) if not ok]
     print(f"pooled cross-talk: {cross_talk_summary(response, read)}")
     print(f"unread channels (identity): {' '.join(unread)}")
@@ -240,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     stored["mixing_calibration"] = np.array(
         f"probe renders of {' '.join(names)} at levels {' '.join(map(str, args.levels))}, IMAGE-mode re-tracking; "
         f"{'asymmetric' if args.asymmetric else 'mirror-averaged'} response, ridge {args.ridge}, "
-        f"min response {args.min_response}{', own strengths kept' if args.keep_scale else ''}")
+        f"min response {args.min_response}{', own strengths kept' if args.keep_scale else ''}"
+        f"{'; only ' + ' '.join(args.only) if args.only else ''}")
     out = args.out or args.basis
     np.savez_compressed(out, **stored)
     print(f"wrote the mixing into {out}")
