@@ -35,13 +35,20 @@ def test_base_names_and_sides():
     assert S.channel_side("AU12_L") == "left" and S.channel_side("AU12_R") == "right" and S.channel_side("AU1") is None
 
 
-def test_top_hat_removes_slow_rises_and_keeps_brief_ones():
+def test_detrend_removes_slow_rises_and_keeps_brief_ones():
     t = np.arange(600) * 1000.0 / FPS
     slow = 0.3 * (1 - np.cos(2 * np.pi * t / 4000.0)) / 2  # a 4 s macro expression
     brief = _bump(t, 5850, 150, 200, 0.2)  # on top of the slow peak
-    res = S.top_hat(slow + brief, half=24)
+    res = S.detrend(slow + brief, half=36)
     assert res.max() == pytest.approx(0.2, abs=0.03)
     assert np.abs(res[t < 5700]).max() < 0.03
+
+
+def test_a_dip_does_not_raise_the_flat_stretch_beside_it():
+    t = np.arange(300) * 1000.0 / FPS
+    x = np.zeros_like(t) - _bump(t, 1000, 100, 100, 0.1)
+    res = S.detrend(x, half=36)
+    assert res.max() < 1e-9
 
 
 def test_spots_injected_events_with_au_side_and_apex():

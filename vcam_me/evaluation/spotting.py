@@ -11,9 +11,11 @@ logged one is at least 0.5.
 How an event is spotted, per AU channel:
 
 1. light smoothing (3 frames) against tracker jitter;
-2. a morphological *top-hat*: the signal minus its grey opening with a window longer than
-   any micro-expression (default 0.8 s). What is left are rises shorter than the window;
-   slow expressions, speech and head motion mostly vanish with the opening;
+2. the signal minus its running median over a window more than twice as long as any
+   micro-expression (default 1.2 s). What is left are rises shorter than half the window;
+   slow expressions, speech and head motion mostly vanish with the median. (A grey opening,
+   the usual top-hat, was tried first: a brief *dip* lowers the opening for a whole window
+   and makes the flat stretch beside it look raised, which the median does not do);
 3. a per-channel threshold ``max(k · σ, floor)``, σ estimated robustly (MAD) from control
    material with nothing injected (the same driver rendered without events): so a channel
    the tracker barely moves, or one that jitters, sets its own floor, as metrics.md asks;
@@ -58,7 +60,7 @@ def channel_side(channel: str) -> str | None:
 class SpotterOptions:
     """Knobs of the spotter; the defaults are the ones the committed results use."""
 
-    window_ms: float = 800.0  # opening window: longer than any micro-expression (≤ 500 ms)
+    window_ms: float = 1200.0  # running-median window: over twice any micro-expression (≤ 500 ms)
     k_sigma: float = 5.0  # threshold in robust standard deviations of the control residual
     floor: float = 0.03  # absolute threshold floor (blendshape units)
     edge: float = 0.2  # interval edges where the residual falls below this fraction of the peak
@@ -101,24 +103,17 @@ def _smooth3(x: np.ndarray) -> np.ndarray:
     return (padded[:-2] + padded[1:-1] + padded[2:]) / 3.0
 
 
-def _running(x: np.ndarray, half: int, fn) -> np.ndarray:
-    """Running min/max over ``2·half + 1`` samples (edges use the samples that exist)."""
-    n = len(x)
-    if n == 0 or half <= 0:
-        return x.copy()
-    padded = np.concatenate([np.full(half, x[0]), x, np.full(half, x[-1])])
-    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1)
-    return fn(windows, axis=1)[:n]
+def detrend(x: np.ndarray, half: int) -> np.ndarray:
+    """``x`` minus its running median over ``2·half + 1`` samples (edges: nearest sample)."""
+    from scipy.ndimage import median_filter
 
-
-def top_hat(x: np.ndarray, half: int) -> np.ndarray:
-    """``x`` minus its grey opening (erosion then dilation) with a window of ``2·half + 1``."""
-    opened = _running(_running(x, half, np.min), half, np.max)
-    return x - opened
+    if len(x) == 0 or half <= 0:
+        return np.zeros_like(x)
+    return x - median_filter(x, size=2 * half + 1, mode="nearest")
 
 
 def residuals(au: np.ndarray, t_ms: np.ndarray, options: SpotterOptions = SpotterOptions()) -> np.ndarray:
-    """Top-hat residual of every channel: ``(T, C)``. NaN rows (no face) are held from the
+    """Detrended residual of every channel: ``(T, C)``. NaN rows (no face) are held from the
     last tracked row so that a dropout is not an event."""
     au = np.asarray(au, np.float64).copy()
     for i in range(1, len(au)):
@@ -129,7 +124,7 @@ def residuals(au: np.ndarray, t_ms: np.ndarray, options: SpotterOptions = Spotte
     half = max(1, round(options.window_ms / dt / 2))
     out = np.empty_like(au)
     for c in range(au.shape[1]):
-        out[:, c] = top_hat(_smooth3(au[:, c]), half)
+        out[:, c] = detrend(_smooth3(au[:, c]), half)
     return out
 
 
