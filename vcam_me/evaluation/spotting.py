@@ -63,7 +63,7 @@ class SpotterOptions:
     window_ms: float = 1200.0  # running-median window: over twice any micro-expression (≤ 500 ms)
     k_sigma: float = 5.0  # threshold in robust standard deviations of the control residual
     floor: float = 0.03  # absolute threshold floor (blendshape units)
-    edge: float = 0.2  # interval edges where the residual falls below this fraction of the peak
+    edge: float = 0.1  # interval edges where the residual falls below this fraction of the peak
     merge_ms: float = 120.0  # channel apexes this close belong to one event
     side_ratio: float = 0.5  # weaker side below this fraction of the stronger: unilateral
     min_ms: float = 40.0  # shorter excursions are jitter
@@ -278,21 +278,30 @@ def match(logged: Sequence[LoggedEvent], spotted: Sequence[SpottedEvent], min_io
     return sorted(out)
 
 
-def au_and_side_correct(g: LoggedEvent, s: SpottedEvent) -> bool:
-    """The spotted event is led by one of the logged event's AUs, on the logged side.
-
-    "Led by" is the spotted event's strongest channel (in units of its threshold): a
-    contempt (AU14 with some AU12) that the tracker reads mostly as AU12 counts, a contempt
-    read as a brow movement does not. The side is judged on the leading AU when it has
-    sides in the channel list (both sides' peaks, :attr:`SpotterOptions.side_ratio`)."""
-    lead = s.aus[0] if s.aus else None
-    logged_aus = {base_au(ch) for ch in g.aus}
-    if lead not in logged_aus:
-        return False
-    if not any(channel_side(ch) for ch in g.aus if base_au(ch) == lead):
+def _side_of(g: LoggedEvent, s: SpottedEvent, au: str) -> bool:
+    """Whether ``s`` shows ``au`` on the side ``g`` logged (True for an AU without sides)."""
+    if not any(channel_side(ch) for ch in g.aus if base_au(ch) == au):
         return True
-    side = _side([c for c in s.channels if base_au(c.channel) == lead], SpotterOptions.side_ratio) if s.channels else s.side
+    channels = [c for c in s.channels if base_au(c.channel) == au]
+    side = _side(channels, SpotterOptions.side_ratio) if channels else s.side
     return side == g.side
+
+
+def au_and_side_correct(g: LoggedEvent, s: SpottedEvent) -> bool:
+    """The spotted event shows the logged event's AU on the logged side: either its main
+    (largest relative peak) AU is among the spotted AUs, or the spotted event is led by
+    (its strongest channel, in units of threshold) one of the logged AUs — so a contempt
+    (AU14 with some AU12) that the tracker reads as AU12 counts, and so does a brow flash
+    (AU2) read with AU1 beside it; a contempt read as a brow movement does not. The side is
+    judged on that AU when it has sides in the channel list (both sides' peaks,
+    :attr:`SpotterOptions.side_ratio`)."""
+    logged_aus = {base_au(ch) for ch in g.aus}
+    candidates = []
+    if g.primary_au in s.aus:
+        candidates.append(g.primary_au)
+    if s.aus and s.aus[0] in logged_aus:
+        candidates.append(s.aus[0])
+    return any(_side_of(g, s, au) for au in candidates)
 
 
 @dataclass
