@@ -27,6 +27,8 @@ log = logging.getLogger("vcam_me")
 BUNDLED_DRIVING = PROJECT_ROOT / "assets" / "driving" / "pyfeat_WolfgangLanger_Pexels.mp4"
 BUNDLED_AVATAR = PROJECT_ROOT / "assets" / "avatars" / "sample"
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+#: Micro-expressions per minute in the demo, so that a few show in its 20 s clip.
+DEMO_MICRO_RATE = 12.0
 #: Real clips, 7 s or longer, the micro-expression proof injects into by default.
 MICRO_EVAL_CLIPS = (
     "liveportrait_d6.mp4", "liveportrait_d14.mp4", "pyfeat_WolfgangLanger_Pexels.mp4", "liveportrait_d8.mp4",
@@ -512,18 +514,25 @@ def track_recording(source, cfg: AppConfig, label: str = "tracking") -> list:
     return observations
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def cmd_demo(args, cfg: AppConfig) -> int:
     out = Path(args.out) if getattr(args, "out", None) else _free_name(Path.cwd() / "vcam-me-demo.mp4")
     while not getattr(args, "out", None) and out.with_suffix(".events.json").exists():  # its log's name must be free too
         out = _free_name(out.with_name(out.stem + "-1.mp4"))
     size = (cfg.output.width, cfg.output.height)
     print(f"vcam-me: rendering the bundled clip ({BUNDLED_DRIVING.name}) onto the bundled avatar …", file=sys.stderr)
-    # The demo shows the micro-expressions (auto mode unless the config names another).
+    # The demo shows the micro-expressions (auto mode unless the config names another), at
+    # a rate that puts a few into the 20 s clip (the everyday default is a calm 4 a minute).
     micro = "auto" if cfg.micro.mode == "none" else cfg.micro.mode
+    if micro == "auto":
+        cfg = dataclasses.replace(cfg, micro=dataclasses.replace(cfg.micro, rate_per_min=max(cfg.micro.rate_per_min, DEMO_MICRO_RATE)))
     info = render_video(str(BUNDLED_AVATAR), BUNDLED_DRIVING, out, cfg.output.fps, size, cfg, micro=micro)
     print(f"vcam-me: wrote {info['frames']} frames ({size[0]}x{size[1]}, {cfg.output.fps} fps) to {info['out']}"
           + (" (C2PA-signed)" if info.get("c2pa_signed") else ""))
-    print(f"vcam-me: {info['events']} micro-expressions injected, logged in {info['events_out']}")
+    print(f"vcam-me: {_count(info['events'], 'micro-expression')} injected, logged in {info['events_out']}")
     print("vcam-me: to go live with your webcam: vcam-me run   (vcam-me doctor checks your machine)")
     return 0
 
@@ -536,7 +545,7 @@ def cmd_render(args, cfg: AppConfig) -> int:
           f"(driving video: {info['driving_frames']} frames, a face in {info['driving_frames_with_face']})"
           + ("; C2PA-signed" if info.get("c2pa_signed") else ""))
     if "events_out" in info:
-        print(f"vcam-me: {info['events']} micro-expressions injected, logged in {info['events_out']}")
+        print(f"vcam-me: {_count(info['events'], 'micro-expression')} injected, logged in {info['events_out']}")
     return 0
 
 
