@@ -28,10 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
-from vcam_me.avatar import AUBasis, AvatarRenderer, state_features
+from vcam_me.avatar import AUBasis, AvatarRenderer
 from vcam_me.evaluation import metrics
 from vcam_me.training import closed_loop as cl
-from vcam_me.training.features import FEATURE_NAMES, blendshapes_to_au_and_gaze, features_from
+from vcam_me.training.features import (
+    FEATURE_NAMES,
+    blendshapes_to_au_and_gaze,
+    features_from,
+)
 
 DEFAULT_CLIPS = ("d0", "d5", "d7", "d8", "d18", "d19", "WolfgangLanger", "d6", "d14")
 STEP_LIMITS = (0.6, 2.0)
@@ -124,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     for it in range(args.iterations):
         t0 = time.monotonic()
         renderer = AvatarRenderer.create(avatar, basis=AUBasis(
-            basis.basis, gain.astype(np.float32), pose_gain.astype(np.float32), coupling.astype(np.float32)))
+            basis.basis, gain.astype(np.float32), pose_gain.astype(np.float32), coupling.astype(np.float32), basis.mixing))
         fd, fo, pd, po, ratios = [], [], [], [], []
         applied, commanded = [], []
         for name in args.clips:
@@ -138,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
             po.append(op - np.nanmedian(op, 0))
             states = cl.driver_states(drv_b, drv_t)
             applied.append(np.array([renderer._pose(st) for st in states]))
-            commanded.append(np.array([state_features(st) for st in states]))
+            # the features as drawn (after the basis's cross-talk mixing): what the renderer
+            # multiplies the coupling by
+            commanded.append(np.array([renderer._mixed_features(st) for st in states]))
         summary = " ".join(f"{n}:{a:.2f}/{b:.2f}/{r:.2f}" for n, a, b, r in ratios)
         print(f"iteration {it}: AEDr/APDr/min r  {summary}  ({time.monotonic() - t0:.0f} s)", flush=True)
         slope, std = slopes(fd, fo)
