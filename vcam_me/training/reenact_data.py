@@ -1,0 +1,278 @@
+"""Self-reenactment samples for the transfer network, from real face videos read in place.
+
+Per clip (each clip shows one person):
+
+1. every ``stride``-th frame is tracked with the project's own MediaPipe tracker (video mode);
+   AUs come from the crosswalk, gaze from the blendshapes, head pose from the facial
+   transformation matrix;
+2. the *reference* is the rest frame: the face frame with the lowest total driving-AU
+   intensity; every other face frame is a *target*;
+3. each frame is cut to an aligned crop (:data:`CROP_SIZE` = 128 px square) by a 2-D
+   similarity from a few landmarks that expressions barely move (eye corners, nose bridge
+   and tip) to their places on MediaPipe's canonical face. 128 px is the crop design.md §4
+   budgets for (a 0.7 GMAC U-Net at 128²); the face is then ≈ 38 px between the eyes, enough
+   for teeth, lids and folds, and 256² would cost 4× the MACs;
+4. the reference crop is warped to each target's geometry by a piecewise-affine warp over
+   MediaPipe's canonical triangles (:func:`warp_to_geometry`), so the appearance head only has
+   to learn what a warp cannot make (mouth interior, lid closure, folds).
+
+Conditioning vector per target (:data:`CONDITION_NAMES`): the driving AU channels and gaze
+of :mod:`vcam_me.training.features`, then head pose (yaw, pitch, roll) relative to the
+reference's, in units of 30°.
+
+Extracted clips are cached as ``.npz`` under the user cache folder (never in the repository),
+keyed by the clip's path, size, mtime and the extraction settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from vcam_me.avatar import mesh
+from vcam_me.errors import CaptureError, TrackingError
+from vcam_me.geometry import pose_from_transform
+from vcam_me.training.features import (
+    FEATURE_NAMES,
+    blendshapes_to_au_and_gaze,
+    features_from,
+)
+
+log = logging.getLogger(__name__)
+
+CROP_SIZE = 128
+#: Landmarks the crop is aligned on: eye corners, nose bridge, nose tip and base.
+ALIGN_IDS = (33, 133, 362, 263, 168, 6, 197, 195, 5, 4)
+#: Canonical-face box the crop shows, in IOD units around the eye midpoint (the canonical face
+#: spans x ±1.23, y −0.89 (forehead top) … 1.91 (chin)): the whole face with a margin.
+CROP_CENTRE_IOD = (0.0, 0.55)
+CROP_HALF_IOD = 1.7
+POSE_UNIT_DEG = 30.0
+CONDITION_NAMES: tuple[str, ...] = FEATURE_NAMES + ("pose_yaw", "pose_pitch", "pose_roll")
+N_CONDITION = len(CONDITION_NAMES)
+_CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ClipSamples:
+    """One clip's self-reenactment samples (``n`` targets).
+
+    Attributes:
+        clip: the video it came from.
+        reference_crop: ``(S, S, 3) uint8 RGB`` aligned crop of the rest frame.
+        reference_mesh: ``(478, 3) float32`` pose-normalised rest landmarks (canonical IOD units).
+        warped: ``(n, S, S, 3) uint8 RGB`` the reference crop warped to each target's geometry.
+        target: ``(n, S, S, 3) uint8 RGB`` the target crops.
+        face_mask: ``(n, S, S) uint8`` 1 inside each target's face oval.
+        condition: ``(n, N_CONDITION) float32`` AUs, gaze and relative pose of each target.
+        displacement: ``(n, 478, 3) float32`` target minus reference pose-normalised mesh.
+        frame_index: ``(n,) int`` source frame numbers; ``reference_index`` the rest frame's.
+    """
+
+    clip: Path
+    reference_crop: np.ndarray
+    reference_mesh: np.ndarray
+    warped: np.ndarray
+    target: np.ndarray
+    face_mask: np.ndarray
+    condition: np.ndarray
+    displacement: np.ndarray
+    frame_index: np.ndarray
+    reference_index: int
+
+    def __len__(self) -> int:
+        return len(self.target)
+
+
+def crop_points(size: int = CROP_SIZE) -> np.ndarray:
+    """``(len(ALIGN_IDS), 2) float64`` where the alignment landmarks go in a ``size`` crop."""
+    v = mesh.canonical_mesh().vertices[list(ALIGN_IDS), :2]
+    scale = size / (2 * CROP_HALF_IOD)
+    return (v - np.asarray(CROP_CENTRE_IOD)) * scale + size / 2.0
+
+
+def crop_transform(points_px: np.ndarray, size: int = CROP_SIZE) -> np.ndarray:
+    """``(2, 3)`` similarity mapping image pixels to the aligned crop, from ``(478, ≥2)`` landmarks."""
+    src = np.asarray(points_px, np.float64)[list(ALIGN_IDS), :2]
+    m, _ = cv2.estimateAffinePartial2D(src, crop_points(size), method=cv2.LMEDS)
+    if m is None:
+        raise TrackingError("cannot align the face crop: degenerate landmarks")
+    return m
+
+
+def _apply(m: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return points[:, :2] @ m[:, :2].T + m[:, 2]
+
+
+def _triangles() -> np.ndarray:
+    return mesh.canonical_mesh().triangles
+
+
+def warp_to_geometry(image: np.ndarray, src_points: np.ndarray, dst_points: np.ndarray) -> np.ndarray:
+    """Piecewise-affine warp of ``image`` so its landmarks move from ``src`` to ``dst``.
+
+    ``image``: ``(S, S, 3) uint8``; ``src_points``, ``dst_points``: ``(≥468, 2)`` in its pixels.
+    Inside the face mesh each output pixel is pulled from the source through the affine map of
+    the canonical triangle it falls in; outside, pixels stay where they are (both crops are
+    aligned on the same stable landmarks, so hair and background already line up).
+    """
+    h, w = image.shape[:2]
+    tris = _triangles()
+    dst = np.asarray(dst_points, np.float64)[:468, :2]
+    src = np.asarray(src_points, np.float64)[:468, :2]
+    owner = np.full((h, w), -1, np.int32)
+    # Triangles overlap only where the mesh folds (a turned cheek); the last drawn wins there.
+    for k, tri in enumerate(tris):
+        cv2.fillConvexPoly(owner, np.round(dst[tri] * 16).astype(np.int32), int(k), lineType=cv2.LINE_8, shift=4)
+    # Affine per triangle, dst → src: [x y 1] @ A = src.
+    d = np.concatenate([dst[tris], np.ones((len(tris), 3, 1))], axis=2)  # (T, 3, 3)
+    a = np.linalg.pinv(d) @ src[tris]  # (T, 3, 2); pinv copes with degenerate (closed-lid) triangles
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    inside = owner >= 0
+    map_x, map_y = xs.copy(), ys.copy()
+    ai = a[owner[inside]]
+    px, py = xs[inside], ys[inside]
+    map_x[inside] = px * ai[:, 0, 0] + py * ai[:, 1, 0] + ai[:, 2, 0]
+    map_y[inside] = px * ai[:, 0, 1] + py * ai[:, 1, 1] + ai[:, 2, 1]
+    return cv2.remap(image, map_x.astype(np.float32), map_y.astype(np.float32), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+def face_mask(points: np.ndarray, size: int = CROP_SIZE) -> np.ndarray:
+    """``(size, size) uint8`` 1 inside the face oval of ``(478, ≥2)`` crop-pixel landmarks."""
+    out = np.zeros((size, size), np.uint8)
+    cv2.fillPoly(out, [np.round(np.asarray(points)[list(mesh.FACE_OVAL), :2] * 16).astype(np.int32)], 1, shift=4)
+    return out
+
+
+@dataclass(frozen=True)
+class _Tracked:
+    index: np.ndarray  # (n,) frame numbers
+    crops: np.ndarray  # (n, S, S, 3) uint8
+    crop_landmarks: np.ndarray  # (n, 478, 2) float32
+    aligned: np.ndarray  # (n, 478, 3) float32, pose-normalised
+    features: np.ndarray  # (n, len(FEATURE_NAMES)) float32
+    pose_deg: np.ndarray  # (n, 3) float32
+
+
+def _track(path: Path, max_frames: int, stride: int, size: int) -> _Tracked:
+    from vcam_me.models import verified_model_path
+    from vcam_me.tracking import FaceTracker
+    from vcam_me.types import Frame
+
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise CaptureError(f"cannot open video {path}")
+    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+    rows: dict[str, list] = {k: [] for k in ("index", "crops", "lm", "aligned", "blend", "pose")}
+    seen = 0
+    try:
+        with FaceTracker.create(verified_model_path("face_landmarker"), mode="video") as tracker:
+            i = 0
+            while len(rows["index"]) < max_frames:
+                ok, bgr = cap.read()
+                if not ok:
+                    break
+                if i % stride == 0:
+                    seen += 1
+                    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                    obs = tracker.track(Frame(rgb, round(i * 1000.0 / fps) + 1, i))
+                    if obs.has_face and obs.blendshapes is not None and obs.transform is not None:
+                        px = mesh.landmarks_to_pixels(obs.landmarks, obs.image_size)
+                        m = crop_transform(px, size)
+                        rows["index"].append(i)
+                        rows["crops"].append(cv2.warpAffine(rgb, m, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT))
+                        rows["lm"].append(_apply(m, px))
+                        rows["aligned"].append(mesh.normalise_pose(px)[0])
+                        rows["blend"].append(obs.blendshapes)
+                        rows["pose"].append(pose_from_transform(obs.transform))
+                i += 1
+    finally:
+        cap.release()
+    if seen == 0:
+        raise CaptureError(f"no frames could be read from {path}")
+    if len(rows["index"]) < 2:
+        raise TrackingError(f"no face found in {path.name}: {len(rows['index'])} of {seen} frames had a face, need ≥ 2")
+    au, gaze = blendshapes_to_au_and_gaze(np.asarray(rows["blend"], np.float32))
+    return _Tracked(
+        index=np.asarray(rows["index"]),
+        crops=np.asarray(rows["crops"], np.uint8),
+        crop_landmarks=np.asarray(rows["lm"], np.float32),
+        aligned=np.asarray(rows["aligned"], np.float32),
+        features=features_from(au, gaze).astype(np.float32),
+        pose_deg=np.asarray(rows["pose"], np.float32),
+    )
+
+
+def samples_from_tracked(clip: Path, t: _Tracked, size: int = CROP_SIZE) -> ClipSamples:
+    """Pick the rest frame, warp it to every other frame and build the conditioning."""
+    n_au = len(FEATURE_NAMES) - 4
+    ref = int(np.argmin(t.features[:, :n_au].sum(axis=1)))
+    targets = np.array([k for k in range(len(t.index)) if k != ref])
+    ref_crop, ref_lm = t.crops[ref], t.crop_landmarks[ref]
+    warped = np.stack([warp_to_geometry(ref_crop, ref_lm, t.crop_landmarks[k]) for k in targets])
+    masks = np.stack([face_mask(t.crop_landmarks[k], size) for k in targets])
+    pose = (t.pose_deg[targets] - t.pose_deg[ref]) / POSE_UNIT_DEG
+    condition = np.concatenate([t.features[targets], pose], axis=1).astype(np.float32)
+    return ClipSamples(
+        clip=clip,
+        reference_crop=ref_crop,
+        reference_mesh=t.aligned[ref],
+        warped=warped,
+        target=t.crops[targets],
+        face_mask=masks,
+        condition=condition,
+        displacement=(t.aligned[targets] - t.aligned[ref]).astype(np.float32),
+        frame_index=t.index[targets],
+        reference_index=int(t.index[ref]),
+    )
+
+
+def default_cache_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("vcam-me", appauthor=False)) / "reenact"
+
+
+def _cache_key(path: Path, max_frames: int, stride: int, size: int) -> str:
+    st = path.stat()
+    text = f"{_CACHE_VERSION}|{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{max_frames}|{stride}|{size}"
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def load_clip(
+    path: Path,
+    *,
+    max_frames: int = 300,
+    stride: int = 2,
+    size: int = CROP_SIZE,
+    cache_dir: Path | None = None,
+) -> ClipSamples:
+    """Self-reenactment samples of one clip (tracked once, then read from the cache).
+
+    ``max_frames``: at most this many tracked frames (every ``stride``-th of the video).
+    ``cache_dir``: where extracted clips are kept; ``None`` = the user cache folder.
+    Raises :class:`CaptureError` for a missing/unreadable video and :class:`TrackingError`
+    when fewer than two frames show a face.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CaptureError(f"no such video: {path}")
+    if max_frames < 2 or stride < 1:
+        raise ValueError(f"max_frames must be ≥ 2 and stride ≥ 1, got {max_frames}, {stride}")
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cached = cache_dir / f"{path.stem}-{_cache_key(path, max_frames, stride, size)}.npz"
+    if cached.is_file():
+        with np.load(cached) as z:
+            t = _Tracked(**{k: z[k] for k in _Tracked.__dataclass_fields__})
+    else:
+        t = _track(path, max_frames, stride, size)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(".tmp.npz")
+        np.savez(tmp, **{k: getattr(t, k) for k in _Tracked.__dataclass_fields__})
+        tmp.replace(cached)
+    return samples_from_tracked(path, t, size)

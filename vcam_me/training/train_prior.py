@@ -1,0 +1,383 @@
+"""Train the generic transfer-network prior by self-reenactment, then export it to ONNX.
+
+    python -m vcam_me.training.train_prior --clips ../shared/data/driving/liveportrait_d0.mp4 ... \\
+        --steps 1000 --out /tmp/prior
+
+Data: :mod:`vcam_me.training.reenact_data` (a clip's rest frame warped to its other frames).
+Losses, all computable offline (no pretrained weights):
+  - L1 on the face (inside the target's face oval; 0.1 weight outside),
+  - L1 over a 4-level Laplacian pyramid of the same masked images (edges and texture at
+    several scales: the "perceptual-style" term),
+  - L1 on the geometry head's mesh displacements (canonical IOD units, ×10),
+  - a small penalty on the mask's mean, so the residual stays where the warp is wrong.
+Batches are drawn from an RNG seeded by ``(seed, step)``, so a run resumed from a checkpoint
+continues exactly as an uninterrupted one. The checkpoint (``OUT/checkpoint.pt``) is written
+to a temporary file and renamed, every ``--checkpoint-every`` steps and on Ctrl-C.
+At the end: ``OUT/appearance.onnx`` and ``OUT/geometry.onnx`` (opset :data:`OPSET`), their
+parity with PyTorch under onnxruntime (CPU, one thread), an optional int8 (QDQ, static,
+calibrated on training crops) ``OUT/appearance.int8.onnx``, the median latency per call, and
+all figures in ``OUT/report.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from vcam_me.errors import VcamError
+from vcam_me.training.reenact_data import CROP_SIZE, N_CONDITION, ClipSamples, load_clip
+from vcam_me.training.transfer_net import NetConfig, TransferNet, composite, count_macs
+
+log = logging.getLogger(__name__)
+
+OPSET = 17
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class TrainData:
+    """All clips' samples stacked: images ``(N, 3, S, S) uint8``, masks ``(N, 1, S, S)``, etc."""
+
+    warped: np.ndarray
+    target: np.ndarray
+    face_mask: np.ndarray
+    condition: np.ndarray
+    displacement: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.target)
+
+    @classmethod
+    def stack(cls, clips: list[ClipSamples]) -> TrainData:
+        return cls(
+            warped=np.concatenate([c.warped for c in clips]).transpose(0, 3, 1, 2).copy(),
+            target=np.concatenate([c.target for c in clips]).transpose(0, 3, 1, 2).copy(),
+            face_mask=np.concatenate([c.face_mask for c in clips])[:, None].copy(),
+            condition=np.concatenate([c.condition for c in clips]),
+            displacement=np.concatenate([c.displacement for c in clips]),
+        )
+
+    def batch(self, index: np.ndarray) -> dict[str, torch.Tensor]:
+        return {
+            "warped": torch.from_numpy(self.warped[index]).float() / 255.0,
+            "target": torch.from_numpy(self.target[index]).float() / 255.0,
+            "mask": torch.from_numpy(self.face_mask[index]).float(),
+            "condition": torch.from_numpy(self.condition[index]),
+            "displacement": torch.from_numpy(self.displacement[index]),
+        }
+
+
+def laplacian_pyramid(x: torch.Tensor, levels: int = 4) -> list[torch.Tensor]:
+    """Band-pass images (finest first) and the low-pass residual of ``(B, C, H, W)``."""
+    out = []
+    for _ in range(levels - 1):
+        low = F.avg_pool2d(x, 2)
+        out.append(x - F.interpolate(low, scale_factor=2.0, mode="bilinear", align_corners=False))
+        x = low
+    return out + [x]
+
+
+def losses(net: TransferNet, b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    displacement, residual, mask = net(b["warped"], b["condition"])
+    face = composite(b["warped"], residual, mask)
+    weight = 0.1 + 0.9 * b["mask"]
+    terms = {
+        "l1": (weight * (face - b["target"]).abs()).mean(),
+        "pyramid": sum((pf - pt).abs().mean() for pf, pt in zip(laplacian_pyramid(face * weight), laplacian_pyramid(b["target"] * weight))),
+        "geometry": 10.0 * (displacement - b["displacement"]).abs().mean(),
+        "mask": 0.01 * mask.mean(),
+    }
+    terms["total"] = sum(terms.values())
+    return terms
+
+
+def batch_index(n: int, batch: int, seed: int, step: int) -> np.ndarray:
+    return np.random.default_rng([seed, step]).integers(0, n, size=batch)
+
+
+def save_checkpoint(path: Path, net: TransferNet, optimiser: torch.optim.Optimizer, step: int, history: list, settings: dict) -> None:
+    """Write atomically: a crash mid-write leaves the previous checkpoint intact."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"model": net.state_dict(), "optimiser": optimiser.state_dict(), "step": step,
+                "history": history, "settings": settings, "net_config": asdict(net.config)}, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, net: TransferNet, optimiser: torch.optim.Optimizer, settings: dict) -> tuple[int, list]:
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state["settings"] != settings:
+        diff = {k: (state["settings"].get(k), v) for k, v in settings.items() if state["settings"].get(k) != v}
+        raise VcamError(f"{path} was made with other settings (checkpoint, now): {diff}; use another --out or --fresh")
+    net.load_state_dict(state["model"])
+    optimiser.load_state_dict(state["optimiser"])
+    return int(state["step"]), list(state["history"])
+
+
+class Progress:
+    """One status line on stderr with steps/s and time left (rewritten in place on a terminal)."""
+
+    def __init__(self, total: int, start: int) -> None:
+        self.total, self.start, self.t0 = total, start, time.monotonic()
+        self.tty = sys.stderr.isatty()
+        self.last_print = 0.0
+
+    def update(self, step: int, loss: float) -> None:
+        now = time.monotonic()
+        if not self.tty and now - self.last_print < 10.0 and step < self.total:
+            return
+        self.last_print = now
+        rate = (step - self.start) / max(now - self.t0, 1e-9)
+        left = (self.total - step) / rate if rate > 0 else float("inf")
+        mins, secs = divmod(int(left), 60) if np.isfinite(left) else (0, 0)
+        line = f"step {step}/{self.total}  loss {loss:.4f}  {rate:.2f} steps/s  {mins}m{secs:02d}s left"
+        sys.stderr.write(("\r" + line) if self.tty else (line + "\n"))
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            sys.stderr.write("\n")
+
+
+def train(net: TransferNet, optimiser: torch.optim.Optimizer, data: TrainData, *, steps: int, start: int = 0,
+          batch: int = 8, seed: int = 0, history: list | None = None, on_step=None) -> list[dict[str, float]]:
+    """Run steps ``start … steps-1``; returns the history (one dict of loss terms per step)."""
+    history = [] if history is None else history
+    net.train()
+    for step in range(start, steps):
+        terms = losses(net, data.batch(batch_index(len(data), batch, seed, step)))
+        optimiser.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        optimiser.step()
+        history.append({k: float(v.detach()) for k, v in terms.items()})
+        if on_step is not None:
+            on_step(step + 1, history)
+    return history
+
+
+# --- export ---------------------------------------------------------------------------------------
+
+def export_onnx(net: TransferNet, out_dir: Path, size: int = CROP_SIZE) -> tuple[Path, Path]:
+    """``appearance.onnx`` (warped, condition → residual, mask) and ``geometry.onnx`` (condition → displacement)."""
+    net.eval()
+    warped = torch.rand(1, 3, size, size)
+    cond = torch.zeros(1, net.config.n_condition)
+    appearance, geometry = out_dir / "appearance.onnx", out_dir / "geometry.onnx"
+    # The TorchScript exporter: the newer torch.export-based one needs onnxscript, one more
+    # dependency for a graph of plain convolutions that this one exports exactly.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(net.appearance, (warped, cond), str(appearance), input_names=["warped", "condition"],
+                          output_names=["residual", "mask"], opset_version=OPSET, dynamo=False)
+        torch.onnx.export(net.geometry, (cond,), str(geometry), input_names=["condition"],
+                          output_names=["displacement"], opset_version=OPSET, dynamo=False)
+    return appearance, geometry
+
+
+def ort_session(path: Path):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def onnx_parity(net: TransferNet, appearance: Path, geometry: Path, data: TrainData, n: int = 4) -> dict[str, float]:
+    """Max |ONNX − PyTorch| over ``n`` real samples, per output."""
+    net.eval()
+    sa, sg = ort_session(appearance), ort_session(geometry)
+    worst = {"residual": 0.0, "mask": 0.0, "displacement": 0.0}
+    for i in range(min(n, len(data))):
+        b = data.batch(np.array([i]))
+        with torch.no_grad():
+            disp, res, mask = net(b["warped"], b["condition"])
+        o_res, o_mask = sa.run(None, {"warped": b["warped"].numpy(), "condition": b["condition"].numpy()})
+        (o_disp,) = sg.run(None, {"condition": b["condition"].numpy()})
+        worst["residual"] = max(worst["residual"], float(np.abs(o_res - res.numpy()).max()))
+        worst["mask"] = max(worst["mask"], float(np.abs(o_mask - mask.numpy()).max()))
+        worst["displacement"] = max(worst["displacement"], float(np.abs(o_disp - disp.numpy()).max()))
+    return worst
+
+
+def quantize_int8(appearance: Path, data: TrainData, n_calibration: int = 32) -> Path:
+    """Static int8 (QDQ, per-channel weights) of the appearance head, calibrated on real crops."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            idx = np.linspace(0, len(data) - 1, min(n_calibration, len(data))).astype(int)
+            self.items = iter([{"warped": data.batch(np.array([i]))["warped"].numpy(),
+                                "condition": data.condition[i:i + 1]} for i in idx])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    out = appearance.with_name("appearance.int8.onnx")
+    quantize_static(str(appearance), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    return out
+
+
+def latency_ms(model: Path, size: int = CROP_SIZE, calls: int = 100) -> float:
+    """Median wall time of one call, one thread, after 5 warm-up calls."""
+    s = ort_session(model)
+    feed = {"warped": np.random.default_rng(0).random((1, 3, size, size), dtype=np.float32),
+            "condition": np.zeros((1, N_CONDITION), np.float32)}
+    for _ in range(5):
+        s.run(None, feed)
+    times = []
+    for _ in range(calls):
+        t = time.perf_counter()
+        s.run(None, feed)
+        times.append(time.perf_counter() - t)
+    return 1000.0 * float(np.median(times))
+
+
+# --- command line ---------------------------------------------------------------------------------
+
+def _clip_paths(items: list[str]) -> list[Path]:
+    out: list[Path] = []
+    for item in items:
+        p = Path(item)
+        out.extend(sorted(p.glob("*.mp4")) if p.is_dir() else [p])
+    if not out:
+        raise VcamError("no clips given (--clips takes .mp4 files or folders of them)")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--clips", nargs="+", required=True, help="face videos (one person each) or folders of .mp4")
+    ap.add_argument("--steps", type=int, required=True)
+    ap.add_argument("--out", type=Path, required=True, help="folder for the checkpoint, ONNX files and report.json")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-frames", type=int, default=150, help="tracked frames per clip")
+    ap.add_argument("--stride", type=int, default=3, help="use every n-th video frame")
+    ap.add_argument("--threads", type=int, default=1, help="PyTorch CPU threads")
+    ap.add_argument("--checkpoint-every", type=int, default=100)
+    ap.add_argument("--cache-dir", type=Path, default=None, help="extracted-clip cache (default: user cache folder)")
+    ap.add_argument("--no-basis", action="store_true", help="start the geometry head at zero, not the shipped AU basis")
+    ap.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint in --out (it is overwritten)")
+    ap.add_argument("--int8", action="store_true", help="also write a statically quantised appearance head")
+    ap.add_argument("--latency-calls", type=int, default=100)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        return _run(args)
+    except VcamError as err:
+        print(f"train_prior: {err}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.steps < 1 or args.batch < 1:
+        raise VcamError(f"--steps and --batch must be ≥ 1, got {args.steps}, {args.batch}")
+    clips = _clip_paths(args.clips)
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    samples = []
+    for c in clips:
+        s = load_clip(c, max_frames=args.max_frames, stride=args.stride, cache_dir=args.cache_dir)
+        log.info("%s: %d targets, rest frame %d", c.name, len(s), s.reference_index)
+        samples.append(s)
+    data = TrainData.stack(samples)
+    settings = {"clips": [c.name for c in clips], "batch": args.batch, "lr": args.lr, "seed": args.seed,
+                "max_frames": args.max_frames, "stride": args.stride, "basis": not args.no_basis}
+
+    basis = None
+    if not args.no_basis:
+        from vcam_me.models import verified_model_path
+
+        with np.load(verified_model_path("au_basis")) as z:
+            basis = z["basis"]
+    torch.manual_seed(args.seed)
+    net = TransferNet(NetConfig(), basis)
+    optimiser = torch.optim.Adam(net.parameters(), lr=args.lr)
+    ckpt = args.out / CHECKPOINT
+    start, history = 0, []
+    if ckpt.is_file() and not args.fresh:
+        start, history = load_checkpoint(ckpt, net, optimiser, settings)
+        log.info("resuming from %s at step %d", ckpt, start)
+
+    progress = Progress(args.steps, start)
+
+    def on_step(step: int, hist: list) -> None:
+        progress.update(step, hist[-1]["total"])
+        if step % args.checkpoint_every == 0:
+            save_checkpoint(ckpt, net, optimiser, step, hist, settings)
+
+    try:
+        train(net, optimiser, data, steps=args.steps, start=start, batch=args.batch, seed=args.seed,
+              history=history, on_step=on_step)
+    except KeyboardInterrupt:
+        progress.close()
+        save_checkpoint(ckpt, net, optimiser, len(history), history, settings)
+        print(f"interrupted at step {len(history)}; run the same command to resume", file=sys.stderr)
+        return 130
+    progress.close()
+    save_checkpoint(ckpt, net, optimiser, len(history), history, settings)
+
+    size = data.target.shape[-1]
+    x, c = torch.rand(1, 3, size, size), torch.zeros(1, N_CONDITION)
+    report: dict = {
+        "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
+        "settings": settings, "samples": len(data), "steps": len(history),
+        "loss_first": history[0], "loss_last": history[-1],
+        "loss_last_50_mean": float(np.mean([h["total"] for h in history[-50:]])),
+        "appearance_gmac": count_macs(net.appearance, x, c) / 1e9,
+        "geometry_mmac": count_macs(net.geometry, c) / 1e6,
+    }
+    appearance, geometry = export_onnx(net, args.out, size)
+    report["onnx_parity_max_abs"] = onnx_parity(net, appearance, geometry, data)
+    report["latency_ms_fp32_1thread_median"] = latency_ms(appearance, size, args.latency_calls)
+    report["geometry_latency_ms_1thread_median"] = _geometry_latency(geometry, args.latency_calls)
+    if args.int8:
+        int8 = quantize_int8(appearance, data)
+        report["latency_ms_int8_1thread_median"] = latency_ms(int8, size, args.latency_calls)
+        report["int8_vs_fp32_max_abs"] = _int8_error(appearance, int8, data)
+    (args.out / "report.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def _geometry_latency(geometry: Path, calls: int) -> float:
+    s = ort_session(geometry)
+    feed = {"condition": np.zeros((1, N_CONDITION), np.float32)}
+    times = []
+    for _ in range(calls):
+        t = time.perf_counter()
+        s.run(None, feed)
+        times.append(time.perf_counter() - t)
+    return 1000.0 * float(np.median(times))
+
+
+def _int8_error(fp32: Path, int8: Path, data: TrainData, n: int = 8) -> dict[str, float]:
+    a, b = ort_session(fp32), ort_session(int8)
+    worst = {"residual": 0.0, "mask": 0.0}
+    for i in np.linspace(0, len(data) - 1, min(n, len(data))).astype(int):
+        feed = {"warped": data.batch(np.array([i]))["warped"].numpy(), "condition": data.condition[i:i + 1]}
+        for name, x, y in zip(("residual", "mask"), a.run(None, feed), b.run(None, feed)):
+            worst[name] = max(worst[name], float(np.abs(x - y).max()))
+    return worst
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""The cross-identity transfer network of design.md §4 (PyTorch; training side only).
+
+Two heads share one conditioning vector ``c`` (``(B, N_CONDITION)``: driving AUs, gaze and
+head pose relative to the reference, see :mod:`vcam_me.training.reenact_data`):
+
+- :class:`GeometryHead`: ``c`` → displacements ``(B, 478, 3)`` of the pose-normalised mesh
+  (canonical IOD units). A linear path that can start as the shipped AU basis
+  (``models/au_basis.npz``, features in the same order) plus a small MLP whose last layer
+  starts at zero, so the head starts exactly where the basis (or zero) is.
+- :class:`AppearanceHead`: a small U-Net on the aligned crop. Input: the reference crop warped
+  to the target geometry, ``(B, 3, S, S)`` float in [0, 1]; ``c`` enters every decoder level
+  by FiLM (per-channel scale and shift). Output: an RGB residual ``(B, 3, S, S)`` in [-1, 1]
+  and a soft mask ``(B, 1, S, S)`` in [0, 1]; the face is ``warped + mask * residual``
+  (:func:`composite`). The mask starts near 0, so an untrained net returns the warp.
+
+:func:`count_macs` counts multiply-accumulates per call with forward hooks on the conv and
+linear layers; at the 128² crop the appearance head is ≈ 0.45 GMAC, inside the 0.7 GMAC of
+design.md §2/§4.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from vcam_me.training.reenact_data import N_CONDITION
+
+N_VERTICES = 478
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """Sizes of the transfer network.
+
+    Attributes:
+        n_condition: length of the conditioning vector.
+        widths: channels of the U-Net at full, ½, ¼ and ⅛ resolution.
+        geometry_hidden: hidden units of the geometry MLP.
+        film_hidden: hidden units of the conditioning trunk feeding the FiLM layers.
+    """
+
+    n_condition: int = N_CONDITION
+    widths: tuple[int, int, int, int] = (16, 32, 64, 128)
+    geometry_hidden: int = 256
+    film_hidden: int = 128
+
+
+class GeometryHead(nn.Module):
+    def __init__(self, config: NetConfig, basis: np.ndarray | None = None) -> None:
+        super().__init__()
+        n_out = N_VERTICES * 3
+        self.linear = nn.Linear(config.n_condition, n_out, bias=False)
+        nn.init.zeros_(self.linear.weight)
+        if basis is not None:
+            basis = np.asarray(basis, np.float32).reshape(basis.shape[0], -1)  # (k, 478*3)
+            k = min(basis.shape[0], config.n_condition)
+            with torch.no_grad():
+                self.linear.weight[:, :k] = torch.from_numpy(basis[:k].T.copy())
+        self.mlp = nn.Sequential(
+            nn.Linear(config.n_condition, config.geometry_hidden), nn.SiLU(),
+            nn.Linear(config.geometry_hidden, config.geometry_hidden), nn.SiLU(),
+            nn.Linear(config.geometry_hidden, n_out),
+        )
+        last = self.mlp[-1]
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+
+    def forward(self, condition: torch.Tensor) -> torch.Tensor:
+        """``(B, n_condition)`` → displacements ``(B, 478, 3)``."""
+        return (self.linear(condition) + self.mlp(condition)).reshape(-1, N_VERTICES, 3)
+
+
+def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.LeakyReLU(0.1))
+
+
+class _Up(nn.Module):
+    """Upsample ×2, 1×1 to the skip's width, concatenate, 3×3, FiLM."""
+
+    def __init__(self, cin: int, cskip: int, film_hidden: int) -> None:
+        super().__init__()
+        self.reduce = nn.Conv2d(cin, cskip, 1)
+        self.fuse = _conv(2 * cskip, cskip)
+        self.film = nn.Linear(film_hidden, 2 * cskip)
+        nn.init.zeros_(self.film.weight)
+        nn.init.zeros_(self.film.bias)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        x = self.reduce(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        x = self.fuse(torch.cat([x, skip], dim=1))
+        gamma, beta = self.film(h).chunk(2, dim=1)
+        return x * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
+
+
+class AppearanceHead(nn.Module):
+    def __init__(self, config: NetConfig) -> None:
+        super().__init__()
+        w0, w1, w2, w3 = config.widths
+        self.trunk = nn.Sequential(nn.Linear(config.n_condition, config.film_hidden), nn.SiLU(),
+                                   nn.Linear(config.film_hidden, config.film_hidden), nn.SiLU())
+        self.enc0 = nn.Sequential(_conv(3, w0), _conv(w0, w0))
+        self.enc1 = nn.Sequential(_conv(w0, w1, 2), _conv(w1, w1))
+        self.enc2 = nn.Sequential(_conv(w1, w2, 2), _conv(w2, w2))
+        self.enc3 = nn.Sequential(_conv(w2, w3, 2), _conv(w3, w3))
+        self.bottleneck_film = nn.Linear(config.film_hidden, 2 * w3)
+        nn.init.zeros_(self.bottleneck_film.weight)
+        nn.init.zeros_(self.bottleneck_film.bias)
+        self.up2 = _Up(w3, w2, config.film_hidden)
+        self.up1 = _Up(w2, w1, config.film_hidden)
+        self.up0 = _Up(w1, w0, config.film_hidden)
+        self.out = nn.Conv2d(w0, 4, 3, 1, 1)
+        with torch.no_grad():
+            self.out.weight.mul_(0.1)
+            self.out.bias.zero_()
+            self.out.bias[3] = -4.0  # mask ≈ 0.018: start as the plain warp
+
+    def forward(self, warped: torch.Tensor, condition: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, 3, S, S)`` in [0, 1] + ``(B, n_condition)`` → residual ``(B, 3, S, S)``, mask ``(B, 1, S, S)``.
+
+        ``S`` must be a multiple of 8.
+        """
+        h = self.trunk(condition)
+        e0 = self.enc0(warped * 2.0 - 1.0)
+        e1 = self.enc1(e0)
+        e2 = self.enc2(e1)
+        e3 = self.enc3(e2)
+        gamma, beta = self.bottleneck_film(h).chunk(2, dim=1)
+        e3 = e3 * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
+        d = self.up0(self.up1(self.up2(e3, e2, h), e1, h), e0, h)
+        o = self.out(d)
+        return torch.tanh(o[:, :3]), torch.sigmoid(o[:, 3:])
+
+
+def composite(warped: torch.Tensor, residual: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The face the network draws: ``warped + mask * residual``, clamped to [0, 1]."""
+    return (warped + mask * residual).clamp(0.0, 1.0)
+
+
+class TransferNet(nn.Module):
+    """Both heads; ``forward`` returns ``(displacement, residual, mask)``."""
+
+    def __init__(self, config: NetConfig | None = None, basis: np.ndarray | None = None) -> None:
+        super().__init__()
+        self.config = config or NetConfig()
+        self.geometry = GeometryHead(self.config, basis)
+        self.appearance = AppearanceHead(self.config)
+
+    def forward(self, warped: torch.Tensor, condition: torch.Tensor):
+        residual, mask = self.appearance(warped, condition)
+        return self.geometry(condition), residual, mask
+
+
+def count_macs(module: nn.Module, *inputs: torch.Tensor) -> int:
+    """Multiply-accumulates of one call ``module(*inputs)`` in its conv and linear layers.
+
+    Counted by forward hooks from each layer's actual output size, so it follows whatever
+    crop size the inputs have. Element-wise work (activations, FiLM, upsampling) is not
+    counted; it is a few % of the convolutions.
+    """
+    total = 0
+
+    def on_conv(layer: nn.Conv2d, _inp, out: torch.Tensor) -> None:
+        nonlocal total
+        kh, kw = layer.kernel_size
+        total += out.numel() * (layer.in_channels // layer.groups) * kh * kw
+
+    def on_linear(layer: nn.Linear, _inp, out: torch.Tensor) -> None:
+        nonlocal total
+        total += out.numel() * layer.in_features
+
+    hooks = []
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            hooks.append(m.register_forward_hook(on_conv))
+        elif isinstance(m, nn.Linear):
+            hooks.append(m.register_forward_hook(on_linear))
+    try:
+        with torch.no_grad():
+            module(*inputs)
+    finally:
+        for h in hooks:
+            h.remove()
+    return total
