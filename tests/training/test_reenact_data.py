@@ -1,0 +1,108 @@
+"""Self-reenactment samples from the bundled real clip (a few frames), and the warp they use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from vcam_me.avatar import mesh
+from vcam_me.errors import CaptureError, TrackingError
+from vcam_me.training import reenact_data as R
+
+CLIP = Path(__file__).resolve().parents[2] / "assets" / "driving" / "pyfeat_WolfgangLanger_Pexels.mp4"
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("reenact_cache")
+
+
+@pytest.fixture(scope="module")
+def samples(cache_dir: Path) -> R.ClipSamples:
+    return R.load_clip(CLIP, max_frames=6, stride=12, cache_dir=cache_dir)
+
+
+def test_samples_shapes_and_reference(samples: R.ClipSamples):
+    n, s = len(samples), R.CROP_SIZE
+    assert n == 5  # six tracked frames: one reference, five targets
+    assert samples.reference_crop.shape == (s, s, 3) and samples.reference_crop.dtype == np.uint8
+    assert samples.warped.shape == samples.target.shape == (n, s, s, 3)
+    assert samples.face_mask.shape == (n, s, s) and 0.2 < samples.face_mask.mean() < 0.9
+    assert samples.condition.shape == (n, R.N_CONDITION) and np.isfinite(samples.condition).all()
+    assert samples.displacement.shape == (n, 478, 3) and np.abs(samples.displacement).max() > 0.005
+    assert samples.reference_index not in samples.frame_index
+    assert samples.frame_index.tolist() == sorted(samples.frame_index.tolist())
+
+
+def test_reference_is_the_frame_with_the_lowest_total_au(cache_dir):
+    with np.load(next(cache_dir.glob("*.npz"))) as z:
+        tracked = R._Tracked(**{k: z[k] for k in R._Tracked.__dataclass_fields__})
+    n_au = len(R.FEATURE_NAMES) - 4
+    features = tracked.features.copy()
+    features[:, :n_au] = 0.4
+    features[3, :n_au] = 0.1
+    s = R.samples_from_tracked(CLIP, R._Tracked(**{**tracked.__dict__, "features": features}))
+    assert s.reference_index == tracked.index[3]
+    np.testing.assert_array_equal(s.reference_crop, tracked.crops[3])
+    assert 3 not in [list(tracked.index).index(i) for i in s.frame_index]
+
+
+def test_warped_reference_is_closer_to_the_target_than_the_plain_reference(samples: R.ClipSamples):
+    face = samples.face_mask.astype(bool)
+    warped_err = np.abs(samples.warped.astype(np.float32) - samples.target)[face].mean()
+    plain_err = np.abs(samples.reference_crop[None].astype(np.float32) - samples.target)[face].mean()
+    assert warped_err < 0.85 * plain_err
+
+
+def test_cache_is_used_on_the_second_load(samples, cache_dir, monkeypatch):
+    def fail(*_a, **_k):
+        raise AssertionError("tracked again instead of reading the cache")
+
+    monkeypatch.setattr(R, "_track", fail)
+    again = R.load_clip(CLIP, max_frames=6, stride=12, cache_dir=cache_dir)
+    np.testing.assert_array_equal(again.target, samples.target)
+    np.testing.assert_array_equal(again.condition, samples.condition)
+
+
+def test_warp_with_equal_geometry_is_identity():
+    rng = np.random.default_rng(0)
+    image = cv2.GaussianBlur(rng.integers(0, 255, (128, 128, 3), dtype=np.uint8), (5, 5), 0)
+    v = mesh.canonical_mesh().vertices[:, :2]
+    pts = (v - R.CROP_CENTRE_IOD) * (128 / (2 * R.CROP_HALF_IOD)) + 64
+    out = R.warp_to_geometry(image, pts, pts)
+    assert np.abs(out.astype(int) - image).max() <= 1
+
+
+def test_warp_follows_a_shift_inside_the_face():
+    image = np.zeros((128, 128, 3), np.uint8)
+    image[:, ::8] = 255  # vertical stripes
+    v = mesh.canonical_mesh().vertices[:, :2]
+    src = (v - R.CROP_CENTRE_IOD) * (128 / (2 * R.CROP_HALF_IOD)) + 64
+    out = R.warp_to_geometry(image, src, src + [3.0, 0.0])
+    # At the eye midpoint (inside the mesh) the stripes moved 3 px right.
+    np.testing.assert_array_equal(out[64, 40:90], image[64, 37:87])
+
+
+def test_crops_put_the_alignment_landmarks_in_place(cache_dir):
+    with np.load(next(cache_dir.glob("*.npz"))) as z:
+        lm = z["crop_landmarks"]
+    err = np.linalg.norm(lm[:, list(R.ALIGN_IDS)] - R.crop_points(), axis=2)
+    assert np.median(err) < 4.0  # px in a 128 px crop
+
+
+def test_missing_clip_is_a_capture_error(tmp_path):
+    with pytest.raises(CaptureError, match="no such video"):
+        R.load_clip(tmp_path / "nope.mp4", cache_dir=tmp_path)
+
+
+def test_clip_without_a_face_is_a_tracking_error(tmp_path):
+    path = tmp_path / "grey.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (96, 96))
+    for _ in range(4):
+        writer.write(np.full((96, 96, 3), 128, np.uint8))
+    writer.release()
+    with pytest.raises(TrackingError, match="no face found in grey.avi"):
+        R.load_clip(path, max_frames=4, stride=1, cache_dir=tmp_path)

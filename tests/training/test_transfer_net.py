@@ -1,0 +1,94 @@
+"""The transfer network: shapes, MAC budget, starting point, and that the core stays torch-free."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from vcam_me.training.reenact_data import CROP_SIZE, N_CONDITION
+from vcam_me.training.transfer_net import (
+    N_VERTICES,
+    NetConfig,
+    TransferNet,
+    composite,
+    count_macs,
+)
+
+#: design.md §2/§4: the appearance net may cost at most 0.7 GMAC per call at its crop.
+MAC_BUDGET = 0.7e9
+
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # On a shared, busy machine several spinning OpenMP threads slow each other down badly.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+@pytest.fixture(scope="module")
+def net() -> TransferNet:
+    torch.manual_seed(0)
+    return TransferNet().eval()
+
+
+def test_output_shapes_and_ranges(net):
+    warped, cond = torch.rand(2, 3, CROP_SIZE, CROP_SIZE), torch.rand(2, N_CONDITION)
+    with torch.no_grad():
+        disp, residual, mask = net(warped, cond)
+    assert disp.shape == (2, N_VERTICES, 3)
+    assert residual.shape == (2, 3, CROP_SIZE, CROP_SIZE) and residual.abs().max() <= 1.0
+    assert mask.shape == (2, 1, CROP_SIZE, CROP_SIZE) and 0.0 <= mask.min() and mask.max() <= 1.0
+
+
+def test_appearance_head_fits_the_mac_budget(net):
+    macs = count_macs(net.appearance, torch.rand(1, 3, CROP_SIZE, CROP_SIZE), torch.rand(1, N_CONDITION))
+    assert 0.2e9 < macs <= MAC_BUDGET
+
+
+def test_count_macs_of_one_conv_and_one_linear():
+    conv = nn.Conv2d(4, 6, 3, padding=1)
+    assert count_macs(conv, torch.rand(1, 4, 10, 10)) == 6 * 10 * 10 * 4 * 9
+    lin = nn.Linear(5, 7)
+    assert count_macs(lin, torch.rand(3, 5)) == 3 * 7 * 5
+
+
+def test_untrained_appearance_returns_the_warp(net):
+    warped = torch.rand(1, 3, CROP_SIZE, CROP_SIZE)
+    with torch.no_grad():
+        _, residual, mask = net(warped, torch.rand(1, N_CONDITION))
+    assert mask.max() < 0.05
+    assert (composite(warped, residual, mask) - warped).abs().max() < 0.05
+
+
+def test_geometry_starts_at_the_basis_or_zero():
+    rng = np.random.default_rng(0)
+    k = N_CONDITION - 3  # the AU basis has no pose rows
+    basis = rng.normal(0, 0.01, (k, N_VERTICES, 3)).astype(np.float32)
+    cond = torch.from_numpy(rng.uniform(0, 1, (2, N_CONDITION)).astype(np.float32))
+    with torch.no_grad():
+        from_basis = TransferNet(NetConfig(), basis).geometry(cond).numpy()
+        from_zero = TransferNet(NetConfig()).geometry(cond).numpy()
+    expected = np.einsum("bk,kvc->bvc", cond.numpy()[:, :k], basis)
+    np.testing.assert_allclose(from_basis, expected, atol=1e-5)
+    assert np.abs(from_zero).max() == 0.0
+
+
+def test_runs_at_other_crop_sizes(net):
+    with torch.no_grad():
+        _, residual, _ = net(torch.rand(1, 3, 64, 64), torch.rand(1, N_CONDITION))
+    assert residual.shape == (1, 3, 64, 64)
+
+
+def test_the_core_never_imports_torch():
+    code = (
+        "import sys, vcam_me.app, vcam_me.cli, vcam_me.avatar, vcam_me.tracking, vcam_me.expression; "
+        "sys.exit('torch' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False, timeout=120).returncode == 0
