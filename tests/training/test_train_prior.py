@@ -124,3 +124,10 @@ def test_cli_trains_exports_and_resumes(tmp_path):
     assert report["appearance_gmac"] <= 0.7
     assert max(report["onnx_parity_max_abs"].values()) < ONNX_PARITY_ATOL
     assert (out / "appearance.onnx").is_file() and (out / "geometry.onnx").is_file()
+
+
+def test_face_l1_of_an_untrained_net_is_the_warp(data):
+    net, _ = _fresh()
+    l1 = T.face_l1(net, data)
+    assert 1.0 < l1["warp_only"] < 60.0
+    assert abs(l1["network"] - l1["warp_only"]) < 0.05 * l1["warp_only"]

@@ -165,6 +165,23 @@ def train(net: TransferNet, optimiser: torch.optim.Optimizer, data: TrainData, *
     return history
 
 
+def face_l1(net: TransferNet, data: TrainData, batch: int = 16) -> dict[str, float]:
+    """Mean |face − target| inside the face oval (0–255 scale): the plain warp and the network's."""
+    net.eval()
+    sums = {"warp_only": 0.0, "network": 0.0}
+    pixels = 0.0
+    with torch.no_grad():
+        for start in range(0, len(data), batch):
+            b = data.batch(np.arange(start, min(start + batch, len(data))))
+            _, residual, mask = net(b["warped"], b["condition"])
+            face = composite(b["warped"], residual, mask)
+            m = b["mask"]
+            sums["warp_only"] += float((m * (b["warped"] - b["target"]).abs()).sum())
+            sums["network"] += float((m * (face - b["target"]).abs()).sum())
+            pixels += 3.0 * float(m.sum())
+    return {k: 255.0 * v / max(pixels, 1.0) for k, v in sums.items()}
+
+
 # --- export ---------------------------------------------------------------------------------------
 
 def export_onnx(net: TransferNet, out_dir: Path, size: int = CROP_SIZE) -> tuple[Path, Path]:
@@ -344,6 +361,7 @@ def _run(args: argparse.Namespace) -> int:
         "loss_last_50_mean": float(np.mean([h["total"] for h in history[-50:]])),
         "appearance_gmac": count_macs(net.appearance, x, c) / 1e9,
         "geometry_mmac": count_macs(net.geometry, c) / 1e6,
+        "face_l1_in_sample": face_l1(net, data),
     }
     appearance, geometry = export_onnx(net, args.out, size)
     report["onnx_parity_max_abs"] = onnx_parity(net, appearance, geometry, data)
