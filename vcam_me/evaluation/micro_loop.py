@@ -142,11 +142,15 @@ class DriverResult:
 
 
 def evaluate_driver(name: str, driver: Sequence[FaceObservation], render: RenderFn, script: list[dict],
-                    options: S.SpotterOptions = DEFAULT_SPOTTER) -> DriverResult:
-    """Control render, injected render, spotting and scoring for one driver."""
+                    options: S.SpotterOptions = DEFAULT_SPOTTER, *,
+                    natural: Sequence[FaceObservation] | None = None) -> DriverResult:
+    """Control render, injected render, spotting and scoring for one driver.
+
+    ``natural``: the driver's own frames tracked the way the renders are re-tracked (frame by
+    frame), for its natural rate of brief movements; default ``driver``."""
     control_obs, _ = render(None)
     control_events, sigma, control_min = spot_stream(control_obs, options=options)
-    natural_events, _, natural_min = spot_stream(driver, options=options)
+    natural_events, _, natural_min = spot_stream(driver if natural is None else natural, options=options)
     injected_obs, log = render(script)
     logged = [S.LoggedEvent.from_json(e) for e in log]
     t, au = au_stream(injected_obs)

@@ -250,6 +250,15 @@ class FaceTracker:
         result = self._landmarker.detect(self._image(rgb))
         return observations_from_result(result, 0, (int(rgb.shape[1]), int(rgb.shape[0])))
 
+    def track_still(self, frame: Frame) -> FaceObservation:
+        """``image`` mode: the first face in ``frame`` on its own, with no temporal filter (what
+        a measurement of rendered frames wants), stamped with the frame's time."""
+        faces = self.detect_image(frame.image)
+        if not faces:
+            return FaceObservation.empty(frame.timestamp_ms, frame.size)
+        face = faces[0]
+        return FaceObservation(frame.timestamp_ms, face.image_size, face.landmarks, face.blendshapes, face.transform)
+
     # -- lifetime --------------------------------------------------------------------------
     def _ensure_open(self) -> None:
         if self._closed:
