@@ -66,7 +66,7 @@ class SpotterOptions:
     edge: float = 0.1  # interval edges where the residual falls below this fraction of the peak
     merge_ms: float = 120.0  # channel apexes this close belong to one event
     side_ratio: float = 0.5  # weaker side below this fraction of the stronger: unilateral
-    min_ms: float = 40.0  # shorter excursions are jitter
+    min_ms: float = 80.0  # shorter excursions are jitter (a micro-expression's visible part lasts longer)
     max_ms: float = 1000.0  # longer ones are not micro-expressions
 
 
@@ -191,21 +191,37 @@ def _side(group: Sequence[ChannelEvent], ratio: float) -> str:
     return "left" if left > right else "right"
 
 
+def _linked(a: ChannelEvent, b: ChannelEvent, options: SpotterOptions) -> bool:
+    """Two channel events belong to one event: apexes within ``merge_ms``, or intervals that
+    overlap by at least half of the shorter one (channels of one expression peak a little
+    apart: the tracker reads each through its own landmarks)."""
+    if abs(a.apex_ms - b.apex_ms) <= options.merge_ms:
+        return True
+    overlap = min(a.end_ms, b.end_ms) - max(a.start_ms, b.start_ms)
+    shorter = min(a.end_ms - a.start_ms, b.end_ms - b.start_ms)
+    return shorter > 0 and overlap >= 0.5 * shorter
+
+
 def merge(events: Iterable[ChannelEvent], options: SpotterOptions = SpotterOptions()) -> list[SpottedEvent]:
-    """Group channel events whose apexes are within ``merge_ms`` of the group's strongest."""
-    pending = sorted(events, key=lambda e: -e.strength)
-    groups: list[list[ChannelEvent]] = []
-    for ev in pending:
-        for g in groups:
-            if abs(g[0].apex_ms - ev.apex_ms) <= options.merge_ms:
-                g.append(ev)
-                break
-        else:
-            groups.append([ev])
+    """Group linked channel events (:func:`_linked`, transitively) into spotted events."""
+    items = sorted(events, key=lambda e: -e.strength)
+    parent = list(range(len(items)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i in range(len(items)):
+        for j in range(i + 1, len(items)):
+            if _linked(items[i], items[j], options):
+                parent[root(j)] = root(i)
+    groups: dict[int, list[ChannelEvent]] = {}
+    for i, ev in enumerate(items):  # strongest first, so each group's first member leads it
+        groups.setdefault(root(i), []).append(ev)
     spotted = []
-    for g in groups:
-        # a sided channel's partner below threshold still counts for the side decision:
-        # it is simply absent from the group (peak 0)
+    for g in groups.values():
         lead = g[0]
         aus = []
         for ev in g:
