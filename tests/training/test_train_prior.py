@@ -94,7 +94,7 @@ def test_onnx_export_matches_pytorch_and_int8_stays_close(data, tmp_path):
     assert session.get_providers() == ["CPUExecutionProvider"]
     int8 = T.quantize_int8(appearance, data)
     err = T._int8_error(appearance, int8, data)
-    assert err["residual"] < 0.1 and err["mask"] < 0.05, err
+    assert err["mean"] < 2.0 and err["p99"] < 20.0, err  # grey levels of the composited face
 
 
 def test_laplacian_pyramid_reconstructs_the_image():

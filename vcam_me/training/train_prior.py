@@ -228,7 +228,13 @@ def onnx_parity(net: TransferNet, appearance: Path, geometry: Path, data: TrainD
 
 
 def quantize_int8(appearance: Path, data: TrainData, n_calibration: int = 32) -> Path:
-    """Static int8 (QDQ, per-channel weights) of the appearance head, calibrated on real crops."""
+    """Static int8 (QDQ, per-channel weights) of the appearance head, calibrated on real crops.
+
+    The first convolution (on the image itself) and the last (the residual and mask logits)
+    stay fp32: quantising them tripled the error of the composited face (measured on the
+    first trained prior: mean 1.6 → 0.55, p99 22 → 6.5 grey levels) for no measurable speed.
+    """
+    import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -245,9 +251,11 @@ def quantize_int8(appearance: Path, data: TrainData, n_calibration: int = 32) ->
         def get_next(self):
             return next(self.items, None)
 
+    convs = [n.name for n in onnx.load(str(appearance)).graph.node if n.op_type == "Conv"]
     out = appearance.with_name("appearance.int8.onnx")
     quantize_static(str(appearance), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    nodes_to_exclude=[convs[0], convs[-1]])
     return out
 
 
@@ -370,7 +378,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.int8:
         int8 = quantize_int8(appearance, data)
         report["latency_ms_int8_1thread_median"] = latency_ms(int8, size, args.latency_calls)
-        report["int8_vs_fp32_max_abs"] = _int8_error(appearance, int8, data)
+        report["int8_vs_fp32_face_abs_255"] = _int8_error(appearance, int8, data)
     (args.out / "report.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
     return 0
@@ -387,14 +395,17 @@ def _geometry_latency(geometry: Path, calls: int) -> float:
     return 1000.0 * float(np.median(times))
 
 
-def _int8_error(fp32: Path, int8: Path, data: TrainData, n: int = 8) -> dict[str, float]:
+def _int8_error(fp32: Path, int8: Path, data: TrainData, n: int = 16) -> dict[str, float]:
+    """|int8 − fp32| of the composited face (0–255 scale) over ``n`` real samples."""
     a, b = ort_session(fp32), ort_session(int8)
-    worst = {"residual": 0.0, "mask": 0.0}
+    diffs = []
     for i in np.linspace(0, len(data) - 1, min(n, len(data))).astype(int):
-        feed = {"warped": data.batch(np.array([i]))["warped"].numpy(), "condition": data.condition[i:i + 1]}
-        for name, x, y in zip(("residual", "mask"), a.run(None, feed), b.run(None, feed)):
-            worst[name] = max(worst[name], float(np.abs(x - y).max()))
-    return worst
+        warped = data.batch(np.array([i]))["warped"].numpy()
+        feed = {"warped": warped, "condition": data.condition[i:i + 1]}
+        faces = [np.clip(warped + mask * residual, 0.0, 1.0) for residual, mask in (a.run(None, feed), b.run(None, feed))]
+        diffs.append(255.0 * np.abs(faces[0] - faces[1]).ravel())
+    d = np.concatenate(diffs)
+    return {"mean": float(d.mean()), "p99": float(np.percentile(d, 99)), "max": float(d.max())}
 
 
 if __name__ == "__main__":
