@@ -118,8 +118,9 @@ def test_cli_trains_exports_and_resumes(tmp_path):
     common = ["--clips", str(CLIP), "--batch", "2", "--max-frames", "5", "--stride", "15",
               "--cache-dir", str(tmp_path / "cache"), "--out", str(out), "--latency-calls", "3"]
     assert T.main(common + ["--steps", "2"]) == 0
-    assert T.main(common + ["--steps", "3"]) == 0  # resumes at step 2
+    assert T.main(common + ["--steps", "3", "--holdout", str(CLIP)]) == 0  # resumes at step 2
     report = json.loads((out / "report.json").read_text())
+    assert set(report["face_l1_holdout"][CLIP.name]) == {"warp_only", "network"}
     assert report["steps"] == 3
     assert report["appearance_gmac"] <= 0.7
     assert max(report["onnx_parity_max_abs"].values()) < ONNX_PARITY_ATOL

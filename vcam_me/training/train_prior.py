@@ -289,6 +289,7 @@ def _clip_paths(items: list[str]) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--clips", nargs="+", required=True, help="face videos (one person each) or folders of .mp4")
+    ap.add_argument("--holdout", nargs="*", default=[], help="clips not trained on, only scored (face L1 in the report)")
     ap.add_argument("--steps", type=int, required=True)
     ap.add_argument("--out", type=Path, required=True, help="folder for the checkpoint, ONNX files and report.json")
     ap.add_argument("--batch", type=int, default=8)
@@ -371,6 +372,10 @@ def _run(args: argparse.Namespace) -> int:
         "geometry_mmac": count_macs(net.geometry, c) / 1e6,
         "face_l1_in_sample": face_l1(net, data),
     }
+    if args.holdout:
+        held = [load_clip(c, max_frames=args.max_frames, stride=args.stride, cache_dir=args.cache_dir)
+                for c in _clip_paths(args.holdout)]
+        report["face_l1_holdout"] = {s.clip.name: face_l1(net, TrainData.stack([s])) for s in held}
     appearance, geometry = export_onnx(net, args.out, size)
     report["onnx_parity_max_abs"] = onnx_parity(net, appearance, geometry, data)
     report["latency_ms_fp32_1thread_median"] = latency_ms(appearance, size, args.latency_calls)
