@@ -86,6 +86,20 @@ def test_warp_follows_a_shift_inside_the_face():
     np.testing.assert_array_equal(out[64, 40:90], image[64, 37:87])
 
 
+def test_warp_has_no_seam_at_the_face_outline():
+    ramp = np.tile((np.arange(128) * 2).astype(np.uint8)[None, :, None], (128, 1, 3))  # grey = 2·x
+    v = mesh.canonical_mesh().vertices[:, :2]
+    src = (v - R.CROP_CENTRE_IOD) * (128 / (2 * R.CROP_HALF_IOD)) + 64
+    out = R.warp_to_geometry(ramp, src, src + [3.0, 0.0])  # the face moves 3 px right
+    row, edge = 64, int(np.ceil(src[list(mesh.FACE_OVAL), 0].max()))
+    moved = (ramp[row, :, 0].astype(float) - out[row, :, 0]) / 2.0  # px each pixel came from the left
+    assert abs(moved[64] - 3.0) < 0.1
+    # Just outside the outline pixels still move nearly with the face (a seam would be 3 → 0) …
+    assert moved[edge + 1] > 1.5, moved[edge - 2:edge + 6]
+    # … and the motion fades out toward the crop's edge.
+    assert abs(moved[126]) < 0.5 * moved[edge + 1], moved[edge:]
+
+
 def test_crops_put_the_alignment_landmarks_in_place(cache_dir):
     with np.load(next(cache_dir.glob("*.npz"))) as z:
         lm = z["crop_landmarks"]

@@ -118,8 +118,9 @@ def warp_to_geometry(image: np.ndarray, src_points: np.ndarray, dst_points: np.n
 
     ``image``: ``(S, S, 3) uint8``; ``src_points``, ``dst_points``: ``(≥468, 2)`` in its pixels.
     Inside the face mesh each output pixel is pulled from the source through the affine map of
-    the canonical triangle it falls in; outside, pixels stay where they are (both crops are
-    aligned on the same stable landmarks, so hair and background already line up).
+    the canonical triangle it falls in; outside, the outline's motion fades out over a few
+    pixels and then pixels stay where they are (both crops are aligned on the same stable
+    landmarks, so hair and background already line up).
     """
     h, w = image.shape[:2]
     tris = _triangles()
@@ -134,12 +135,22 @@ def warp_to_geometry(image: np.ndarray, src_points: np.ndarray, dst_points: np.n
     a = np.linalg.pinv(d) @ src[tris]  # (T, 3, 2); pinv copes with degenerate (closed-lid) triangles
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
     inside = owner >= 0
-    map_x, map_y = xs.copy(), ys.copy()
+    shift = np.zeros((h, w, 2), np.float32)
     ai = a[owner[inside]]
     px, py = xs[inside], ys[inside]
-    map_x[inside] = px * ai[:, 0, 0] + py * ai[:, 1, 0] + ai[:, 2, 0]
-    map_y[inside] = px * ai[:, 0, 1] + py * ai[:, 1, 1] + ai[:, 2, 1]
-    return cv2.remap(image, map_x.astype(np.float32), map_y.astype(np.float32), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    shift[inside, 0] = px * ai[:, 0, 0] + py * ai[:, 1, 0] + ai[:, 2, 0] - px
+    shift[inside, 1] = px * ai[:, 0, 1] + py * ai[:, 1, 1] + ai[:, 2, 1] - py
+    # The face outline moves but the pixels outside the mesh would not: a visible seam. Carry
+    # the outline's motion a few pixels outward, fading to none (a normalised blur of the
+    # shift field, weighted by how close the mesh is).
+    sigma = max(2.0, w / 32.0)
+    weight = cv2.GaussianBlur(inside.astype(np.float32), (0, 0), sigma)
+    spread = cv2.GaussianBlur(shift, (0, 0), sigma) / np.maximum(weight, 1e-6)[..., None]
+    outside = ~inside
+    shift[outside] = spread[outside] * np.clip(2.0 * weight[outside], 0.0, 1.0)[:, None]
+    map_x = (xs + shift[..., 0]).astype(np.float32)
+    map_y = (ys + shift[..., 1]).astype(np.float32)
+    return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
 def face_mask(points: np.ndarray, size: int = CROP_SIZE) -> np.ndarray:
