@@ -64,7 +64,10 @@ def test_render_with_a_script_logs_the_scripted_events_on_the_output_timeline(sh
     events = doc["events"]
     assert [(e["type"], e["start_ms"], e["source"]) for e in events] == [
         ("suppressed_smile", 150.0, "script"), ("brow_lowerer", 700.0, "script"), ("duchenne_smile", 1250.0, "script")]
-    assert events[0]["side"] == "left" and events[0]["aus"] == {"AU12_L": 1.0} and events[0]["peak"] == 0.4
+    # a suppressed smile is AU12 on the chosen side, now and then with optional AUs (random
+    # variants of the library), all on that side
+    assert events[0]["side"] == "left" and events[0]["aus"]["AU12_L"] == 1.0 and events[0]["peak"] == 0.4
+    assert not any(ch.endswith("_R") for ch in events[0]["aus"])
     assert events[2]["held"] and events[2]["end_ms"] == pytest.approx(1500.0 + 600.0)  # released at 1250 + 250
     assert all(e["start_ms"] < e["apex_ms"] < e["end_ms"] for e in events)
     assert doc["fps"] == 60 and doc["video"] == str(out) and isinstance(doc["seed"], int)
