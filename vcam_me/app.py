@@ -1156,15 +1156,24 @@ def cmd_doctor(args, cfg: AppConfig) -> int:
 def cmd_bench(args, cfg: AppConfig) -> int:
     from vcam_me.bench import run_bench
 
-    result = run_bench(args, cfg)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n", encoding="utf-8")
-        print(f"vcam-me: results written to {out}", file=sys.stderr)
+    _write_results(run_bench(args, cfg), args.out)
     return 0
+
+
+def _eval_inputs(args, cfg: AppConfig, default_clips: tuple[str, ...]):
+    """(clips, size, avatar, consent) of an eval command: ``--driving`` or the default real
+    clips of ../shared (the bundled clip when it is absent), every clip opened once so a bad
+    path fails before any work, and the avatar with its consent."""
+    if args.driving:
+        clips = [Path(p) for p in args.driving]
+    else:
+        clips = [SHARED_DATA / "driving" / name for name in default_clips if (SHARED_DATA / "driving" / name).is_file()]
+        if not clips:
+            clips = [BUNDLED_DRIVING]
+    for clip in clips:
+        _open_driving(clip).close()
+    avatar = resolve_avatar(args.avatar, cfg)
+    return clips, tuple(args.size), avatar, require_consent(avatar, "evaluation")
 
 
 def cmd_eval(args, cfg: AppConfig) -> int:
@@ -1177,17 +1186,7 @@ def cmd_eval(args, cfg: AppConfig) -> int:
         return cmd_eval_micro(args, cfg)
     from vcam_me.evaluation.closed_loop import Stages, run_clips
 
-    if args.driving:
-        clips = [Path(p) for p in args.driving]
-    else:
-        clips = [SHARED_DATA / "driving" / name for name in EVAL_CLIPS if (SHARED_DATA / "driving" / name).is_file()]
-        if not clips:
-            clips = [BUNDLED_DRIVING]
-    for clip in clips:  # fail before any work on a bad path
-        _open_driving(clip).close()
-    size = tuple(args.size)
-    avatar = resolve_avatar(args.avatar, cfg)
-    consent = require_consent(avatar, "evaluation")
+    clips, size, avatar, consent = _eval_inputs(args, cfg, EVAL_CLIPS)
 
     def make_stages(clip: Path) -> Stages:
         return Stages(
@@ -1207,12 +1206,7 @@ def cmd_eval(args, cfg: AppConfig) -> int:
         avatar=str(getattr(avatar, "folder", args.avatar)),
         size=list(size),
     )
-    print(json.dumps(result, indent=2))
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-        print(f"vcam-me: results written to {out}", file=sys.stderr)
+    _write_results(result, args.out)
     return 0 if result.get("all_targets_met") else 1
 
 
@@ -1292,17 +1286,7 @@ def cmd_eval_micro(args, cfg: AppConfig) -> int:
     from vcam_me.bench import machine_info
     from vcam_me.evaluation import micro_loop as L
 
-    if args.driving:
-        clips = [Path(p) for p in args.driving]
-    else:
-        clips = [SHARED_DATA / "driving" / name for name in MICRO_EVAL_CLIPS if (SHARED_DATA / "driving" / name).is_file()]
-        if not clips:
-            clips = [BUNDLED_DRIVING]
-    for clip in clips:  # fail before any work on a bad path
-        _open_driving(clip).close()
-    size = tuple(args.size)
-    avatar = resolve_avatar(args.avatar, cfg)
-    consent = require_consent(avatar, "evaluation")
+    clips, size, avatar, consent = _eval_inputs(args, cfg, MICRO_EVAL_CLIPS)
     results, drivers, natural = [], {}, {}
     for clip in clips:
         with _open_driving(clip) as source:
