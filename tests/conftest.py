@@ -82,3 +82,36 @@ def spoken_speech(tmp_path: Path) -> Callable[[str], tuple]:
             return pcm.astype(np.float32) / 32768.0, wav.getframerate()
 
     return _speak
+
+
+@pytest.fixture(scope="session")
+def bundled_clip_cut(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int, int], Path]:
+    """``cut(frames, rate)``: the first ``frames`` frames of the bundled real clip, re-encoded
+    (H.264) at ``rate`` fps so that short renders in tests stay quick; made once per session."""
+    import av
+
+    from vcam_me.app import BUNDLED_DRIVING
+
+    made: dict[tuple[int, int], Path] = {}
+
+    def cut(frames: int, rate: int) -> Path:
+        if (frames, rate) in made:
+            return made[frames, rate]
+        out = tmp_path_factory.mktemp("clip") / "short.mp4"
+        with av.open(str(BUNDLED_DRIVING)) as src, av.open(str(out), "w") as dst:
+            stream_in = src.streams.video[0]
+            stream = dst.add_stream("libx264", rate=rate)
+            stream.width, stream.height, stream.pix_fmt = stream_in.width, stream_in.height, "yuv420p"
+            for i, frame in enumerate(src.decode(video=0)):
+                if i >= frames:
+                    break
+                new = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")
+                new.pts = i
+                for packet in stream.encode(new):
+                    dst.mux(packet)
+            for packet in stream.encode():
+                dst.mux(packet)
+        made[frames, rate] = out
+        return out
+
+    return cut

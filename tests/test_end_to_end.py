@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import pyvirtualcam
 
-from vcam_me.app import BUNDLED_DRIVING, main
+from vcam_me.app import main
 
 pytestmark = pytest.mark.slow
 
@@ -21,23 +21,9 @@ def private_dirs(private_user_dirs):
 
 
 @pytest.fixture(scope="module")
-def short_clip(tmp_path_factory) -> Path:
+def short_clip(bundled_clip_cut) -> Path:
     """The first 2.5 s of the bundled real clip (re-encoded, so the test is quick)."""
-    out = tmp_path_factory.mktemp("clip") / "short.mp4"
-    with av.open(str(BUNDLED_DRIVING)) as src, av.open(str(out), "w") as dst:
-        stream_in = src.streams.video[0]
-        stream = dst.add_stream("libx264", rate=24)
-        stream.width, stream.height, stream.pix_fmt = stream_in.width, stream_in.height, "yuv420p"
-        for i, frame in enumerate(src.decode(video=0)):
-            if i >= 60:
-                break
-            new = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")
-            new.pts = i
-            for packet in stream.encode(new):
-                dst.mux(packet)
-        for packet in stream.encode():
-            dst.mux(packet)
-    return out
+    return bundled_clip_cut(60, 24)
 
 
 def _read(path: Path) -> tuple[list[np.ndarray], float]:

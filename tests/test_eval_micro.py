@@ -7,31 +7,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import av
 import pytest
 
-from vcam_me.app import BUNDLED_DRIVING, main
+from vcam_me.app import main
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def short_clip(tmp_path_factory) -> Path:
+def short_clip(bundled_clip_cut) -> Path:
     """The first 2.5 s of the bundled real clip."""
-    out = tmp_path_factory.mktemp("clip") / "short.mp4"
-    with av.open(str(BUNDLED_DRIVING)) as src, av.open(str(out), "w") as dst:
-        stream = dst.add_stream("libx264", rate=30)
-        stream.width, stream.height, stream.pix_fmt = src.streams.video[0].width, src.streams.video[0].height, "yuv420p"
-        for i, frame in enumerate(src.decode(video=0)):
-            if i >= 75:
-                break
-            new = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")
-            new.pts = i
-            for packet in stream.encode(new):
-                dst.mux(packet)
-        for packet in stream.encode():
-            dst.mux(packet)
-    return out
+    return bundled_clip_cut(75, 30)
 
 
 def test_eval_micro_spots_injected_events_in_the_rerendered_output(short_clip, private_user_dirs):

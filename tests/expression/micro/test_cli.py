@@ -10,7 +10,7 @@ import av
 import numpy as np
 import pytest
 
-from vcam_me.app import BUNDLED_AVATAR, BUNDLED_DRIVING, main
+from vcam_me.app import BUNDLED_AVATAR, main
 
 # Far enough apart (micro-expressions last ≤ 500 ms) that each one's difference peak is its own.
 SCRIPT = [
@@ -21,22 +21,9 @@ SCRIPT = [
 
 
 @pytest.fixture(scope="module")
-def short_clip(tmp_path_factory) -> Path:
+def short_clip(bundled_clip_cut) -> Path:
     """The first 2 s of the bundled real clip (60 frames at 30 fps)."""
-    out = tmp_path_factory.mktemp("clip") / "short.mp4"
-    with av.open(str(BUNDLED_DRIVING)) as src, av.open(str(out), "w") as dst:
-        stream = dst.add_stream("libx264", rate=30)
-        stream.width, stream.height, stream.pix_fmt = src.streams.video[0].width, src.streams.video[0].height, "yuv420p"
-        for i, frame in enumerate(src.decode(video=0)):
-            if i >= 60:
-                break
-            new = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")
-            new.pts = i
-            for packet in stream.encode(new):
-                dst.mux(packet)
-        for packet in stream.encode():
-            dst.mux(packet)
-    return out
+    return bundled_clip_cut(60, 30)
 
 
 @pytest.fixture
