@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import shutil
 import subprocess
 import sys
@@ -133,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "idle_animator.json")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
-    from vcam_me.bench import machine_info
+    from vcam_me.bench import machine_info, write_results
 
     scenarios = [
         time_animator("face lost", args.seconds, lambda t: False, with_engine=True),
@@ -149,11 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         "scenarios": scenarios,
         "composer_state_at": time_composer(args.seconds),
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text + "\n", encoding="utf-8")
-    print(f"results written to {args.out}", file=sys.stderr)
+    write_results(result, args.out, prefix="")
     return 0
 
 

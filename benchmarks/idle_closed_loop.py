@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import sys
 from pathlib import Path
 
@@ -192,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         require_consent,
         resolve_avatar,
     )
-    from vcam_me.bench import machine_info
+    from vcam_me.bench import machine_info, write_results
     from vcam_me.config import load_config
 
     cfg = load_config(use_user_config=False)
@@ -210,11 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         "face_lost": face_lost(cfg, avatar, consent, size, args.seconds),
         "hand_over": hand_over(cfg, avatar, consent, size, BUNDLED_DRIVING),
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text + "\n", encoding="utf-8")
-    print(f"results written to {args.out}", file=sys.stderr)
+    write_results(result, args.out, prefix="")
     return 0
 
 

@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from vcam_me.app import BUNDLED_DRIVING, _open_driving, track_recording
-    from vcam_me.bench import machine_info
+    from vcam_me.bench import machine_info, write_results
     from vcam_me.config import load_config
 
     cfg = load_config(use_user_config=False)
@@ -149,10 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         "scenarios": results,
         "targets": {"engine_ms_per_frame_median": {"target": TARGET_MS, "worst_scenario": worst, "met": worst <= TARGET_MS}},
     }
-    out = Path(args.out)
-    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps(report, indent=2))
-    print(f"results written to {out}", file=sys.stderr)
+    write_results(report, args.out, prefix="")
     return 0
 
 

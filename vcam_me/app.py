@@ -1154,9 +1154,9 @@ def cmd_doctor(args, cfg: AppConfig) -> int:
 
 
 def cmd_bench(args, cfg: AppConfig) -> int:
-    from vcam_me.bench import run_bench
+    from vcam_me.bench import run_bench, write_results
 
-    _write_results(run_bench(args, cfg), args.out)
+    write_results(run_bench(args, cfg), args.out)
     return 0
 
 
@@ -1180,7 +1180,7 @@ def cmd_eval(args, cfg: AppConfig) -> int:
     """Closed-loop fidelity on real clips: render, re-track, compare (metrics.md)."""
     import datetime
 
-    from vcam_me.bench import machine_info
+    from vcam_me.bench import machine_info, write_results
 
     if getattr(args, "what", "fidelity") == "micro":
         return cmd_eval_micro(args, cfg)
@@ -1206,17 +1206,8 @@ def cmd_eval(args, cfg: AppConfig) -> int:
         avatar=str(getattr(avatar, "folder", args.avatar)),
         size=list(size),
     )
-    _write_results(result, args.out)
+    write_results(result, args.out)
     return 0 if result.get("all_targets_met") else 1
-
-
-def _write_results(result: dict, out: str | None) -> None:
-    print(json.dumps(result, indent=2))
-    if out:
-        path = Path(out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-        print(f"vcam-me: results written to {path}", file=sys.stderr)
 
 
 def track_frames_one_by_one(source, cfg: AppConfig) -> list:
@@ -1283,7 +1274,7 @@ def cmd_eval_micro(args, cfg: AppConfig) -> int:
     re-track the renders, spot the events and score them (metrics.md)."""
     import datetime
 
-    from vcam_me.bench import machine_info
+    from vcam_me.bench import machine_info, write_results
     from vcam_me.evaluation import micro_loop as L
 
     clips, size, avatar, consent = _eval_inputs(args, cfg, MICRO_EVAL_CLIPS)
@@ -1328,7 +1319,7 @@ def cmd_eval_micro(args, cfg: AppConfig) -> int:
         "sensitivity_on_still_driver": sensitivity,
         "all_targets_met": all(summary["targets"].values()),
     }
-    _write_results(result, args.out)
+    write_results(result, args.out)
     return 0 if result["all_targets_met"] else 1
 
 

@@ -94,6 +94,19 @@ def machine_info() -> dict:
     }
 
 
+def write_results(result: dict, out: str | Path | None, prefix: str = "vcam-me: ") -> None:
+    """Print a results document as JSON and, with ``out``, write it there too (folders made)."""
+    import json
+
+    text = json.dumps(result, indent=2)
+    print(text)
+    if out:
+        path = Path(out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n", encoding="utf-8")
+        print(f"{prefix}results written to {path}", file=sys.stderr)
+
+
 def _tracking_alone(cfg: AppConfig, driving: Path, frames: int = 150) -> dict:
     """MediaPipe alone on the same clip, paced at the camera rate, for the overhead ratio."""
     import psutil
@@ -137,7 +150,17 @@ def _tracking_alone(cfg: AppConfig, driving: Path, frames: int = 150) -> dict:
 def run_bench(args, cfg: AppConfig) -> dict:
     import psutil
 
-    from vcam_me.app import BUNDLED_DRIVING, _open_driving, build_expression, build_renderer, build_stamper, limit_opencv_threads, live_tracker, require_consent, resolve_avatar
+    from vcam_me.app import (
+        BUNDLED_DRIVING,
+        _open_driving,
+        build_expression,
+        build_renderer,
+        build_stamper,
+        limit_opencv_threads,
+        live_tracker,
+        require_consent,
+        resolve_avatar,
+    )
     from vcam_me.output import VirtualCameraSink
     from vcam_me.pipeline import LivePipeline
 

@@ -23,12 +23,8 @@ ONNX_PARITY_ATOL = 1e-4
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # On a shared, busy machine several spinning OpenMP threads slow each other down badly.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(torch_one_thread):
     yield
-    torch.set_num_threads(before)
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> T.TrainData:

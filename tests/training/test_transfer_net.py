@@ -25,12 +25,8 @@ MAC_BUDGET = 0.7e9
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # On a shared, busy machine several spinning OpenMP threads slow each other down badly.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(torch_one_thread):
     yield
-    torch.set_num_threads(before)
 
 @pytest.fixture(scope="module")
 def net() -> TransferNet:

@@ -268,6 +268,16 @@ _REQUIRED = ("description", "source", "laterality", "onset_ms", "offset_ms", "to
 _TOP_KEYS = {"intensity", "held", "conflicts", "type"}
 
 
+def read_user_text(path: Path, what: str) -> str:
+    """The text of a file the user names; a missing or unreadable one is a one-line error."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise MicroExpressionError(f"{what} not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise MicroExpressionError(f"{what} {path} cannot be read: {err}") from None
+
+
 class _Document:
     """One parsed file, with its text kept to point errors at lines (tomllib gives none)."""
 
@@ -277,12 +287,7 @@ class _Document:
 
     @classmethod
     def read(cls, path: Path) -> _Document:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise MicroExpressionError(f"micro-expression library not found: {path}") from None
-        except (OSError, UnicodeDecodeError) as err:
-            raise MicroExpressionError(f"micro-expression library {path} cannot be read: {err}") from None
+        text = read_user_text(path, "micro-expression library")
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as err:

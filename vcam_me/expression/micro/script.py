@@ -38,7 +38,7 @@ import numpy as np
 from vcam_me.errors import MicroExpressionError
 from vcam_me.expression.micro.engine import MicroEngine
 from vcam_me.expression.micro.events import MicroEvent
-from vcam_me.expression.micro.library import SIDES, MicroLibrary
+from vcam_me.expression.micro.library import SIDES, MicroLibrary, read_user_text
 
 log = logging.getLogger(__name__)
 
@@ -100,12 +100,7 @@ def parse_script(data: Any, library: MicroLibrary, where: str = "script") -> lis
 def load_script(path: Path | str, library: MicroLibrary) -> list[ScriptEntry]:
     """Read and validate a script file; a clear one-line error for a missing or malformed one."""
     path = Path(path).expanduser()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise MicroExpressionError(f"micro-expression script not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise MicroExpressionError(f"micro-expression script {path} cannot be read: {err}") from None
+    text = read_user_text(path, "micro-expression script")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
