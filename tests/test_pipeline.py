@@ -161,3 +161,29 @@ def test_stream_stats_stay_bounded_on_long_calls():
     assert len(stats.render_ms) == STATS_WINDOW and stats.render_ms[0] == 500.0
     stats.wall_s, stats.output_frames = 1.0, 1
     assert stats.summary(60)["render_ms_median"] > 500
+
+
+def test_set_renderer_swaps_the_avatar_from_another_thread_without_touching_the_sink():
+    class Solid:
+        def __init__(self, value):
+            self.value = value
+
+        def render(self, state):
+            return np.full((8, 8, 3), self.value, np.uint8)
+
+    first_stamper, second_stamper, sink = FakeStamper(), FakeStamper(), ListSink()
+    pipe = LivePipeline(FakeSource(300), FakeTracker(), FakeExpression(), Solid(10), first_stamper, sink, fps=60)
+    runner = threading.Thread(target=pipe.run, kwargs={"duration_s": 5.0})
+    runner.start()
+    while len(sink.frames) < 5:
+        time.sleep(0.01)
+    pipe.set_renderer(Solid(200), second_stamper)
+    while not sink.frames or sink.frames[-1].image[0, 0, 0] != 200:
+        time.sleep(0.01)
+    pipe.stop()
+    runner.join()
+    values = [int(f.image[0, 0, 0]) for f in sink.frames]
+    switched = values.index(200)
+    assert set(values[:switched]) == {10} and set(values[switched:]) == {200}  # one clean cut, no mix
+    assert pipe.renderer.value == 200 and pipe.stamper is second_stamper
+    assert second_stamper.banners == 1  # the new avatar is announced with the start banner

@@ -169,11 +169,36 @@ class LivePipeline:
         self.on_frame = on_frame
         self.stats = StreamStats()
         self._stop = threading.Event()
+        self._swap_lock = threading.Lock()
+        self._pending_swap: tuple[Renderer, Stamper | None, Guard | None] | None = None
         self._tracking_error: BaseException | None = None
         self._sample_arrived_ns = 0  # when the newest observation reached the expression stage
 
     def stop(self) -> None:
         self._stop.set()
+
+    def set_renderer(self, renderer: Renderer, stamper: Stamper | None = None, guard: Guard | None = None) -> None:
+        """Show another avatar from the next tick on, without stopping the stream or its sinks.
+
+        Safe to call from any thread. Build ``renderer`` (and the ``stamper`` and ``guard`` of
+        the new avatar's consent) beforehand, off the render thread: the swap itself is only an
+        assignment at the start of a tick, so no frame is late for it.
+        """
+        with self._swap_lock:
+            self._pending_swap = (renderer, stamper, guard)
+
+    def _apply_pending_swap(self, tick_ms: int) -> None:
+        with self._swap_lock:
+            swap, self._pending_swap = self._pending_swap, None
+        if swap is None:
+            return
+        renderer, stamper, guard = swap
+        self.renderer = renderer
+        if guard is not None:
+            self.guard = guard
+        if stamper is not None:
+            self.stamper = stamper
+            self.stamper.restart_banner(tick_ms)  # a new avatar is announced like a new stream
 
     # -- tracking thread -------------------------------------------------------------------
     def on_observation(self, obs: FaceObservation) -> None:
@@ -260,6 +285,7 @@ class LivePipeline:
                 if not tracking.is_alive() and self.source.finished:
                     break
                 tick = pacer.wait()
+                self._apply_pending_swap(tick)
                 if self.guard is not None and not self.guard.allowed(tick):
                     raise _refuse(self.guard)  # revoked or expired: not one more frame
                 if self.source.reconnects != reconnects:  # camera came back: show the banner again
