@@ -41,6 +41,7 @@ from vcam_me.training.features import (
     FEATURE_NAMES,
     blendshapes_to_au_and_gaze,
     features_from,
+    mirror_features,
 )
 
 log = logging.getLogger(__name__)
@@ -219,11 +220,31 @@ def _track(path: Path, max_frames: int, stride: int, size: int) -> _Tracked:
     )
 
 
-def samples_from_tracked(clip: Path, t: _Tracked, size: int = CROP_SIZE) -> ClipSamples:
-    """Pick the rest frame, warp it to every other frame and build the conditioning."""
+#: Which tracked frames become targets: all of them, the first ``split`` fraction (training
+#: part) or the rest (the held-back part a personalised model is scored on).
+PARTS = ("all", "first", "rest")
+
+
+def samples_from_tracked(clip: Path, t: _Tracked, size: int = CROP_SIZE, *, split: float | None = None,
+                         part: str = "all") -> ClipSamples:
+    """Pick the rest frame, warp it to every other frame and build the conditioning.
+
+    With ``split`` the rest frame is chosen from the first ``split`` fraction of the tracked
+    frames only, so the ``"first"`` and ``"rest"`` parts share one reference and nothing of
+    the held-back part is seen when training on the first.
+    """
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {PARTS}, got {part!r}")
+    n = len(t.index)
+    cut = n if split is None else int(round(float(split) * n))
+    if split is not None and not (1 <= cut < n):
+        raise ValueError(f"split {split} leaves no frames on one side of {n}")
     n_au = len(FEATURE_NAMES) - 4
-    ref = int(np.argmin(t.features[:, :n_au].sum(axis=1)))
-    targets = np.array([k for k in range(len(t.index)) if k != ref])
+    ref = int(np.argmin(t.features[:cut, :n_au].sum(axis=1)))
+    chosen = {"all": range(n), "first": range(cut), "rest": range(cut, n)}[part]
+    targets = np.array([k for k in chosen if k != ref], dtype=int)
+    if targets.size == 0:
+        raise TrackingError(f"{clip.name}: no target frames in part {part!r}")
     ref_crop, ref_lm = t.crops[ref], t.crop_landmarks[ref]
     warped = np.stack([warp_to_geometry(ref_crop, ref_lm, t.crop_landmarks[k]) for k in targets])
     masks = np.stack([face_mask(t.crop_landmarks[k], size) for k in targets])
@@ -241,6 +262,25 @@ def samples_from_tracked(clip: Path, t: _Tracked, size: int = CROP_SIZE) -> Clip
         frame_index=t.index[targets],
         reference_index=int(t.index[ref]),
     )
+
+
+def mirror_condition(condition: np.ndarray) -> np.ndarray:
+    """The conditioning of the left↔right mirrored face: sides and eyes swapped, horizontal
+    gaze, yaw and roll negated (pitch is unchanged by a mirror)."""
+    idx, sign = mirror_features()
+    c = np.asarray(condition, np.float32)
+    n = len(FEATURE_NAMES)
+    out = c.copy()
+    out[..., :n] = c[..., idx.astype(int)] * sign
+    out[..., n] = -c[..., n]  # yaw
+    out[..., n + 2] = -c[..., n + 2]  # roll
+    return out
+
+
+def mirror_displacement(displacement: np.ndarray) -> np.ndarray:
+    """Pose-normalised mesh displacements ``(..., 478, 3)`` of the mirrored face."""
+    d = np.asarray(displacement, np.float32)[..., mesh.mirror_index(), :]
+    return d * np.array([-1.0, 1.0, 1.0], np.float32)
 
 
 def default_cache_dir() -> Path:
@@ -262,11 +302,15 @@ def load_clip(
     stride: int = 2,
     size: int = CROP_SIZE,
     cache_dir: Path | None = None,
+    split: float | None = None,
+    part: str = "all",
 ) -> ClipSamples:
     """Self-reenactment samples of one clip (tracked once, then read from the cache).
 
     ``max_frames``: at most this many tracked frames (every ``stride``-th of the video).
     ``cache_dir``: where extracted clips are kept; ``None`` = the user cache folder.
+    ``split``, ``part``: see :func:`samples_from_tracked` (train on the first part of a clip,
+    score on the rest).
     Raises :class:`CaptureError` for a missing/unreadable video and :class:`TrackingError`
     when fewer than two frames show a face.
     """
@@ -286,4 +330,4 @@ def load_clip(
         tmp = cached.with_suffix(".tmp.npz")
         np.savez(tmp, **{k: getattr(t, k) for k in _Tracked.__dataclass_fields__})
         tmp.replace(cached)
-    return samples_from_tracked(path, t, size)
+    return samples_from_tracked(path, t, size, split=split, part=part)
