@@ -1067,6 +1067,313 @@ def _stream(source, sinks, renderer, stamper, expression, fps, size, cfg, durati
     return 0
 
 
+# --------------------------------------------------------------------------------------
+# the desktop app's live session: a stream that is started, steered and stopped from a
+# tray menu instead of a terminal (vcam_me/ui/ holds the menu; this is what it drives)
+# --------------------------------------------------------------------------------------
+#: Micro-expression modes of a live session: none at all, only from hotkeys, or automatic.
+MICRO_MODES = ("off", "hotkeys", "auto")
+#: Tell the user this many days before their avatar's consent record expires.
+CONSENT_WARNING_DAYS = 7
+
+
+def avatar_choices() -> list[tuple[str, Path]]:
+    """The avatars a user can switch between: the bundled sample, then their own (by name)."""
+    root = _avatar_cache_dir()
+    own = sorted(p for p in root.glob("*") if (p / "avatar.json").is_file()) if root.is_dir() else []
+    return [("sample", BUNDLED_AVATAR)] + [(p.name, p) for p in own]
+
+
+class MirroredRenderer:
+    """The avatar flipped left to right (before the label, so the label stays readable)."""
+
+    def __init__(self, renderer) -> None:
+        self.renderer = renderer
+
+    def render(self, state):
+        return self.renderer.render(state)[:, ::-1]
+
+
+@dataclasses.dataclass
+class AvatarParts:
+    """What showing one avatar live takes: its renderer, the label and mark of its consent,
+    and the started guard that keeps re-checking that consent."""
+
+    name: str
+    renderer: object
+    stamper: object
+    guard: object
+    expires_at: object  # datetime of the consent record's expiry, or None
+
+    def close(self) -> None:
+        self.guard.close()
+
+
+def build_avatar_parts(spec: str | Path | None, size: tuple[int, int], cfg: AppConfig) -> AvatarParts:
+    """Load an avatar and check its consent exactly as ``vcam-me run`` does; slow (model
+    set-up), so call it off the render thread. Raises a one-line VcamError when refused."""
+    avatar = resolve_avatar(None if spec is None else str(spec), cfg)
+    consent = require_consent(avatar, "live_call")
+    renderer = build_renderer(avatar, size, cfg)
+    stamper = build_stamper(cfg, size, consent)
+    guard = consent.guard("live_call")
+    guard.start(now_ms())
+    record = consent.verdict.record
+    return AvatarParts(Path(avatar.folder).name, renderer, stamper, guard, getattr(record, "expires_at", None))
+
+
+class _HotkeyGate:
+    """Passes hotkey presses to the expression stage only while hotkeys are wanted; a release
+    always passes, so an expression held when they are switched off still ends."""
+
+    def __init__(self, target) -> None:
+        self.target = target
+        self.enabled = True
+
+    def trigger(self, *args, **kwargs):
+        return self.target.trigger(*args, **kwargs) if self.enabled else None
+
+    def hold(self, *args, **kwargs):
+        return self.target.hold(*args, **kwargs) if self.enabled else None
+
+    def release(self, *args, **kwargs):
+        return self.target.release(*args, **kwargs)
+
+
+class LiveSession:
+    """A live stream on its own thread, steered while it runs: switch avatar, micro-expression
+    mode and rate, pause to idle, mirror. Every call returns at once; the slow parts (opening
+    the camera and outputs, loading models, checking consent) run on worker threads.
+
+    ``listener`` hears what happens, from those threads: ``frame(frame, state, stats)`` for
+    every output frame, ``status(name)`` with "starting", "streaming", "stopped" or "error",
+    ``notice(title, text)`` for something the user must act on, ``error(text)`` (one line).
+    ``sinks``: outputs to use as they are (tests; never closed here); default: the virtual
+    camera, opened here and closed when the session ends.
+    """
+
+    def __init__(self, cfg: AppConfig, listener, *, avatar: str | Path | None = None, fps: int | None = None,
+                 sinks: list | None = None, micro: str = "off", micro_rate: float | None = None,
+                 hotkeys: bool = True, microphone: bool = True) -> None:
+        if micro not in MICRO_MODES:
+            raise ValueError(f"micro mode {micro!r}: expected one of {MICRO_MODES}")
+        self.cfg = cfg
+        self.listener = listener
+        self.avatar = avatar
+        self.fps = int(fps or cfg.output.fps)
+        self.size = (cfg.output.width, cfg.output.height)
+        self.micro = micro
+        self.micro_rate = float(cfg.micro.rate_per_min if micro_rate is None else micro_rate)
+        self.mirror = False
+        self.paused = False
+        self._given_sinks = sinks
+        self._hotkeys_wanted = hotkeys
+        self._microphone = microphone
+        self.pipeline = None
+        self.expression = None
+        self._parts: AvatarParts | None = None
+        self._gate: _HotkeyGate | None = None
+        self._thread = None
+        self._stopping = False
+        self._lock = __import__("threading").Lock()
+
+    # -- life cycle ----------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        import threading
+
+        if self.running:
+            return
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="vcam-session", daemon=True)
+        self._thread.start()
+
+    def stop(self, wait_s: float | None = 5.0) -> None:
+        self._stopping = True
+        if self.pipeline is not None:
+            self.pipeline.stop()
+        if wait_s is not None and self._thread is not None:
+            self._thread.join(wait_s)
+
+    def _run(self) -> None:
+        from vcam_me.capture import open_source
+        from vcam_me.output import FanOutSink, VirtualCameraSink
+        from vcam_me.pipeline import LivePipeline
+
+        self.listener.status("starting")
+        opened: list = []
+        try:
+            limit_opencv_threads()
+            with contextlib.ExitStack() as stack:
+                source = stack.enter_context(open_source(self.cfg.capture))
+                if self._given_sinks is None:
+                    opened.append(VirtualCameraSink.open(self.size, self.fps, self.cfg.output))
+                sinks = list(self._given_sinks or []) + opened
+                parts = self._parts = build_avatar_parts(self.avatar, self.size, self.cfg)
+                self._warn_if_expiring(parts)
+                cfg = self.cfg if self._microphone else dataclasses.replace(
+                    self.cfg, idle=dataclasses.replace(self.cfg.idle, voice_jaw=False))
+                expression = self.expression = build_expression(cfg, offline=False, micro="none", idle=build_idle(cfg))
+                stack.enter_context(live_controls(cfg, expression, hotkeys=False))
+                self._gate = _HotkeyGate(expression)
+                self._start_hotkeys(stack, expression)
+                self._apply_micro()
+                if self.paused and expression.idle is not None:
+                    expression.idle.pause()
+                tracker, connect = stack.enter_context(live_tracker(cfg))
+                renderer = MirroredRenderer(parts.renderer) if self.mirror else parts.renderer
+                pipeline = connect(LivePipeline(source, tracker, expression, renderer, parts.stamper,
+                                                FanOutSink(sinks), self.fps, guard=parts.guard,
+                                                on_frame=self._frame_hook(source)))
+                with self._lock:
+                    self.pipeline = pipeline
+                if self._stopping:
+                    return
+                self.listener.status("streaming")
+                pipeline.run()
+        except VcamError as err:
+            self._fail(str(err))
+        except Exception as err:  # a thread boundary: the user gets one line, the log the rest
+            log.exception("live session failed")
+            self._fail(f"internal error: {type(err).__name__}: {err}")
+        else:
+            self.listener.status("stopped")
+        finally:
+            for sink in opened:
+                sink.close()
+            with self._lock:
+                parts, self._parts = self._parts, None
+            if parts is not None:
+                parts.close()
+
+    def _fail(self, text: str) -> None:
+        if "virtual camera" in text.lower() or "v4l2loopback" in text.lower():
+            self.listener.notice("Virtual camera missing", text)
+        self.listener.error(text)
+        self.listener.status("error")
+
+    def _frame_hook(self, source):
+        connected = [True]
+
+        def on_frame(frame, state) -> None:
+            now_connected = bool(getattr(source, "connected", True))
+            if now_connected != connected[0]:
+                connected[0] = now_connected
+                if now_connected:
+                    self.listener.notice("Camera back", "The camera is delivering frames again.")
+                else:
+                    self.listener.notice("Camera lost", "The camera stopped delivering frames; the avatar idles "
+                                         "while vcam-me tries to reopen it.")
+            self.listener.frame(frame, state, self.pipeline.stats if self.pipeline is not None else None)
+
+        return on_frame
+
+    def _warn_if_expiring(self, parts: AvatarParts) -> None:
+        from vcam_me.consent.records import utc_now
+
+        if parts.expires_at is None:
+            return
+        days = (parts.expires_at - utc_now()).total_seconds() / 86400.0
+        if days <= CONSENT_WARNING_DAYS:
+            self.listener.notice("Consent expiring", f"The consent record of avatar '{parts.name}' expires in "
+                                 f"{max(days, 0):.0f} days; the person shown must record it again to keep using it.")
+
+    def _start_hotkeys(self, stack, expression) -> None:
+        if not (self._hotkeys_wanted and self.cfg.hotkeys.enabled and expression.engine is not None):
+            return
+        from vcam_me.ui.hotkeys import HotkeyListener, HotkeysUnavailableError
+
+        idle = expression.idle
+        try:
+            stack.enter_context(HotkeyListener.start(self.cfg.hotkeys, self._gate, known_types=expression.engine.library.names,
+                                                     on_pause=None if idle is None else self.toggle_pause))
+        except HotkeysUnavailableError as err:
+            log.warning("hotkeys off: %s", err)
+
+    # -- steering (any thread) -------------------------------------------------------------
+    def switch_avatar(self, spec: str | Path):
+        """Build ``spec``'s renderer and consent off the render thread, then show it from the
+        next frame on; the stream and its outputs stay open. Returns a Future (of the avatar's
+        name); a refusal (no consent, unreadable avatar) goes to ``listener.error`` and the
+        current avatar stays."""
+        import concurrent.futures
+        import threading
+
+        future: concurrent.futures.Future = concurrent.futures.Future()
+
+        def work() -> None:
+            try:
+                parts = build_avatar_parts(spec, self.size, self.cfg)
+            except VcamError as err:
+                self.listener.error(str(err))
+                future.set_exception(err)
+                return
+            except Exception as err:  # thread boundary, reported in one line
+                log.exception("avatar switch failed")
+                self.listener.error(f"internal error: {type(err).__name__}: {err}")
+                future.set_exception(err)
+                return
+            with self._lock:
+                pipeline, old = self.pipeline, self._parts
+                if pipeline is None or not self.running:
+                    parts.close()
+                    future.set_exception(RuntimeError("the stream is not running"))
+                    return
+                self.avatar, self._parts = spec, parts
+                pipeline.set_renderer(MirroredRenderer(parts.renderer) if self.mirror else parts.renderer,
+                                      parts.stamper, parts.guard)
+            self._warn_if_expiring(parts)
+            if old is not None:
+                old.close()
+            future.set_result(parts.name)
+
+        threading.Thread(target=work, name="vcam-avatar-switch", daemon=True).start()
+        return future
+
+    def set_mirror(self, on: bool) -> None:
+        self.mirror = bool(on)
+        with self._lock:
+            if self.pipeline is not None and self._parts is not None:
+                base = self._parts.renderer
+                self.pipeline.set_renderer(MirroredRenderer(base) if self.mirror else base)
+
+    def set_micro_mode(self, mode: str) -> None:
+        if mode not in MICRO_MODES:
+            raise ValueError(f"micro mode {mode!r}: expected one of {MICRO_MODES}")
+        self.micro = mode
+        self._apply_micro()
+
+    def set_micro_rate(self, per_min: float) -> None:
+        self.micro_rate = float(per_min)
+        self._apply_micro()
+
+    def _apply_micro(self) -> None:
+        from vcam_me.expression.micro import AutoTrigger
+
+        expression = self.expression
+        if expression is None or expression.engine is None:
+            return
+        if self._gate is not None:
+            self._gate.enabled = self.micro != "off"
+        engine = expression.engine
+        # A new list, assigned at once: the render thread iterates either the old or the new one.
+        expression.triggers = [AutoTrigger(engine, self.micro_rate, seed=engine.seed + 1)] if self.micro == "auto" else []
+
+    def set_paused(self, paused: bool) -> None:
+        """Pause tracking: the avatar idles (breathes, blinks, glances) until resumed."""
+        self.paused = bool(paused)
+        idle = self.expression.idle if self.expression is not None else None
+        if idle is not None:
+            idle.pause() if self.paused else idle.resume()
+
+    def toggle_pause(self) -> bool:
+        self.set_paused(not self.paused)
+        return self.paused
+
+
 def cmd_doctor(args, cfg: AppConfig) -> int:
     """What is missing on this machine, and how to fix it. Exit 1 if something essential is."""
     rows: list[tuple[str, bool, str]] = []

@@ -1,0 +1,145 @@
+"""The desktop app's live session (app.LiveSession) on the real stages: the bundled clip
+through MediaPipe into the avatar, out through pyvirtualcam's own Camera class with a test
+backend, steered while it streams."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+
+import numpy as np
+import pytest
+import pyvirtualcam
+
+from vcam_me.app import LiveSession, main
+from vcam_me.config import load_config
+
+pytestmark = pytest.mark.slow
+
+
+class _Camera:
+    """pyvirtualcam test backend: counts how often the device is opened, keeps what it is sent."""
+
+    opened = 0
+    frames: list = []
+    lock = threading.Lock()
+
+    def __init__(self, *, width, height, fps, fourcc, device, **kw):
+        self.shape = (height, width, 3)
+        type(self).opened += 1
+
+    def close(self):
+        pass
+
+    def send(self, frame):
+        with type(self).lock:
+            type(self).frames.append((time.monotonic(), frame.reshape(self.shape).copy()))
+
+    def device(self):
+        return "vcam-me session test"
+
+    def native_fourcc(self):
+        return None
+
+
+class Recorder:
+    """The session's listener: what a tray would hear."""
+
+    def __init__(self):
+        self.statuses, self.notices, self.errors, self.frames = [], [], [], 0
+
+    def status(self, name):
+        self.statuses.append(name)
+
+    def notice(self, title, text):
+        self.notices.append((title, text))
+
+    def error(self, text):
+        self.errors.append(text)
+
+    def frame(self, frame, state, stats):
+        self.frames += 1
+
+
+def second_avatar(folder):
+    """An avatar of the user's own (the sample photo mirrored) with an attested licence."""
+    import cv2
+
+    from vcam_me.app import BUNDLED_AVATAR
+
+    photo = folder / "portrait.png"
+    cv2.imwrite(str(photo), cv2.imread(str(BUNDLED_AVATAR / "reference.png"))[:, ::-1])
+    avatar = folder / "mirrored"
+    assert main(["avatar", "create", "--photo", str(photo), "--out", str(avatar)]) == 0
+    assert main(["consent", "attest", "--avatar", str(avatar), "--licence", "test", "--name", "Mirror"]) == 0
+    return avatar
+
+
+def session_config(clip, backend="vcam-me-session-test"):
+    cfg = load_config(use_user_config=False)
+    return dataclasses.replace(
+        cfg,
+        capture=dataclasses.replace(cfg.capture, source=str(clip), loop=True, pace="realtime"),
+        output=dataclasses.replace(cfg.output, width=320, height=180, fps=30, virtualcam_backend=backend),
+    )
+
+
+def wait_until(condition, timeout_s=20.0):
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+@pytest.fixture
+def camera_backend():
+    try:
+        pyvirtualcam.register_backend("vcam-me-session-test", _Camera)
+    except (ValueError, KeyError):
+        pass
+    _Camera.opened, _Camera.frames = 0, []
+    return _Camera
+
+
+def test_switching_avatar_changes_the_frames_within_half_a_second_on_the_same_camera(
+        private_user_dirs, bundled_clip_cut, camera_backend):
+    avatar = second_avatar(private_user_dirs)
+    listener = Recorder()
+    session = LiveSession(session_config(bundled_clip_cut(60, 24)), listener, hotkeys=False, microphone=False)
+    session.start()
+    try:
+        assert wait_until(lambda: len(camera_backend.frames) >= 20), (listener.statuses, listener.errors)
+        future = session.switch_avatar(avatar)
+        assert future.result(timeout=30) == "mirrored"
+        handed = time.monotonic()  # the new renderer is with the pipeline from here on
+        assert wait_until(lambda: camera_backend.frames[-1][0] > handed + 1.0)
+    finally:
+        session.stop()
+    assert listener.errors == [] and listener.statuses == ["starting", "streaming", "stopped"]
+    assert camera_backend.opened == 1  # the virtual camera was never reopened
+    times = np.array([t for t, _ in camera_backend.frames])
+    images = [img.astype(np.int16) for _, img in camera_backend.frames]
+    before = [img for t, img in zip(times, images) if t < handed]
+    after = [img for t, img in zip(times, images) if t > handed + 0.5]
+    # frame-to-frame change while one avatar streams, and the jump between the two avatars
+    motion = max(np.abs(a - b).mean() for a, b in zip(before[-10:], before[-9:]))
+    jump = np.abs(after[0] - before[-1]).mean()
+    assert jump > 4 * motion + 2, (jump, motion)
+    # every frame sent 0.5 s after the hand-over shows the new avatar: closer to it than to the old one
+    old, new = before[-1], after[-1]
+    for img in after:
+        assert np.abs(img - new).mean() < np.abs(img - old).mean()
+
+
+def test_a_missing_virtual_camera_is_one_line_and_a_notice(private_user_dirs, bundled_clip_cut):
+    listener = Recorder()
+    session = LiveSession(session_config(bundled_clip_cut(60, 24), backend="no-such-backend"), listener,
+                          hotkeys=False, microphone=False)
+    session.start()
+    assert wait_until(lambda: "error" in listener.statuses)
+    session.stop()
+    assert len(listener.errors) == 1 and "\n" not in listener.errors[0] and "virtual camera" in listener.errors[0]
+    assert listener.notices and listener.notices[0][0] == "Virtual camera missing"
