@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ class _Camera:
     """pyvirtualcam test backend: counts how often the device is opened, keeps what it is sent."""
 
     opened = 0
-    frames: list = []
+    frames: ClassVar[list] = []
     lock = threading.Lock()
 
     def __init__(self, *, width, height, fps, fourcc, device, **kw):
