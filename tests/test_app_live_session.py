@@ -79,6 +79,8 @@ def second_avatar(folder):
 
 def session_config(clip, backend="vcam-me-session-test"):
     cfg = load_config(use_user_config=False)
+    if hasattr(cfg.avatar, "appearance"):  # the mesh warp alone: the session is under test, not the network
+        cfg = dataclasses.replace(cfg, avatar=dataclasses.replace(cfg.avatar, appearance="warp"))
     return dataclasses.replace(
         cfg,
         capture=dataclasses.replace(cfg.capture, source=str(clip), loop=True, pace="realtime"),

@@ -1091,7 +1091,10 @@ class MirroredRenderer:
         self.renderer = renderer
 
     def render(self, state):
-        return self.renderer.render(state)[:, ::-1]
+        import numpy as np
+
+        # a contiguous copy: the label and the mark are drawn in place by OpenCV
+        return np.ascontiguousarray(self.renderer.render(state)[:, ::-1])
 
 
 @dataclasses.dataclass
