@@ -84,6 +84,8 @@ class Progress:
         self.label, self.total = label, total
         self.tty = sys.stderr.isatty()
         self._last = 0.0
+        self._t0 = time.monotonic()
+        self._first: int | None = None
 
     def __call__(self, done: int) -> None:
         now = time.monotonic()
@@ -93,11 +95,22 @@ class Progress:
         if self.total:
             frac = min(done / self.total, 1.0)
             bar = "#" * int(frac * 30)
-            text = f"{self.label} [{bar:<30}] {done}/{self.total} ({frac:.0%})"
+            text = f"{self.label} [{bar:<30}] {done}/{self.total} ({frac:.0%}){self._left(done, now)}"
         else:
             text = f"{self.label}: {done}"
         sys.stderr.write(("\r" + text) if self.tty else (text + "\n"))
         sys.stderr.flush()
+
+    def _left(self, done: int, now: float) -> str:
+        """ ", 2m05s left" from the rate since the first update (a resumed job starts above 0)."""
+        if self._first is None:
+            self._first, self._t0 = done, now
+            return ""
+        rate = (done - self._first) / max(now - self._t0, 1e-6)
+        if rate <= 0 or now - self._t0 < 2.0:
+            return ""
+        mins, secs = divmod(int((self.total - done) / rate), 60)
+        return f", {mins}m{secs:02d}s left"
 
     def done(self) -> None:
         if self.tty:
@@ -232,10 +245,31 @@ def require_consent(avatar, use: str) -> Consent:
     return Consent(registry, verdict, hashes, record)
 
 
-def build_renderer(avatar, size: tuple[int, int], cfg: AppConfig):
+def appearance_files(avatar):
+    """The avatar's own (personalised) appearance network, else the shipped generic prior."""
+    from vcam_me.avatar.appearance import AppearanceFiles
+    from vcam_me.models import verified_model_path
+
+    own = avatar.network_files()
+    if own:
+        return AppearanceFiles(own["fp32"], own.get("int8"))
+    return AppearanceFiles(verified_model_path("transfer_appearance"), verified_model_path("transfer_appearance_int8"))
+
+
+def build_renderer(avatar, size: tuple[int, int], cfg: AppConfig, *, live: bool = False):
+    """The avatar renderer the configuration asks for. ``live``: the appearance network runs
+    on its own thread at the camera's rate; otherwise inline, every frame (deterministic)."""
     from vcam_me import avatar as avatar_stage
 
-    return avatar_stage.AvatarRenderer.create(avatar, size, cfg.avatar)
+    warp = avatar_stage.AvatarRenderer.create(avatar, size, cfg.avatar)
+    if cfg.avatar.appearance != "network":
+        return warp
+    from vcam_me.avatar.appearance import AppearanceNet, NeuralAvatarRenderer
+
+    net = AppearanceNet.load(appearance_files(avatar), device=cfg.avatar.appearance_device,
+                             threads=cfg.avatar.appearance_threads)
+    warp.draw_details = False
+    return NeuralAvatarRenderer(warp, net, asynchronous=live, min_interval_ms=cfg.avatar.appearance_interval_ms)
 
 
 def build_stamper(cfg: AppConfig, size: tuple[int, int], consent: Consent):
@@ -573,6 +607,69 @@ def cmd_avatar(args, cfg: AppConfig) -> int:
         return 0
     print("vcam-me: error: say what to do with avatars: vcam-me avatar create --photo FILE | vcam-me avatar list", file=sys.stderr)
     return 2
+
+
+# --------------------------------------------------------------------------------------
+# personalisation: the owner's setup capture → an avatar with its own network
+# --------------------------------------------------------------------------------------
+def personalise_avatar(capture: Path, out: Path, *, steps: int = 500, device: str = "auto", progress=None,
+                       cancel=None):
+    """Check a setup capture, fine-tune the shipped prior on it and write the avatar folder
+    (the function behind ``vcam-me setup`` and the wizard). ``progress(stage, done, total)``;
+    ``cancel``: a ``threading.Event`` (the work so far is kept; the next call resumes).
+    Needs PyTorch (the ``train`` extra); a clear :class:`SetupError` without it."""
+    from vcam_me.errors import SetupError
+
+    try:
+        from vcam_me.training.personalise import personalise
+    except ImportError as err:
+        raise SetupError(f"personalisation needs PyTorch ({err.name} is not installed): pip install 'vcam-me[train]'") from None
+    from vcam_me.models import verified_model_path
+
+    kwargs = {} if progress is None else {"progress": progress}
+    return personalise(capture, out, prior=verified_model_path("transfer_prior"), steps=steps, device=device,
+                       cancel=cancel, **kwargs)
+
+
+def cmd_setup(args, cfg: AppConfig) -> int:
+    import threading
+
+    from vcam_me.errors import SetupError
+
+    capture = Path(args.from_video).expanduser()
+    if not capture.is_file():
+        raise SetupError(f"capture not found: {capture}")
+    out = Path(args.out).expanduser() if args.out else _free_name(_avatar_cache_dir() / capture.stem)
+    bars: dict[str, Progress] = {}
+    labels = {"checking": "checking the capture", "tracking": "tracking your face", "training": "fine-tuning",
+              "saving": "saving"}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage not in bars:
+            for bar in bars.values():
+                bar.done()
+            bars.clear()
+            bars[stage] = Progress(labels.get(stage, stage), total)
+        bars[stage](done)
+
+    cancel = threading.Event()
+    try:
+        result = personalise_avatar(capture, out, steps=args.steps, device=args.device, progress=progress, cancel=cancel)
+    except KeyboardInterrupt:
+        # Ctrl-C lands here between steps on the main thread; the last checkpoint (every 50
+        # steps) is kept, so running the same command again resumes from it.
+        for bar in bars.values():
+            bar.done()
+        print("vcam-me: set-up interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    for bar in bars.values():
+        bar.done()
+    checks = result.checks
+    print(f"vcam-me: personalised avatar written to {result.avatar_folder} in {result.seconds:.0f} s on {result.device} "
+          f"({checks['face_frames']} face frames, {len(checks['moving_aus'])} facial actions moved; face L1 "
+          f"{result.face_l1['warp_only']:.2f} warp only → {result.face_l1['after']:.2f} with the network)")
+    print(f"vcam-me: before it can be used it needs a consent record: vcam-me consent record --avatar {result.avatar_folder} --name NAME")
+    return 0
 
 
 # --------------------------------------------------------------------------------------
@@ -1029,7 +1126,7 @@ def cmd_run(args, cfg: AppConfig) -> int:
             consent = require_consent(avatar, "live_call")
             if signer is not None:
                 signer.record = consent.verdict.record
-            renderer = build_renderer(avatar, size, cfg)
+            renderer = build_renderer(avatar, size, cfg, live=True)
             stamper = build_stamper(cfg, size, consent)
             expression = build_expression(cfg, offline=False, micro=mode, idle=build_idle(cfg))
             with live_controls(cfg, expression, hotkeys=not args.no_hotkeys), consent.guard("live_call") as guard:
@@ -1635,7 +1732,7 @@ def cmd_eval_micro(args, cfg: AppConfig) -> int:
 
 COMMANDS = {
     None: cmd_demo, "demo": cmd_demo, "run": cmd_run, "render": cmd_render, "avatar": cmd_avatar, "consent": cmd_consent, "verify": cmd_verify,
-    "doctor": cmd_doctor, "bench": cmd_bench, "eval": cmd_eval,
+    "doctor": cmd_doctor, "bench": cmd_bench, "eval": cmd_eval, "setup": cmd_setup,
 }
 
 

@@ -172,7 +172,7 @@ def run_bench(args, cfg: AppConfig) -> dict:
 
     avatar = resolve_avatar(args.avatar, cfg)
     consent = require_consent(avatar, "evaluation")
-    renderer = build_renderer(avatar, size, cfg)
+    renderer = build_renderer(avatar, size, cfg, live=True)
     stamper = build_stamper(cfg, size, consent)
     expression = build_expression(cfg, offline=False)
     proc = psutil.Process()

@@ -137,6 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--seconds", type=_positive, default=20.0, help="read at most this much of the video (default 20)")
     verify.add_argument("--json", action="store_true", help="machine-readable output")
 
+    setup = sub.add_parser("setup", help="personalise: make your own avatar from a recorded setup session")
+    setup.add_argument("--from-video", required=True, metavar="CAPTURE.mp4",
+                       help="a 60-90 s recording of you alone: neutral, then brows up, frown, wide eyes, squint, "
+                            "nose wrinkle, smile, jaw open, blinks, small head turns")
+    setup.add_argument("--out", metavar="FOLDER", help="the new avatar folder (default: a new folder among your avatars)")
+    setup.add_argument("--steps", type=int, default=500, help="fine-tuning steps (default 500: about 3 minutes on 2 CPU cores)")
+    setup.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
+                       help="where to fine-tune (default auto: the GPU when PyTorch sees one)")
     sub.add_parser("doctor", help="check this machine: camera, virtual camera driver, models, GPU")
 
     bench = sub.add_parser("bench", help="measure speed: fps, latency, CPU, per-stage cost")

@@ -102,6 +102,16 @@ class AvatarOptions:
     warp_downscale: int = 4
     #: How far (in face widths) hair and neck follow the head before the background is still.
     head_follow_falloff: float = 0.6
+    #: "network": the mesh warp plus the appearance network (mouth interior, lids, folds);
+    #: "warp": the mesh warp alone, with a drawn mouth interior and lids (least CPU).
+    appearance: Literal["network", "warp"] = "warp"
+    #: Where the network runs: "auto" (CUDA when it really starts, else the CPU), "cpu", "gpu".
+    appearance_device: Literal["auto", "cpu", "gpu"] = "auto"
+    #: CPU threads for one network call (design.md §2: two cores for the whole app).
+    appearance_threads: int = 1
+    #: Live: at most one network call per this many ms (33 = the camera's 30 fps); the newest
+    #: result is carried on the moving mesh in between.
+    appearance_interval_ms: int = 33
 
 
 @dataclass(frozen=True)
@@ -251,6 +261,8 @@ _RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "micro.seed": (lambda v: v == "random" or v >= 0, '"random" or an integer ≥ 0'),
     "avatar.warp_downscale": (lambda v: v in (1, 2, 4, 8), "1, 2, 4 or 8"),
     "avatar.head_follow_falloff": (lambda v: 0.05 <= v <= 3, "0.05..3"),
+    "avatar.appearance_threads": (lambda v: 1 <= v <= 16, "1..16"),
+    "avatar.appearance_interval_ms": (lambda v: 0 <= v <= 1000, "0..1000"),
     "label.backing_opacity": (lambda v: 0.6 <= v <= 0.95, "0.6..0.95 (the label must stay legible)"),
     "label.banner_seconds": (lambda v: 2 <= v <= 30, "2..30 (the law asks for at least 2 s)"),
     "output.width": (lambda v: 160 <= v <= 3840 and v % 2 == 0, "an even number 160..3840"),

@@ -57,3 +57,7 @@ class OutputError(VcamError):
 
 class MicroExpressionError(VcamError):
     pass
+
+
+class SetupError(VcamError):
+    """A personalisation capture that cannot be used (no face, too short, too little expression, too dark…)."""

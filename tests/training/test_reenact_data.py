@@ -39,12 +39,12 @@ def test_samples_shapes_and_reference(samples: R.ClipSamples):
 
 def test_reference_is_the_frame_with_the_lowest_total_au(cache_dir):
     with np.load(next(cache_dir.glob("*.npz"))) as z:
-        tracked = R._Tracked(**{k: z[k] for k in R._Tracked.__dataclass_fields__})
+        tracked = R.TrackedClip(**{k: z[k] for k in R.TrackedClip.__dataclass_fields__})
     n_au = len(R.FEATURE_NAMES) - 4
     features = tracked.features.copy()
     features[:, :n_au] = 0.4
     features[3, :n_au] = 0.1
-    s = R.samples_from_tracked(CLIP, R._Tracked(**{**tracked.__dict__, "features": features}))
+    s = R.samples_from_tracked(CLIP, R.TrackedClip(**{**tracked.__dict__, "features": features}))
     assert s.reference_index == tracked.index[3]
     np.testing.assert_array_equal(s.reference_crop, tracked.crops[3])
     assert 3 not in [list(tracked.index).index(i) for i in s.frame_index]

@@ -7,6 +7,9 @@ Folder layout (every file's sha256 is in ``avatar.json``; :meth:`Avatar.load` ch
     landmarks.npy     (478, 3) float32 MediaPipe-normalised landmarks of the portrait
     transform.npy     (4, 4) float32 MediaPipe facial transformation matrix (canonical → camera, cm)
     blendshapes.npy   (52,) float32 the portrait's own blendshape scores (its rest expression)
+    network/          optional, a personalised appearance network (``vcam-me setup``):
+                      appearance.onnx (fp32) and appearance.int8.onnx, named in
+                      ``avatar.json`` under "network" and hash-checked like the rest
 
 :func:`create_avatar` is pure apart from writing the folder: the caller runs the face
 tracker (image mode, ``num_faces`` ≥ 2 so that several faces can be refused) and passes the
@@ -102,6 +105,14 @@ class Avatar:
         text = "\n".join(f"{k} {v}" for k, v in sorted(self.files.items()))
         return hashlib.sha256(text.encode()).hexdigest()
 
+    def network_files(self) -> dict[str, Path] | None:
+        """The avatar's own appearance network, ``{"fp32": path, "int8": path or absent}``, or
+        ``None`` when it has none (a photo avatar: the shipped generic prior draws it)."""
+        names = self.meta.get("network")
+        if not names or self.folder is None:
+            return None
+        return {kind: self.folder / name for kind, name in names.items() if name in self.files}
+
     @classmethod
     def load(cls, folder: str | Path) -> "Avatar":
         """Read an avatar folder and check every file against the hashes in ``avatar.json``."""
@@ -120,10 +131,15 @@ class Avatar:
         if meta.get("version") != VERSION:
             raise AvatarError(f"{meta_path}: avatar format version {meta.get('version')} is not supported (expected {VERSION})")
         files = meta.get("files", {})
+        if not isinstance(files, dict):
+            raise AvatarError(f"{meta_path}: 'files' must be a table of file name → sha256")
         for name in _FILES:
-            path = folder / name
             if name not in files:
                 raise AvatarError(f"{meta_path} lists no hash for {name}")
+        for name in files:
+            path = folder / name
+            if Path(name).is_absolute() or ".." in Path(name).parts:
+                raise AvatarError(f"{meta_path} names a file outside the avatar folder: {name}")
             if not path.is_file():
                 raise AvatarError(f"avatar file missing: {path}")
             if _sha256(path) != files[name]:
@@ -229,8 +245,38 @@ def save_avatar(avatar: Avatar, out: Path) -> Avatar:
         np.save(out / "transform.npy", avatar.transform)
         np.save(out / "blendshapes.npy", avatar.blendshapes)
         files = {name: _sha256(out / name) for name in _FILES}
+        for name in avatar.meta.get("extra_files", []):  # written by add_network: keep them bound
+            files[name] = _sha256(out / name)
         meta = dict(avatar.meta, files=files)
         (out / "avatar.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     except OSError as err:
         raise AvatarError(f"cannot write avatar folder {out}: {err.strerror or err}") from None
     return Avatar(avatar.image, avatar.landmarks, avatar.transform, avatar.blendshapes, files, avatar.meta, out)
+
+
+def add_network(avatar: Avatar, fp32: Path, int8: Path | None = None, calibration: Path | None = None) -> Avatar:
+    """Copy a personalised appearance network (and the owner's calibration) into a saved
+    avatar folder and bind them in ``avatar.json`` by hash; returns the avatar as loaded back.
+    The avatar's content ID changes, so consent is recorded after this, for the avatar as it
+    will be used."""
+    import shutil
+
+    if avatar.folder is None:
+        raise ValueError("the avatar must be saved before a network is added")
+    folder = avatar.folder
+    network = {"fp32": "network/appearance.onnx"}
+    copies = {network["fp32"]: fp32}
+    if int8 is not None:
+        network["int8"] = "network/appearance.int8.onnx"
+        copies[network["int8"]] = int8
+    if calibration is not None:
+        copies["calibration.json"] = calibration
+    try:
+        (folder / "network").mkdir(exist_ok=True)
+        for name, src in copies.items():
+            shutil.copyfile(src, folder / name)
+    except OSError as err:
+        raise AvatarError(f"cannot write the network into {folder}: {err.strerror or err}") from None
+    meta = dict(avatar.meta, network=network, extra_files=sorted(copies))
+    save_avatar(Avatar(avatar.image, avatar.landmarks, avatar.transform, avatar.blendshapes, {}, meta, None), folder)
+    return Avatar.load(folder)

@@ -363,7 +363,15 @@ class AvatarRenderer:
     """Renders an avatar for an :class:`ExpressionState`. Build it with :meth:`create`.
 
     Not thread-safe (it reuses buffers); use one per render thread.
+
+    ``draw_details``: paint the closing lids and a dark mouth interior by hand (the first
+    renderer's way); turned off when the appearance network draws them
+    (:class:`~vcam_me.avatar.appearance.NeuralAvatarRenderer`). ``last_mesh``: the posed
+    ``(478, 3)`` mesh of the last frame, in output pixels.
     """
+
+    draw_details: bool = True
+    last_mesh: np.ndarray | None = None
 
     def __init__(
         self,
@@ -589,6 +597,7 @@ class AvatarRenderer:
     def render(self, state: ExpressionState) -> np.ndarray:
         """The avatar for ``state``: ``(H, W, 3) uint8 RGB`` at :attr:`size`."""
         v = self.mesh(state)
+        self.last_mesh = v
         field = self._field(v, state)
         k = self._k
         hl, wl = self._grid
@@ -627,8 +636,9 @@ class AvatarRenderer:
             ).max() > 0.5
             if iris_moved or self._closure.get(eye.blink_feature, 0.0) > 0.05:
                 self._warp_patch(out, patch)
-        self._draw_lids(out, v)
-        self._draw_mouth(out, v[:, :2])
+        if self.draw_details:
+            self._draw_lids(out, v)
+            self._draw_mouth(out, v[:, :2])
         return out
 
     def _draw_lids(self, out: np.ndarray, v: np.ndarray) -> None:

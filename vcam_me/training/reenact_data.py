@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 
 from vcam_me.avatar import mesh
+from vcam_me.avatar.crop import ALIGN_IDS, CROP_SIZE, POSE_UNIT_DEG, crop_points
 from vcam_me.errors import CaptureError, TrackingError
 from vcam_me.geometry import pose_from_transform
 from vcam_me.training.features import (
@@ -46,17 +47,9 @@ from vcam_me.training.features import (
 
 log = logging.getLogger(__name__)
 
-CROP_SIZE = 128
-#: Landmarks the crop is aligned on: eye corners, nose bridge, nose tip and base.
-ALIGN_IDS = (33, 133, 362, 263, 168, 6, 197, 195, 5, 4)
-#: Canonical-face box the crop shows, in IOD units around the eye midpoint (the canonical face
-#: spans x ±1.23, y −0.89 (forehead top) … 1.91 (chin)): the whole face with a margin.
-CROP_CENTRE_IOD = (0.0, 0.55)
-CROP_HALF_IOD = 1.7
-POSE_UNIT_DEG = 30.0
 CONDITION_NAMES: tuple[str, ...] = FEATURE_NAMES + ("pose_yaw", "pose_pitch", "pose_roll")
 N_CONDITION = len(CONDITION_NAMES)
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -88,13 +81,6 @@ class ClipSamples:
 
     def __len__(self) -> int:
         return len(self.target)
-
-
-def crop_points(size: int = CROP_SIZE) -> np.ndarray:
-    """``(len(ALIGN_IDS), 2) float64`` where the alignment landmarks go in a ``size`` crop."""
-    v = mesh.canonical_mesh().vertices[list(ALIGN_IDS), :2]
-    scale = size / (2 * CROP_HALF_IOD)
-    return (v - np.asarray(CROP_CENTRE_IOD)) * scale + size / 2.0
 
 
 def crop_transform(points_px: np.ndarray, size: int = CROP_SIZE) -> np.ndarray:
@@ -162,16 +148,20 @@ def face_mask(points: np.ndarray, size: int = CROP_SIZE) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class _Tracked:
+class TrackedClip:
+    """A clip's tracked frames (cached): what samples and calibrations are made from."""
+
     index: np.ndarray  # (n,) frame numbers
     crops: np.ndarray  # (n, S, S, 3) uint8
     crop_landmarks: np.ndarray  # (n, 478, 2) float32
     aligned: np.ndarray  # (n, 478, 3) float32, pose-normalised
     features: np.ndarray  # (n, len(FEATURE_NAMES)) float32
     pose_deg: np.ndarray  # (n, 3) float32
+    blendshapes: np.ndarray  # (n, 52) float32
+    frames_read: np.ndarray  # () int: video frames looked at (every stride-th)
 
 
-def _track(path: Path, max_frames: int, stride: int, size: int) -> _Tracked:
+def _track(path: Path, max_frames: int, stride: int, size: int, progress=None) -> TrackedClip:
     from vcam_me.models import verified_model_path
     from vcam_me.tracking import FaceTracker
     from vcam_me.types import Frame
@@ -180,6 +170,7 @@ def _track(path: Path, max_frames: int, stride: int, size: int) -> _Tracked:
     if not cap.isOpened():
         raise CaptureError(f"cannot open video {path}")
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+    expected = min(max_frames, max(1, (int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) + stride - 1) // stride))
     rows: dict[str, list] = {k: [] for k in ("index", "crops", "lm", "aligned", "blend", "pose")}
     seen = 0
     try:
@@ -202,6 +193,8 @@ def _track(path: Path, max_frames: int, stride: int, size: int) -> _Tracked:
                         rows["aligned"].append(mesh.normalise_pose(px)[0])
                         rows["blend"].append(obs.blendshapes)
                         rows["pose"].append(pose_from_transform(obs.transform))
+                    if progress is not None:
+                        progress(min(seen, expected), expected)
                 i += 1
     finally:
         cap.release()
@@ -210,13 +203,15 @@ def _track(path: Path, max_frames: int, stride: int, size: int) -> _Tracked:
     if len(rows["index"]) < 2:
         raise TrackingError(f"no face found in {path.name}: {len(rows['index'])} of {seen} frames had a face, need ≥ 2")
     au, gaze = blendshapes_to_au_and_gaze(np.asarray(rows["blend"], np.float32))
-    return _Tracked(
+    return TrackedClip(
         index=np.asarray(rows["index"]),
         crops=np.asarray(rows["crops"], np.uint8),
         crop_landmarks=np.asarray(rows["lm"], np.float32),
         aligned=np.asarray(rows["aligned"], np.float32),
         features=features_from(au, gaze).astype(np.float32),
         pose_deg=np.asarray(rows["pose"], np.float32),
+        blendshapes=np.asarray(rows["blend"], np.float32),
+        frames_read=np.asarray(seen),
     )
 
 
@@ -225,7 +220,7 @@ def _track(path: Path, max_frames: int, stride: int, size: int) -> _Tracked:
 PARTS = ("all", "first", "rest")
 
 
-def samples_from_tracked(clip: Path, t: _Tracked, size: int = CROP_SIZE, *, split: float | None = None,
+def samples_from_tracked(clip: Path, t: TrackedClip, size: int = CROP_SIZE, *, split: float | None = None,
                          part: str = "all") -> ClipSamples:
     """Pick the rest frame, warp it to every other frame and build the conditioning.
 
@@ -314,6 +309,16 @@ def load_clip(
     Raises :class:`CaptureError` for a missing/unreadable video and :class:`TrackingError`
     when fewer than two frames show a face.
     """
+    t = load_tracked(path, max_frames=max_frames, stride=stride, size=size, cache_dir=cache_dir)
+    return samples_from_tracked(Path(path), t, size, split=split, part=part)
+
+
+def load_tracked(path: Path, *, max_frames: int = 300, stride: int = 2, size: int = CROP_SIZE,
+                 cache_dir: Path | None = None, progress=None) -> TrackedClip:
+    """Track a clip once (see :func:`load_clip`), then read it from the cache.
+
+    ``progress(done, total)`` is called per tracked frame (not when read from the cache).
+    """
     path = Path(path)
     if not path.is_file():
         raise CaptureError(f"no such video: {path}")
@@ -323,11 +328,10 @@ def load_clip(
     cached = cache_dir / f"{path.stem}-{_cache_key(path, max_frames, stride, size)}.npz"
     if cached.is_file():
         with np.load(cached) as z:
-            t = _Tracked(**{k: z[k] for k in _Tracked.__dataclass_fields__})
-    else:
-        t = _track(path, max_frames, stride, size)
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(".tmp.npz")
-        np.savez(tmp, **{k: getattr(t, k) for k in _Tracked.__dataclass_fields__})
-        tmp.replace(cached)
-    return samples_from_tracked(path, t, size, split=split, part=part)
+            return TrackedClip(**{k: z[k] for k in TrackedClip.__dataclass_fields__})
+    t = _track(path, max_frames, stride, size, progress)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_suffix(".tmp.npz")
+    np.savez(tmp, **{k: getattr(t, k) for k in TrackedClip.__dataclass_fields__})
+    tmp.replace(cached)
+    return t

@@ -192,7 +192,7 @@ class Progress:
 
 def train(net: TransferNet, optimiser: torch.optim.Optimizer, data: TrainData, *, steps: int, start: int = 0,
           batch: int = 8, seed: int = 0, history: list | None = None, on_step=None,
-          augmented: bool = False) -> list[dict[str, float]]:
+          augmented: bool = False, device: str = "cpu") -> list[dict[str, float]]:
     """Run steps ``start … steps-1``; returns the history (one dict of loss terms per step).
 
     ``on_step(step, history)`` is called after each step; it may raise to stop (a resumed run
@@ -203,7 +203,8 @@ def train(net: TransferNet, optimiser: torch.optim.Optimizer, data: TrainData, *
     net.train()
     for step in range(start, steps):
         rng = np.random.default_rng([seed, step, 1]) if augmented else None
-        terms = losses(net, data.batch(batch_index(len(data), batch, seed, step), rng))
+        b = data.batch(batch_index(len(data), batch, seed, step), rng)
+        terms = losses(net, {k: v.to(device) for k, v in b.items()} if device != "cpu" else b)
         optimiser.zero_grad(set_to_none=True)
         terms["total"].backward()
         optimiser.step()

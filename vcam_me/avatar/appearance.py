@@ -1,0 +1,242 @@
+"""The appearance network at run time: what a mesh warp cannot draw, added on top of it.
+
+The transfer network's appearance head (trained by ``vcam_me.training``, exported to ONNX)
+takes the warped avatar's aligned face crop (:mod:`vcam_me.avatar.crop`) and the
+conditioning (driving AUs, gaze, head pose) and returns an RGB residual and a soft mask in
+crop space. :class:`NeuralAvatarRenderer` wraps the mesh-warp renderer:
+
+- every output frame, the warp is drawn, the crop transform is taken from the posed mesh, and
+  the newest ``mask · residual`` is mapped back into the frame by that transform and added.
+  Because the residual lives in the face's own (aligned) frame, a residual a few
+  milliseconds old still sits on the face as the head moves;
+- the network itself runs either inline (``asynchronous=False``: offline renders and
+  evaluation, every frame, deterministic) or on its own thread (live: at most one call per
+  ``min_interval_ms``, the camera's rate, never blocking the 60 fps loop) — design.md §4.
+
+:func:`open_session` creates the ONNX Runtime session and reports the provider that really
+runs: onnxruntime-gpu falls back to the CPU silently when CUDA cannot start, so the
+provider is read back from the session, never assumed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from vcam_me.avatar.basis import state_features
+from vcam_me.avatar.crop import CROP_SIZE, POSE_UNIT_DEG, similarity_transform
+from vcam_me.errors import ModelError
+from vcam_me.types import ExpressionState
+
+log = logging.getLogger(__name__)
+
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+
+def condition_of(state: ExpressionState) -> np.ndarray:
+    """``(1, n_condition) float32``: the features the network was trained on (driving AUs and
+    gaze as the crosswalk gives them, then yaw, pitch, roll in units of :data:`POSE_UNIT_DEG`)."""
+    pose = np.asarray(state.head_pose, np.float32) / POSE_UNIT_DEG
+    return np.concatenate([state_features(state), pose])[None].astype(np.float32)
+
+
+def open_session(path: Path, *, device: str = "auto", threads: int = 1):
+    """ONNX Runtime session for ``path``; returns ``(session, provider actually used)``.
+
+    ``device``: "cpu", "gpu" (CUDA, warning when it is not really used) or "auto" (CUDA when
+    this onnxruntime has it and it starts, else the CPU). ``threads``: intra-op threads on
+    the CPU (1 by default: design.md §2 gives the whole app two cores).
+    """
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = max(1, int(threads))
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    providers = [CPU]
+    if device in ("auto", "gpu") and CUDA in ort.get_available_providers():
+        providers = [CUDA, CPU]
+    try:
+        session = ort.InferenceSession(str(path), opts, providers=providers)
+    except Exception as err:  # onnxruntime raises its own exception types for bad files
+        raise ModelError(f"appearance network {path} cannot be loaded: {str(err).splitlines()[0]}") from None
+    actual = session.get_providers()[0]
+    if device == "gpu" and actual != CUDA:
+        log.warning("appearance network: CUDA was asked for but %s runs it (no usable GPU or CUDA libraries)", actual)
+    return session, actual
+
+
+@dataclass(frozen=True)
+class AppearanceFiles:
+    """Where an avatar's appearance network lives: fp32 (GPU) and int8 (CPU) ONNX files."""
+
+    fp32: Path
+    int8: Path | None = None
+
+    def for_provider(self, provider: str) -> Path:
+        return self.fp32 if provider == CUDA or self.int8 is None else self.int8
+
+
+class AppearanceNet:
+    """One ONNX appearance head: ``(crop (S, S, 3) uint8, condition)`` → premultiplied residual.
+
+    Build it with :meth:`load` (I/O); the constructor only wraps a ready session.
+    """
+
+    def __init__(self, session, provider: str, size: int = CROP_SIZE) -> None:
+        self.session = session
+        self.provider = provider
+        self.size = size
+        self.calls = 0
+        self.busy_s = 0.0
+
+    @classmethod
+    def load(cls, files: AppearanceFiles, *, device: str = "auto", threads: int = 1) -> AppearanceNet:
+        import onnxruntime as ort
+
+        wants_gpu = device in ("auto", "gpu") and CUDA in ort.get_available_providers()
+        path = files.fp32 if wants_gpu else files.for_provider(CPU)
+        session, provider = open_session(path, device=device, threads=threads)
+        if provider != CUDA and path != files.for_provider(provider):
+            # CUDA did not start: the CPU runs the int8 file, which is faster there
+            session, provider = open_session(files.for_provider(provider), device="cpu", threads=threads)
+        shape = session.get_inputs()[0].shape
+        size = shape[-1] if isinstance(shape[-1], int) else CROP_SIZE
+        log.info("appearance network %s on %s", path.name, provider)
+        return cls(session, provider, size)
+
+    def __call__(self, crop: np.ndarray, condition: np.ndarray) -> np.ndarray:
+        """``(S, S, 3) float32`` premultiplied residual ``mask · residual`` in [−1, 1] (crop space)."""
+        t0 = time.perf_counter()
+        x = (crop.astype(np.float32) * (1.0 / 255.0)).transpose(2, 0, 1)[None]
+        residual, mask = self.session.run(None, {"warped": x, "condition": condition})
+        self.calls += 1
+        self.busy_s += time.perf_counter() - t0
+        return np.ascontiguousarray((residual[0] * mask[0]).transpose(1, 2, 0))
+
+
+class _Worker:
+    """Runs the network on its own thread on the newest crop offered; never queues more than one."""
+
+    def __init__(self, net: AppearanceNet) -> None:
+        self._net = net
+        self._cv = threading.Condition()
+        self._job: tuple[np.ndarray, np.ndarray] | None = None
+        self._busy = False
+        self._closed = False
+        self.latest: np.ndarray | None = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="vcam-appearance", daemon=True)
+        self._thread.start()
+
+    def offer(self, crop: np.ndarray, condition: np.ndarray) -> bool:
+        with self._cv:
+            if self._busy or self._closed:
+                return False
+            self._job, self._busy = (crop, condition), True
+            self._cv.notify()
+            return True
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while self._job is None and not self._closed:
+                    self._cv.wait()
+                if self._closed:
+                    return
+                crop, condition = self._job
+                self._job = None
+            try:
+                self.latest = self._net(crop, condition)
+            except BaseException as err:  # reported to the render thread, which stops using the net
+                self.error = err
+                with self._cv:
+                    self._closed = True
+                return
+            finally:
+                with self._cv:
+                    self._busy = False
+
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            self._cv.notify()
+        self._thread.join(timeout=2.0)
+
+
+class NeuralAvatarRenderer:
+    """The mesh-warp renderer plus the appearance network's residual (see the module doc).
+
+    ``warp`` must be an :class:`~vcam_me.avatar.renderer.AvatarRenderer` created with its own
+    drawn mouth and lids turned off (the network draws those); it exposes the posed mesh of
+    its last frame as ``last_mesh``.
+    """
+
+    def __init__(self, warp, net: AppearanceNet, *, asynchronous: bool, min_interval_ms: float = 33.0) -> None:
+        self.warp = warp
+        self.net = net
+        self.asynchronous = asynchronous
+        self.min_interval_ms = float(min_interval_ms)
+        self._worker = _Worker(net) if asynchronous else None
+        self._last_offer = -1e18
+        self._latest: np.ndarray | None = None
+        self._failed = False
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.warp.size
+
+    def render(self, state: ExpressionState) -> np.ndarray:
+        out = self.warp.render(state)
+        if self._failed:
+            return out
+        m = similarity_transform(self.warp.last_mesh[:, :2], self.net.size)
+        if m is None:
+            return out
+        s = self.net.size
+        crop = cv2.warpAffine(out, m, (s, s), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+        condition = condition_of(state)
+        if self._worker is None:
+            self._latest = self.net(crop, condition)
+        else:
+            if self._worker.error is not None:
+                log.error("appearance network stopped (%s); showing the mesh warp alone", self._worker.error)
+                self._failed = True
+                return out
+            now = time.perf_counter() * 1000.0
+            if now - self._last_offer >= self.min_interval_ms and self._worker.offer(crop, condition):
+                self._last_offer = now
+            self._latest = self._worker.latest
+        if self._latest is not None:
+            add_residual(out, self._latest, m)
+        return out
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.close()
+
+
+def add_residual(out: np.ndarray, residual: np.ndarray, m: np.ndarray) -> None:
+    """Add a crop-space ``(S, S, 3)`` premultiplied residual (in [−1, 1]) to ``out`` in place,
+    through the image→crop similarity ``m``; only the crop's footprint is touched."""
+    s = residual.shape[0]
+    inv = cv2.invertAffineTransform(m)
+    corners = np.array([[0, 0], [s, 0], [0, s], [s, s]], np.float64) @ inv[:, :2].T + inv[:, 2]
+    h, w = out.shape[:2]
+    x0, y0 = np.maximum(np.floor(corners.min(0)).astype(int), 0)
+    x1, y1 = np.minimum(np.ceil(corners.max(0)).astype(int) + 1, (w, h))
+    if x1 <= x0 or y1 <= y0:
+        return
+    shifted = m.copy()
+    shifted[:, 2] += m[:, :2] @ np.array([x0, y0], np.float64)  # ROI pixel → crop
+    delta = cv2.warpAffine(residual, shifted, (int(x1 - x0), int(y1 - y0)),
+                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    roi = out[y0:y1, x0:x1]
+    roi[:] = np.clip(roi + delta * 255.0 + 0.5, 0, 255).astype(np.uint8)
