@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from vcam_me.avatar import mesh
+from vcam_me.avatar import crop
 from vcam_me.errors import CaptureError, TrackingError
 from vcam_me.training import reenact_data as R
 
@@ -71,7 +72,7 @@ def test_warp_with_equal_geometry_is_identity():
     rng = np.random.default_rng(0)
     image = cv2.GaussianBlur(rng.integers(0, 255, (128, 128, 3), dtype=np.uint8), (5, 5), 0)
     v = mesh.canonical_mesh().vertices[:, :2]
-    pts = (v - R.CROP_CENTRE_IOD) * (128 / (2 * R.CROP_HALF_IOD)) + 64
+    pts = (v - crop.CROP_CENTRE_IOD) * (128 / (2 * crop.CROP_HALF_IOD)) + 64
     out = R.warp_to_geometry(image, pts, pts)
     assert np.abs(out.astype(int) - image).max() <= 1
 
@@ -80,7 +81,7 @@ def test_warp_follows_a_shift_inside_the_face():
     image = np.zeros((128, 128, 3), np.uint8)
     image[:, ::8] = 255  # vertical stripes
     v = mesh.canonical_mesh().vertices[:, :2]
-    src = (v - R.CROP_CENTRE_IOD) * (128 / (2 * R.CROP_HALF_IOD)) + 64
+    src = (v - crop.CROP_CENTRE_IOD) * (128 / (2 * crop.CROP_HALF_IOD)) + 64
     out = R.warp_to_geometry(image, src, src + [3.0, 0.0])
     # At the eye midpoint (inside the mesh) the stripes moved 3 px right.
     np.testing.assert_array_equal(out[64, 40:90], image[64, 37:87])
@@ -89,7 +90,7 @@ def test_warp_follows_a_shift_inside_the_face():
 def test_warp_has_no_seam_at_the_face_outline():
     ramp = np.tile((np.arange(128) * 2).astype(np.uint8)[None, :, None], (128, 1, 3))  # grey = 2·x
     v = mesh.canonical_mesh().vertices[:, :2]
-    src = (v - R.CROP_CENTRE_IOD) * (128 / (2 * R.CROP_HALF_IOD)) + 64
+    src = (v - crop.CROP_CENTRE_IOD) * (128 / (2 * crop.CROP_HALF_IOD)) + 64
     out = R.warp_to_geometry(ramp, src, src + [3.0, 0.0])  # the face moves 3 px right
     row, edge = 64, int(np.ceil(src[list(mesh.FACE_OVAL), 0].max()))
     moved = (ramp[row, :, 0].astype(float) - out[row, :, 0]) / 2.0  # px each pixel came from the left
@@ -120,3 +121,16 @@ def test_clip_without_a_face_is_a_tracking_error(tmp_path):
     writer.release()
     with pytest.raises(TrackingError, match="no face found in grey.avi"):
         R.load_clip(path, max_frames=4, stride=1, cache_dir=tmp_path)
+
+
+def test_mirroring_twice_is_the_identity_and_swaps_sides():
+    rng = np.random.default_rng(1)
+    c = rng.random((3, R.N_CONDITION)).astype(np.float32)
+    m = R.mirror_condition(c)
+    assert np.allclose(R.mirror_condition(m), c)
+    left, right = R.CONDITION_NAMES.index("AU12_L"), R.CONDITION_NAMES.index("AU12_R")
+    assert np.allclose(m[:, left], c[:, right]) and np.allclose(m[:, right], c[:, left])
+    yaw = R.CONDITION_NAMES.index("pose_yaw")
+    assert np.allclose(m[:, yaw], -c[:, yaw]) and np.allclose(m[:, yaw + 1], c[:, yaw + 1])
+    d = rng.normal(size=(2, 478, 3)).astype(np.float32)
+    assert np.allclose(R.mirror_displacement(R.mirror_displacement(d)), d)
