@@ -4,12 +4,17 @@ kept by an in-memory sink, and the user's folders in a temporary place."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 
 import pytest
 
 from vcam_me.config import load_config
 from vcam_me.output import MemorySink
+
+# Qt widgets draw into memory here, with no display; the one test that needs a real X server
+# runs its own Xvfb in a subprocess (test_screenshots.py). Set before any QApplication exists.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
 @pytest.fixture
@@ -59,3 +64,18 @@ def wait_until(condition, timeout_s: float = 20.0, step=None) -> bool:
             return True
         step() if step is not None else time.sleep(0.01)
     return False
+
+
+def second_avatar(folder):
+    """An avatar of the user's own (the sample photo mirrored) with an attested licence, made
+    through the command line as a user would."""
+    import cv2
+
+    from vcam_me.app import BUNDLED_AVATAR, main
+
+    photo = folder / "portrait.png"
+    cv2.imwrite(str(photo), cv2.imread(str(BUNDLED_AVATAR / "reference.png"))[:, ::-1])
+    avatar = folder / "mirrored"
+    assert main(["avatar", "create", "--photo", str(photo), "--out", str(avatar)]) == 0
+    assert main(["consent", "attest", "--avatar", str(avatar), "--licence", "test", "--name", "Mirror"]) == 0
+    return avatar
