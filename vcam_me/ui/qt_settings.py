@@ -68,7 +68,7 @@ class SettingsDialog(QDialog):
         if current not in sizes:
             sizes.append(current)
         for w, h in sizes:
-            self.resolution.addItem(f"{w} × {h}", (w, h))
+            self.resolution.addItem(f"{w} × {h}", f"{w}x{h}")  # a string: Qt keeps it as it is
         self.resolution.setCurrentIndex(sizes.index(current))
         form.addRow("Resolution", self.resolution)
         self.fps = QComboBox(video)
@@ -117,7 +117,7 @@ class SettingsDialog(QDialog):
     def changes(self) -> dict:
         """What the dialog shows, as config sections; ValueError for a combination that
         cannot be a hotkey, or one used twice."""
-        width, height = self.resolution.currentData()
+        width, height = (int(v) for v in self.resolution.currentData().split("x"))
         bindings: dict[str, str] = {}
         for type_name, edit in self.binding_edits:
             combo = recorded_combo(edit)
