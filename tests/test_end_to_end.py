@@ -65,7 +65,7 @@ def test_demo_never_overwrites(private_dirs, monkeypatch, short_clip):
     monkeypatch.setattr(app, "BUNDLED_DRIVING", short_clip)
     monkeypatch.chdir(private_dirs)
     (private_dirs / "vcam-me-demo.mp4").write_bytes(b"mine")
-    assert main(["--config", str(_small_output_config(private_dirs))]) == 0
+    assert main(["--config", str(_small_output_config(private_dirs)), "demo"]) == 0
     assert (private_dirs / "vcam-me-demo.mp4").read_bytes() == b"mine"
     assert (private_dirs / "vcam-me-demo-1.mp4").stat().st_size > 10_000
 

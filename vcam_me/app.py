@@ -1207,6 +1207,9 @@ class AvatarParts:
 
     def close(self) -> None:
         self.guard.close()
+        close = getattr(self.renderer, "close", None)  # the appearance network's thread, if any
+        if close is not None:
+            close()
 
 
 def build_avatar_parts(spec: str | Path | None, size: tuple[int, int], cfg: AppConfig) -> AvatarParts:
@@ -1214,7 +1217,7 @@ def build_avatar_parts(spec: str | Path | None, size: tuple[int, int], cfg: AppC
     set-up), so call it off the render thread. Raises a one-line VcamError when refused."""
     avatar = resolve_avatar(None if spec is None else str(spec), cfg)
     consent = require_consent(avatar, "live_call")
-    renderer = build_renderer(avatar, size, cfg)
+    renderer = build_renderer(avatar, size, cfg, live=True)
     stamper = build_stamper(cfg, size, consent)
     guard = consent.guard("live_call")
     guard.start(now_ms())
@@ -1730,8 +1733,35 @@ def cmd_eval_micro(args, cfg: AppConfig) -> int:
     return 0 if result["all_targets_met"] else 1
 
 
+def desktop_available() -> bool:
+    """Whether ``vcam-me`` alone can open the tray app here: Qt (the ``[ui]`` extra) is
+    installed and there is a display to show it on."""
+    import importlib.util
+
+    try:
+        if importlib.util.find_spec("PySide6") is None:
+            return False
+    except (ImportError, ValueError):  # a broken or blocked install counts as none
+        return False
+    return platform.system() in ("Windows", "Darwin") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def cmd_default(args, cfg: AppConfig) -> int:
+    """``vcam-me`` with no command: the tray app on a desktop, the usual help elsewhere."""
+    if desktop_available():
+        from vcam_me.ui.qt_app import run_desktop
+
+        return run_desktop(cfg)
+    from vcam_me.cli import build_parser
+
+    build_parser().print_help()
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        print("vcam-me: the tray app needs Qt: pip install 'vcam-me[ui]'", file=sys.stderr)
+    return 0
+
+
 COMMANDS = {
-    None: cmd_demo, "demo": cmd_demo, "run": cmd_run, "render": cmd_render, "avatar": cmd_avatar, "consent": cmd_consent, "verify": cmd_verify,
+    None: cmd_default, "demo": cmd_demo, "run": cmd_run, "render": cmd_render, "avatar": cmd_avatar, "consent": cmd_consent, "verify": cmd_verify,
     "doctor": cmd_doctor, "bench": cmd_bench, "eval": cmd_eval, "setup": cmd_setup,
 }
 

@@ -55,14 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="vcam-me",
         description="Your consenting avatar instead of the raw webcam, in any video call. "
-        "With no command, renders the bundled demo clip onto the bundled avatar.",
+        "With no command: on a desktop, the tray app (needs the [ui] extra); elsewhere this help.",
     )
     p.add_argument("--version", action="version", version=f"vcam-me {__version__}")
     p.add_argument("--config", metavar="FILE", help="extra TOML config on top of the defaults and your config.toml")
     p.add_argument("-v", "--verbose", action="store_true", help="log what each stage does")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
 
-    demo = sub.add_parser("demo", help="render the bundled real face clip onto the bundled avatar (the default)")
+    demo = sub.add_parser("demo", help="render the bundled real face clip onto the bundled avatar")
     demo.add_argument("--out", metavar="OUT.mp4", help="where to write the video (default: a new file in the current folder)")
 
     run = sub.add_parser("run", help="live: camera or video in; virtual camera, preview or file out")
