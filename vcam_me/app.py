@@ -1594,6 +1594,8 @@ def cmd_eval(args, cfg: AppConfig) -> int:
 
     if getattr(args, "what", "fidelity") == "micro":
         return cmd_eval_micro(args, cfg)
+    if getattr(args, "what", "fidelity") == "renderers":
+        return cmd_eval_renderers(args, cfg)
     from vcam_me.evaluation.closed_loop import Stages, run_clips
 
     clips, size, avatar, consent = _eval_inputs(args, cfg, EVAL_CLIPS)
@@ -1618,6 +1620,181 @@ def cmd_eval(args, cfg: AppConfig) -> int:
     )
     write_results(result, args.out)
     return 0 if result.get("all_targets_met") else 1
+
+
+#: Clips of the three-renderer evaluation (self-reenactment needs ≥ ~100 frames to split).
+RENDERER_EVAL_CLIPS = (
+    "liveportrait_d5.mp4", "liveportrait_d6.mp4", "liveportrait_d7.mp4", "liveportrait_d8.mp4",
+    "liveportrait_d14.mp4", "liveportrait_d18.mp4", "liveportrait_d19.mp4", "liveportrait_src_s18.mp4",
+    "liveportrait_src_s32.mp4", "pyfeat_WolfgangLanger_Pexels.mp4",
+)
+#: Clips whose frames may appear in the committed picture sheet (../shared/data/MANIFEST.md).
+SHEET_CLIPS = ("pyfeat_WolfgangLanger_Pexels.mp4",)
+
+
+def _track_clip_for_renderers(clip: Path, cfg: AppConfig, first_held_back: int, keep: set[int]):
+    """Track every frame of ``clip``; keep the aligned crops of the held-back frames and the
+    full frames at the indices in ``keep``. Returns (observations, HeldBack, kept frames)."""
+    from vcam_me.avatar import mesh
+    from vcam_me.evaluation.renderers import HeldBack, aligned_crop
+    from vcam_me.types import Frame
+
+    source = _open_driving(clip)
+    tracker = build_tracker(cfg, "video")
+    held, kept, observations = HeldBack(), {}, []
+    try:
+        for frame, pts in source.iter_timed():
+            obs = tracker.track(Frame(frame.image, int(pts) + 1, frame.index))
+            observations.append(obs)
+            k = len(observations) - 1
+            if k in keep:
+                kept[k] = frame.image
+            if k >= first_held_back and obs.has_face:
+                got = aligned_crop(frame.image, mesh.landmarks_to_pixels(obs.landmarks, obs.image_size))
+                if got is not None:
+                    held.crops[k], held.landmarks[k] = got
+    finally:
+        tracker.close()
+        source.close()
+    return observations, held, kept
+
+
+def _avatar_from_frame(image, cfg: AppConfig):
+    """An unsaved avatar made from one video frame (the self-reenactment reference)."""
+    from vcam_me import avatar as avatar_stage
+
+    with build_tracker(cfg, "image", num_faces=2) as still:
+        faces = still.detect_image(image)
+    return avatar_stage.create_avatar(image, faces, None, min_face_px=64, source_name="evaluation reference frame")
+
+
+def _neural(avatar, size, cfg: AppConfig, files):
+    from vcam_me.avatar import AvatarRenderer
+    from vcam_me.avatar.appearance import AppearanceNet, NeuralAvatarRenderer
+
+    warp = AvatarRenderer.create(avatar, size, cfg.avatar)
+    warp.draw_details = False
+    net = AppearanceNet.load(files, device=cfg.avatar.appearance_device, threads=cfg.avatar.appearance_threads)
+    return NeuralAvatarRenderer(warp, net, asynchronous=False)
+
+
+def cmd_eval_renderers(args, cfg: AppConfig) -> int:
+    """Warp only vs generic prior vs personalised, self-reenacted on real clips (issue 5)."""
+    import datetime
+    import tempfile
+
+    from vcam_me.avatar import AvatarRenderer
+    from vcam_me.avatar import mesh as mesh_mod
+    from vcam_me.avatar.appearance import AppearanceFiles
+    from vcam_me.bench import machine_info, write_results
+    from vcam_me.errors import SetupError
+    from vcam_me.evaluation.renderers import aligned_crop, posed_mesh, score_renderer
+    from vcam_me.models import verified_model_path
+
+    try:
+        from vcam_me.training.personalise import personalise_clip_part
+    except ImportError as err:
+        raise SetupError(f"the personalised renderer needs PyTorch ({err.name} is missing): pip install 'vcam-me[train]'") from None
+    if args.driving:
+        clips = [Path(p) for p in args.driving]
+    else:
+        clips = [SHARED_DATA / "driving" / n for n in RENDERER_EVAL_CLIPS if (SHARED_DATA / "driving" / n).is_file()] or [BUNDLED_DRIVING]
+    for clip in clips:
+        _open_driving(clip).close()
+    size = tuple(args.size)
+    generic = AppearanceFiles(verified_model_path("transfer_appearance"), verified_model_path("transfer_appearance_int8"))
+    describer = build_face_describer()
+    work = Path(tempfile.mkdtemp(prefix="vcam-eval-renderers-"))
+    rows: dict = {}
+    sheet_rows: list = []
+    for clip in clips:
+        print(f"{clip.name}: personalising on the first {args.split:.0%} ({args.steps} steps)", file=sys.stderr)
+        bar = Progress("  fine-tuning", args.steps)
+        part = personalise_clip_part(clip, work / clip.stem, prior=verified_model_path("transfer_prior"),
+                                     split=args.split, steps=args.steps, progress=lambda _s, d, _t: bar(d))
+        bar.done()
+        cut = part["first_held_back_frame"]
+        # a few held-back frames of a clip that may be shown go into the picture sheet
+        show = {cut + 12, cut + 40, cut + 80} if clip.name in SHEET_CLIPS else set()
+        observations, held, kept = _track_clip_for_renderers(clip, cfg, cut, show | {part["reference_frame"]})
+        avatar = _avatar_from_frame(kept[part["reference_frame"]], cfg)
+        ref_obs = observations[part["reference_frame"]]
+        ref_px = mesh_mod.landmarks_to_pixels(ref_obs.landmarks, ref_obs.image_size)
+        references = {"avatar": describer.describe(kept[part["reference_frame"]], ref_obs.landmarks)}
+        renderers = {
+            "warp_only": AvatarRenderer.create(avatar, size, cfg.avatar),
+            "generic": _neural(avatar, size, cfg, generic),
+            "personalised": _neural(avatar, size, cfg, AppearanceFiles(part["fp32"], part["int8"])),
+        }
+        row = {"first_held_back_frame": cut, "reference_frame": part["reference_frame"],
+               "held_back_face_l1_crops": part["held_back_face_l1"]}
+        shots: dict = {k: {} for k in show}
+        for name, renderer in renderers.items():
+            expression = build_expression(cfg, offline=True, observations=observations[:cut])
+            for obs in observations[:cut]:
+                expression.update(obs)
+
+            def grab(k, image, name=name, renderer=renderer):
+                if k in shots:
+                    got = aligned_crop(image, posed_mesh(renderer), 256)
+                    shots[k][name] = None if got is None else got[0]
+
+            with build_tracker(cfg, "video") as out_tracker:
+                row[name] = score_renderer(observations, cut, held, renderer, expression, out_tracker,
+                                           describe=describer.describe, references=references, on_frame=grab)
+            r = row[name]
+            print(f"  {name:<13} face PSNR {r.get('face_psnr')} SSIM {r.get('face_ssim')}  mouth {r.get('mouth_psnr')}/"
+                  f"{r.get('mouth_ssim')}  eyes {r.get('eyes_psnr')}/{r.get('eyes_ssim')}  AED ratio {r.get('aed_ratio')}  "
+                  f"APD ratio {r.get('apd_ratio')}  identity {r.get('identity_to_avatar_mean')}", file=sys.stderr)
+        rows[clip.name] = row
+        for k in sorted(shots):
+            if k in kept and observations[k].has_face:
+                real_px = mesh_mod.landmarks_to_pixels(observations[k].landmarks, observations[k].image_size)
+                sheet_rows.append([aligned_crop(kept[part["reference_frame"]], ref_px, 256)[0],
+                                   aligned_crop(kept[k], real_px, 256)[0]] +
+                                  [shots[k].get(n) for n in renderers])
+    result = {"clips": rows, "summary": _renderer_summary(rows), "split": args.split, "steps": args.steps,
+              "command": "vcam-me " + " ".join(sys.argv[1:]),
+              "date": datetime.datetime.now().isoformat(timespec="seconds"), "machine": machine_info(), "size": list(size)}
+    write_results(result, args.out)
+    if args.sheet and sheet_rows:
+        _write_sheet(Path(args.sheet), sheet_rows, ["reference", "real frame", "warp only", "generic", "personalised"])
+        print(f"vcam-me: picture sheet written to {args.sheet}", file=sys.stderr)
+    return 0
+
+
+def _renderer_summary(rows: dict) -> dict:
+    import numpy as np
+
+    keys = ("face_psnr", "face_ssim", "mouth_psnr", "mouth_ssim", "eyes_psnr", "eyes_ssim", "aed_ratio", "apd_ratio",
+            "min_pearson_r", "identity_to_avatar_mean", "identity_to_avatar_max")
+    out = {}
+    for name in ("warp_only", "generic", "personalised"):
+        out[name] = {}
+        for key in keys:
+            values = [r[name].get(key) for r in rows.values() if r.get(name, {}).get(key) is not None]
+            if values:
+                out[name][key + ("" if key.endswith("_max") else "_mean")] = round(
+                    float(np.max(values) if key.endswith("_max") else np.mean(values)), 4)
+    return out
+
+
+def _write_sheet(path: Path, rows: list, titles: list[str]) -> None:
+    """A grid of 256² crops with column titles (JPEG/PNG by the file's suffix)."""
+    import cv2
+    import numpy as np
+
+    tile, head = 256, 28
+    grid = np.full((head + tile * len(rows), tile * len(titles), 3), 255, np.uint8)
+    for j, title in enumerate(titles):
+        cv2.putText(grid, title, (j * tile + 8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
+    for i, row in enumerate(rows):
+        for j, img in enumerate(row):
+            if img is not None:
+                grid[head + i * tile: head + (i + 1) * tile, j * tile:(j + 1) * tile] = img
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90]):
+        raise OutputError(f"cannot write the picture sheet {path}")
 
 
 def track_frames_one_by_one(source, cfg: AppConfig) -> list:

@@ -38,7 +38,7 @@ def test_samples_shapes_and_reference(samples: R.ClipSamples):
     assert samples.frame_index.tolist() == sorted(samples.frame_index.tolist())
 
 
-def test_reference_is_the_frame_with_the_lowest_total_au(cache_dir):
+def test_reference_is_the_relaxed_frame_and_not_an_occluded_one(cache_dir):
     with np.load(next(cache_dir.glob("*.npz"))) as z:
         tracked = R.TrackedClip(**{k: z[k] for k in R.TrackedClip.__dataclass_fields__})
     n_au = len(R.FEATURE_NAMES) - 4
@@ -49,6 +49,15 @@ def test_reference_is_the_frame_with_the_lowest_total_au(cache_dir):
     assert s.reference_index == tracked.index[3]
     np.testing.assert_array_equal(s.reference_crop, tracked.crops[3])
     assert 3 not in [list(tracked.index).index(i) for i in s.frame_index]
+
+    # Two equally relaxed frames: the one with a "hand" over the lower face (a skin-coloured
+    # block) loses.
+    features[4, :n_au] = 0.1
+    crops = tracked.crops.copy()
+    lips = tracked.crop_landmarks[3][[13, 14, 61, 291]].mean(0).astype(int)
+    crops[3, lips[1] - 30:lips[1] + 35, lips[0] - 45:lips[0] + 45] = (225, 180, 160)
+    s = R.samples_from_tracked(CLIP, R.TrackedClip(**{**tracked.__dict__, "features": features, "crops": crops}))
+    assert s.reference_index == tracked.index[4]
 
 
 def test_warped_reference_is_closer_to_the_target_than_the_plain_reference(samples: R.ClipSamples):

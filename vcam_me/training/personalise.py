@@ -314,3 +314,36 @@ def _short_hash(path: Path) -> str:
     from vcam_me.models import sha256_of
 
     return sha256_of(Path(path))[:16]
+
+
+def personalise_clip_part(clip: Path, out_dir: Path, *, prior: Path, split: float = 0.6, steps: int = 300,
+                          threads: int = 1, cache_root: Path | None = None, progress: Progress = _noop) -> dict:
+    """Fine-tune ``prior`` on the first ``split`` of ``clip`` only (the evaluation's
+    personalised renderer, scored on the held-back rest). Returns the ONNX files, the rest
+    frame the avatar is to be made from (in the first part), the first held-back video frame
+    and the face L1 on the held-back part before and after fine-tuning."""
+    import torch
+
+    from vcam_me.training.reenact_data import default_cache_dir, load_tracked, samples_from_tracked
+    from vcam_me.training.train_prior import TrainData, face_l1
+
+    torch.set_num_threads(max(1, threads))
+    cache = (cache_root / "reenact") if cache_root else default_cache_dir()
+    tracked = load_tracked(clip, max_frames=MAX_FRAMES, stride=STRIDE, cache_dir=cache)
+    first = samples_from_tracked(clip, tracked, split=split, part="first")
+    rest = samples_from_tracked(clip, tracked, split=split, part="rest")
+    settings = {"capture": clip.name, "steps": steps, "lr": FINE_TUNE_LR, "stride": STRIDE, "max_frames": MAX_FRAMES,
+                "prior": _short_hash(prior), "split": split}
+    work = work_dir_for(clip, settings, cache_root / "setup" if cache_root else None)
+    net = load_prior(prior)
+    held = TrainData.stack([rest])
+    before = face_l1(net, held)
+    fine_tune(net, TrainData.stack([first]), steps=steps, work=work, settings=settings, device=torch_device(),
+              progress=progress)
+    after = face_l1(net, held)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fp32, int8 = export_network(net, TrainData.stack([first]), out_dir)
+    return {"fp32": fp32, "int8": int8, "reference_frame": first.reference_index,
+            "first_held_back_frame": int(rest.frame_index.min()),
+            "held_back_face_l1": {"warp_only": round(before["warp_only"], 3), "prior": round(before["network"], 3),
+                                  "personalised": round(after["network"], 3)}}

@@ -5,8 +5,8 @@ Per clip (each clip shows one person):
 1. every ``stride``-th frame is tracked with the project's own MediaPipe tracker (video mode);
    AUs come from the crosswalk, gaze from the blendshapes, head pose from the facial
    transformation matrix;
-2. the *reference* is the rest frame: the face frame with the lowest total driving-AU
-   intensity; every other face frame is a *target*;
+2. the *reference* is the rest frame (:func:`rest_frame`): the least expression and the least
+   unlike the clip's median face (no hand over the mouth); every other face frame is a *target*;
 3. each frame is cut to an aligned crop (:data:`CROP_SIZE` = 128 px square) by a 2-D
    similarity from a few landmarks that expressions barely move (eye corners, nose bridge
    and tip) to their places on MediaPipe's canonical face. 128 px is the crop design.md §4
@@ -220,6 +220,29 @@ def _track(path: Path, max_frames: int, stride: int, size: int, progress=None) -
 PARTS = ("all", "first", "rest")
 
 
+#: Weight of a frame's difference from the clip's median face (0–1 grey scale, inside the
+#: face oval) in the rest-frame score, next to its summed AU intensities: a hand over the
+#: mouth reads as "no mouth movement" to MediaPipe, but as a large difference here.
+OCCLUSION_WEIGHT = 20.0
+
+
+def rest_frame(t: TrackedClip, cut: int | None = None) -> int:
+    """Index (into the tracked frames ``[:cut]``) of the clip's rest frame: the least
+    expression (summed driving AUs) and the least unlike the clip's median aligned face, so a
+    relaxed face half hidden by a hand is not picked as the reference."""
+    cut = len(t.index) if cut is None else cut
+    n_au = len(FEATURE_NAMES) - 4
+    au_sum = t.features[:cut, :n_au].sum(axis=1)
+    pick = np.linspace(0, cut - 1, min(cut, 200)).astype(int)
+    median = np.median(t.crops[pick].astype(np.float32), axis=0) / 255.0
+    size = t.crops.shape[1]
+    diff = np.empty(cut, np.float32)
+    for k in range(cut):
+        m = face_mask(t.crop_landmarks[k], size).astype(bool)
+        diff[k] = float(np.abs(t.crops[k][m].astype(np.float32) / 255.0 - median[m]).mean()) if m.any() else 1.0
+    return int(np.argmin(au_sum + OCCLUSION_WEIGHT * diff))
+
+
 def samples_from_tracked(clip: Path, t: TrackedClip, size: int = CROP_SIZE, *, split: float | None = None,
                          part: str = "all") -> ClipSamples:
     """Pick the rest frame, warp it to every other frame and build the conditioning.
@@ -234,8 +257,7 @@ def samples_from_tracked(clip: Path, t: TrackedClip, size: int = CROP_SIZE, *, s
     cut = n if split is None else int(round(float(split) * n))
     if split is not None and not (1 <= cut < n):
         raise ValueError(f"split {split} leaves no frames on one side of {n}")
-    n_au = len(FEATURE_NAMES) - 4
-    ref = int(np.argmin(t.features[:cut, :n_au].sum(axis=1)))
+    ref = rest_frame(t, cut)
     chosen = {"all": range(n), "first": range(cut), "rest": range(cut, n)}[part]
     targets = np.array([k for k in chosen if k != ref], dtype=int)
     if targets.size == 0:

@@ -302,9 +302,17 @@ def quantize_int8(appearance: Path, data: TrainData, n_calibration: int = 32) ->
 
     convs = [n.name for n in onnx.load(str(appearance)).graph.node if n.op_type == "Conv"]
     out = appearance.with_name("appearance.int8.onnx")
-    quantize_static(str(appearance), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    nodes_to_exclude=[convs[0], convs[-1]])
+    # onnxruntime's quantiser logs a generic "consider pre-processing" advice on the root
+    # logger at every call; the graph is plain convolutions, so it has nothing to add here.
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        quantize_static(str(appearance), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        nodes_to_exclude=[convs[0], convs[-1]])
+    finally:
+        root.setLevel(level)
     return out
 
 
