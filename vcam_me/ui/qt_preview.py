@@ -10,6 +10,9 @@ from PySide6.QtWidgets import QCheckBox, QVBoxLayout, QWidget
 from vcam_me.types import AU_CHANNELS
 from vcam_me.ui.bridge import FrameReport
 
+#: The AU panel starts this far down the frame (a fraction of its height), under the AI badge.
+AU_PANEL_TOP = 0.16
+
 
 def frame_image(report: FrameReport) -> QImage:
     """The frame as a QImage sharing the frame's memory (the report keeps it alive)."""
@@ -75,14 +78,16 @@ class FrameView(QWidget):
         p.fillRect(box, QColor(0, 0, 0, 170))
         p.setPen(QColor(255, 255, 255))
         p.drawText(box, Qt.AlignmentFlag.AlignCenter, text)
-        # the current AUs, one thin bar each, in a panel at the right edge
+        # the current AUs, one thin bar each, in a panel at the right edge, below the frame's
+        # own "AI" badge (the disclosure stays visible in the preview too)
         au = report.state.au
         rows = len(AU_CHANNELS)
-        row_h = max((target.height() - 12) / rows, 3.0)
+        top = target.top() + AU_PANEL_TOP * target.height()
+        row_h = max((target.bottom() - 6 - top) / rows, 3.0)
         small = QFont()
         small.setPixelSize(max(int(row_h) - 1, 6))
         p.setFont(small)
-        panel = QRectF(target.right() - 130, target.top() + 6, 124, row_h * rows)
+        panel = QRectF(target.right() - 130, top, 124, row_h * rows)
         p.fillRect(panel, QColor(0, 0, 0, 150))
         for i, name in enumerate(AU_CHANNELS):
             y = panel.top() + i * row_h
