@@ -382,7 +382,7 @@ def build_micro(cfg: AppConfig, mode: str):
     if mode == "none":
         return engine, []
     if mode == "auto":
-        return engine, [AutoTrigger(engine, cfg.micro.rate_per_min, seed=engine.seed + 1)]
+        return engine, [AutoTrigger(engine, cfg.micro.rate_per_min, cfg.micro.persona, seed=engine.seed + 1)]
     return engine, [ScriptedTrigger(engine, load_script(mode, library))]
 
 
@@ -1463,7 +1463,8 @@ class LiveSession:
             self._gate.enabled = self.micro != "off"
         engine = expression.engine
         # A new list, assigned at once: the render thread iterates either the old or the new one.
-        expression.triggers = [AutoTrigger(engine, self.micro_rate, seed=engine.seed + 1)] if self.micro == "auto" else []
+        auto = self.micro == "auto"
+        expression.triggers = [AutoTrigger(engine, self.micro_rate, self.cfg.micro.persona, seed=engine.seed + 1)] if auto else []
 
     def set_paused(self, paused: bool) -> None:
         """Pause tracking: the avatar idles (breathes, blinks, glances) until resumed."""

@@ -92,6 +92,9 @@ class MicroOptions:
     #: An extra library file with your own types ("": only the bundled library and
     #: micro_expressions.toml in your config folder).
     library: str = ""
+    #: Automatic mode's temperament: type → weight factor (0 = never, 2 = twice as often; a type
+    #: not named keeps its library weight). E.g. {suppressed_smile = 3, brow_lowerer = 0}.
+    persona: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -259,6 +262,7 @@ _RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "micro.intensity": (lambda v: _facs_range(v), 'a FACS letter A..E or a range like "A-B"'),
     "micro.held_intensity": (lambda v: _facs_range(v), 'a FACS letter A..E or a range like "B-C"'),
     "micro.seed": (lambda v: v == "random" or v >= 0, '"random" or an integer ≥ 0'),
+    "micro.persona": (lambda v: all(0 <= w <= 10 for w in v.values()), "a weight factor 0..10 for each type"),
     "avatar.warp_downscale": (lambda v: v in (1, 2, 4, 8), "1, 2, 4 or 8"),
     "avatar.head_follow_falloff": (lambda v: 0.05 <= v <= 3, "0.05..3"),
     "avatar.appearance_threads": (lambda v: 1 <= v <= 16, "1..16"),

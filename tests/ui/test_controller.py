@@ -21,6 +21,10 @@ pytestmark = pytest.mark.slow
 
 
 def test_actions_steer_the_running_stream(session_cfg, make_session, memory_sink, tmp_path):
+    import dataclasses
+
+    # a persona that never frowns: automatic mode must not pick that type
+    session_cfg = dataclasses.replace(session_cfg, micro=dataclasses.replace(session_cfg.micro, persona={"brow_lowerer": 0.0}))
     bridge = PipelineBridge()
     tray = TrayController(session_cfg, bridge, make_session=make_session, log_folder=lambda: tmp_path / "logs")
     assert tray.status is StreamStatus.STOPPED and not tray.running
@@ -33,6 +37,8 @@ def test_actions_steer_the_running_stream(session_cfg, make_session, memory_sink
     assert [type(t).__name__ for t in session.expression.triggers] == ["AutoTrigger"]
     tray.set_micro_rate(12)
     assert session.expression.triggers[0].rate_per_min == 12
+    chosen_from = {t.name for t in session.expression.triggers[0]._types}
+    assert "brow_lowerer" not in chosen_from and "suppressed_smile" in chosen_from
     tray.set_micro_mode("off")
     assert session.expression.triggers == [] and not session._gate.enabled
 

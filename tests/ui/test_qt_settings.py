@@ -23,6 +23,8 @@ def test_recorded_hotkey_and_choices_are_saved(qtbot, private_user_dirs):
     dialog.resolution.setCurrentIndex(dialog.resolution.findData("960x540"))
     dialog.fps.setCurrentIndex(dialog.fps.findData(30))
     dialog.intensity.setCurrentText("B")
+    dialog.persona_spins["suppressed_smile"].setValue(3.0)
+    dialog.persona_spins["brow_lowerer"].setValue(0.0)
     dialog.device.setText("/dev/video7")
     type_name, edit = dialog.binding_edits[1]
     edit.clear()
@@ -33,6 +35,7 @@ def test_recorded_hotkey_and_choices_are_saved(qtbot, private_user_dirs):
     cfg = load_config()
     assert (cfg.output.width, cfg.output.height, cfg.output.fps) == (960, 540, 30)
     assert cfg.micro.intensity == "B" and cfg.output.virtualcam_device == "/dev/video7"
+    assert cfg.micro.persona == {"suppressed_smile": 3.0, "brow_lowerer": 0.0}  # only what differs from 1
     assert cfg.hotkeys.bindings["<ctrl>+<shift>+k"] == type_name
     assert len(cfg.hotkeys.bindings) == len(dialog.binding_edits)
     assert saved[0] == cfg

@@ -1,5 +1,6 @@
 """The settings dialog: camera, resolution, frame rate, hotkeys (recorded by pressing them),
-micro-expression intensity, and the virtual-camera device. Saving validates everything
+micro-expression intensity and persona (how often automatic mode picks each type), and the
+virtual-camera device. Saving validates everything
 through :mod:`vcam_me.config` and writes the user's ``config.toml`` (:mod:`vcam_me.ui.settings`)."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
+    QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
     QKeySequenceEdit,
@@ -27,6 +29,18 @@ from vcam_me.ui.settings import pynput_to_qt, qt_to_pynput, save_settings
 RESOLUTIONS = ((640, 360), (960, 540), (1280, 720), (1920, 1080))
 #: FACS intensity letters and ranges offered for micro-expressions (A = trace … E = maximum).
 INTENSITIES = ("A", "A-B", "B", "B-C", "C", "C-D", "D")
+
+
+def library_types(cfg: AppConfig) -> list[str]:
+    """The micro-expression types the persona weights apply to ([] when the library cannot
+    be read: the stream reports that itself, in one line)."""
+    from vcam_me.app import micro_library_paths
+    from vcam_me.expression.micro import MicroLibrary
+
+    try:
+        return list(MicroLibrary.load(*micro_library_paths(cfg)).names)
+    except VcamError:
+        return []
 
 
 def combo_edit(combo: str, parent: QWidget) -> QKeySequenceEdit:
@@ -91,6 +105,16 @@ class SettingsDialog(QDialog):
         self.intensity.setCurrentText(cfg.micro.intensity)
         self.intensity.setToolTip("FACS intensity: A = a trace … E = the maximum of your calibrated range")
         form.addRow("Intensity", self.intensity)
+        # persona: how often automatic mode picks each type, relative to the library's weights
+        self.persona_spins: dict[str, QDoubleSpinBox] = {}
+        for name in library_types(cfg):
+            spin = QDoubleSpinBox(micro)
+            spin.setRange(0.0, 10.0)
+            spin.setSingleStep(0.5)
+            spin.setValue(float(cfg.micro.persona.get(name, 1.0)))
+            spin.setToolTip("0 = never, 1 = as the library says, 2 = twice as often (automatic mode)")
+            self.persona_spins[name] = spin
+            form.addRow(f"Persona: {name.replace('_', ' ')}", spin)
         layout.addWidget(micro)
 
         keys = QGroupBox("Hotkeys (click a field, then press the combination)", self)
@@ -133,7 +157,8 @@ class SettingsDialog(QDialog):
             "capture": {"source": self.source.text().strip() or "camera", "camera_index": self.camera_index.value()},
             "output": {"width": width, "height": height, "fps": self.fps.currentData(),
                        "virtualcam_device": self.device.text().strip()},
-            "micro": {"intensity": self.intensity.currentText()},
+            "micro": {"intensity": self.intensity.currentText(),
+                      "persona": {n: s.value() for n, s in self.persona_spins.items() if s.value() != 1.0}},
             "hotkeys": {"pause": pause, "bindings": bindings},
         }
 
