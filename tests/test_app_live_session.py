@@ -146,3 +146,58 @@ def test_a_missing_virtual_camera_is_one_line_and_a_notice(private_user_dirs, bu
     session.stop()
     assert len(listener.errors) == 1 and "\n" not in listener.errors[0] and "virtual camera" in listener.errors[0]
     assert listener.notices and listener.notices[0][0] == "Virtual camera missing"
+
+
+class _Webcam:
+    """The part of cv2.VideoCapture a CameraSource uses, for a webcam that can be unplugged."""
+
+    plugged = True
+
+    def __init__(self, index):
+        self.open = type(self).plugged
+
+    def isOpened(self):
+        return self.open
+
+    def set(self, prop, value):
+        return True
+
+    def get(self, prop):
+        import cv2
+
+        return {cv2.CAP_PROP_FRAME_WIDTH: 64, cv2.CAP_PROP_FRAME_HEIGHT: 48, cv2.CAP_PROP_FPS: 30.0}.get(prop, 0.0)
+
+    def read(self):
+        time.sleep(1 / 30)
+        if not (self.open and type(self).plugged):
+            return False, None
+        return True, np.full((48, 64, 3), 90, np.uint8)
+
+    def release(self):
+        self.open = False
+
+
+def test_a_lost_camera_is_a_notice_and_the_stream_goes_on(private_user_dirs, bundled_clip_cut):
+    """The real CameraSource (reconnect logic and all) over a fake device: unplugged, the user
+    is told and the avatar keeps streaming (idle); plugged back, told again."""
+    from vcam_me.capture import CameraSource
+    from vcam_me.output import MemorySink
+
+    cfg = session_config(bundled_clip_cut(60, 24))
+    cfg = dataclasses.replace(cfg, capture=dataclasses.replace(cfg.capture, source="camera", reconnect_interval_s=0.1))
+    sink, listener = MemorySink(max_frames=10), Recorder()
+    _Webcam.plugged = True
+    session = LiveSession(cfg, listener, sinks=[sink], hotkeys=False, microphone=False,
+                          open_source=lambda options: CameraSource.open(options, capture_factory=_Webcam))
+    session.start()
+    try:
+        assert wait_until(lambda: sink.count >= 10), listener.errors
+        _Webcam.plugged = False
+        assert wait_until(lambda: any(t == "Camera lost" for t, _ in listener.notices))
+        sent = sink.count
+        assert wait_until(lambda: sink.count >= sent + 10)  # no frozen stream: the avatar idles on
+        _Webcam.plugged = True
+        assert wait_until(lambda: any(t == "Camera back" for t, _ in listener.notices))
+    finally:
+        session.stop()
+    assert [t for t, _ in listener.notices] == ["Camera lost", "Camera back"] and listener.errors == []

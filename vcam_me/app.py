@@ -1252,12 +1252,13 @@ class LiveSession:
     every output frame, ``status(name)`` with "starting", "streaming", "stopped" or "error",
     ``notice(title, text)`` for something the user must act on, ``error(text)`` (one line).
     ``sinks``: outputs to use as they are (tests; never closed here); default: the virtual
-    camera, opened here and closed when the session ends.
+    camera, opened here and closed when the session ends. ``open_source(capture_options)``
+    opens the input (default :func:`vcam_me.capture.open_source`).
     """
 
     def __init__(self, cfg: AppConfig, listener, *, avatar: str | Path | None = None, fps: int | None = None,
                  sinks: list | None = None, micro: str = "off", micro_rate: float | None = None,
-                 hotkeys: bool = True, microphone: bool = True) -> None:
+                 hotkeys: bool = True, microphone: bool = True, open_source=None) -> None:
         if micro not in MICRO_MODES:
             raise ValueError(f"micro mode {micro!r}: expected one of {MICRO_MODES}")
         self.cfg = cfg
@@ -1272,6 +1273,7 @@ class LiveSession:
         self._given_sinks = sinks
         self._hotkeys_wanted = hotkeys
         self._microphone = microphone
+        self._open_source = open_source
         self.pipeline = None
         self.expression = None
         self._parts: AvatarParts | None = None
@@ -1311,7 +1313,7 @@ class LiveSession:
         try:
             limit_opencv_threads()
             with contextlib.ExitStack() as stack:
-                source = stack.enter_context(open_source(self.cfg.capture))
+                source = stack.enter_context((self._open_source or open_source)(self.cfg.capture))
                 if self._given_sinks is None:
                     opened.append(VirtualCameraSink.open(self.size, self.fps, self.cfg.output))
                 sinks = list(self._given_sinks or []) + opened

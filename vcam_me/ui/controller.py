@@ -21,8 +21,9 @@ MICRO_MODE_LABELS = {"off": "Off", "hotkeys": "Hotkeys only", "auto": "Automatic
 MICRO_RATES = (1.0, 2.0, 4.0, 8.0, 12.0)
 #: Output frame rates offered in the menu.
 FRAME_RATES = (30, 60)
-SETUP_NOT_AVAILABLE = ("The personalisation wizard is not available yet. For now: make an avatar with "
-                       "`vcam-me avatar create --photo FILE` and record consent with `vcam-me consent record`.")
+SETUP_NOT_AVAILABLE = ("The guided personalisation wizard is not available yet. For now: record 60-90 s of "
+                       "yourself and run `vcam-me setup --from-video FILE`, or make an avatar from a photo with "
+                       "`vcam-me avatar create --photo FILE`; then record consent with `vcam-me consent record`.")
 
 
 def default_micro_mode(cfg: AppConfig) -> str:
