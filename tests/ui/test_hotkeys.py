@@ -393,3 +393,11 @@ def test_vcam_me_run_wiring_starts_hotkeys_when_there_is_a_display(x_display: st
         assert _wait_for(lambda: len(expression.events) == 1)
     assert expression.events[0].type == cfg.hotkeys.bindings["<ctrl>+<alt>+2"]
     assert "vcam-me: hotkeys on" in capsys.readouterr().err
+
+
+def test_a_combination_recorded_in_the_settings_dialog_is_one_pynput_accepts(keyboard) -> None:
+    from vcam_me.ui.settings import qt_to_pynput
+
+    options = HotkeyOptions(bindings={qt_to_pynput("Ctrl+Shift+F9"): "brow_raise", qt_to_pynput("Meta+PgDown"): "inner_brow"})
+    actions = {b.combo: b.action for b in parse_bindings(options, keyboard, TYPES)}
+    assert actions["<ctrl>+<shift>+<f9>"] == "brow_raise" and actions["<cmd>+<page_down>"] == "inner_brow"
