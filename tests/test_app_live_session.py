@@ -63,7 +63,7 @@ class Recorder:
         self.frames += 1
 
 
-def second_avatar(folder):
+def second_avatar(folder, days=365):
     """An avatar of the user's own (the sample photo mirrored) with an attested licence."""
     import cv2
 
@@ -73,7 +73,8 @@ def second_avatar(folder):
     cv2.imwrite(str(photo), cv2.imread(str(BUNDLED_AVATAR / "reference.png"))[:, ::-1])
     avatar = folder / "mirrored"
     assert main(["avatar", "create", "--photo", str(photo), "--out", str(avatar)]) == 0
-    assert main(["consent", "attest", "--avatar", str(avatar), "--licence", "test", "--name", "Mirror"]) == 0
+    assert main(["consent", "attest", "--avatar", str(avatar), "--licence", "test", "--name", "Mirror",
+                 "--days", str(days)]) == 0
     return avatar
 
 
@@ -115,6 +116,7 @@ def test_switching_avatar_changes_the_frames_within_half_a_second_on_the_same_ca
     session.start()
     try:
         assert wait_until(lambda: len(camera_backend.frames) >= 20), (listener.statuses, listener.errors)
+        asked = time.monotonic()
         future = session.switch_avatar(avatar)
         assert future.result(timeout=30) == "mirrored"
         handed = time.monotonic()  # the new renderer is with the pipeline from here on
@@ -125,7 +127,7 @@ def test_switching_avatar_changes_the_frames_within_half_a_second_on_the_same_ca
     assert camera_backend.opened == 1  # the virtual camera was never reopened
     times = np.array([t for t, _ in camera_backend.frames])
     images = [img.astype(np.int16) for _, img in camera_backend.frames]
-    before = [img for t, img in zip(times, images) if t < handed]
+    before = [img for t, img in zip(times, images) if t < asked]  # surely the old avatar
     after = [img for t, img in zip(times, images) if t > handed + 0.5]
     # frame-to-frame change while one avatar streams, and the jump between the two avatars
     motion = max(np.abs(a - b).mean() for a, b in zip(before[-10:], before[-9:]))
@@ -201,3 +203,17 @@ def test_a_lost_camera_is_a_notice_and_the_stream_goes_on(private_user_dirs, bun
     finally:
         session.stop()
     assert [t for t, _ in listener.notices] == ["Camera lost", "Camera back"] and listener.errors == []
+
+
+def test_consent_that_expires_within_a_week_is_a_notice(private_user_dirs, bundled_clip_cut, camera_backend):
+    avatar = second_avatar(private_user_dirs, days=3)
+    listener = Recorder()
+    session = LiveSession(session_config(bundled_clip_cut(60, 24)), listener, avatar=avatar, hotkeys=False,
+                          microphone=False)
+    session.start()
+    try:
+        assert wait_until(lambda: listener.frames >= 5), listener.errors
+    finally:
+        session.stop()
+    assert [t for t, _ in listener.notices] == ["Consent expiring"]
+    assert "expires in 3 days" in listener.notices[0][1] or "expires in 2 days" in listener.notices[0][1]
