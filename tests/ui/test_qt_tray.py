@@ -168,6 +168,7 @@ def test_notices_and_errors_reach_the_user(qtbot, session_cfg, private_user_dirs
     qtbot.waitUntil(lambda: bridge.stream_status is StreamStatus.ERROR, timeout=20_000)
     titles = [t for t, _ in tray.notifications]
     assert "Virtual camera missing" in titles
+    assert tray.preview.message.text().startswith("vcam-me: ")  # no tray here: the preview window says it
     assert all("\n" not in text for _, text in tray.notifications)
     assert "error" in tray.status_line.text() and tray.actions["start_stop"].text() == "Start"
     bridge.listener.notice("Camera lost", "The camera stopped delivering frames")  # as the session says it

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QRectF, Qt, Slot
 from PySide6.QtGui import QColor, QFont, QImage, QPainter
-from PySide6.QtWidgets import QCheckBox, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QLabel, QVBoxLayout, QWidget
 
 from vcam_me.types import AU_CHANNELS
 from vcam_me.ui.bridge import FrameReport
@@ -109,9 +109,15 @@ class PreviewWindow(QWidget):
         self.overlay_box = QCheckBox("Show fps, latency, CPU and AUs", self)
         self.overlay_box.setChecked(True)
         self.overlay_box.toggled.connect(self._set_overlay)
+        #: the latest notice, where there is no tray to show it (empty: hidden)
+        self.message = QLabel("", self)
+        self.message.setWordWrap(True)
+        self.message.setStyleSheet("color: #cf222e")
+        self.message.hide()
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.view, 1)
+        layout.addWidget(self.message)
         layout.addWidget(self.overlay_box)
         self.resize(660, 420)
 
@@ -119,6 +125,10 @@ class PreviewWindow(QWidget):
     def show_report(self, report: FrameReport) -> None:
         if self.isVisible():
             self.view.show_report(report)
+
+    def show_message(self, text: str) -> None:
+        self.message.setText(text)
+        self.message.setVisible(bool(text))
 
     def _set_overlay(self, on: bool) -> None:
         self.view.overlay = on

@@ -8,6 +8,7 @@ which is then shown at start.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,6 +32,8 @@ from vcam_me.ui.controller import (
 from vcam_me.ui.qt_bridge import QtBridge
 from vcam_me.ui.qt_icons import STATUS_STYLE, status_icon
 from vcam_me.ui.qt_preview import PreviewWindow
+
+log = logging.getLogger(__name__)
 
 
 def _open_folder(path: Path) -> None:
@@ -175,8 +178,11 @@ class TrayApp(QObject):
     @Slot(str, str)
     def notify(self, title: str, text: str) -> None:
         self.notifications.append((title, text))
+        log.warning("%s: %s", title, text)
         if self.use_tray and self.tray.isVisible():
             self.tray.showMessage(title, text, QSystemTrayIcon.MessageIcon.Warning, 10_000)
+        else:  # no tray: the preview window (shown at start) carries the latest notice
+            self.preview.show_message(f"{title}: {text}")
 
     @Slot(str)
     def _on_error(self, text: str) -> None:
