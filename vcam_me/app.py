@@ -14,6 +14,7 @@ import logging
 import os
 import platform
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -1280,7 +1281,7 @@ class LiveSession:
         self._gate: _HotkeyGate | None = None
         self._thread = None
         self._stopping = False
-        self._lock = __import__("threading").Lock()
+        self._lock = threading.Lock()
 
     # -- life cycle ----------------------------------------------------------------------
     @property
@@ -1288,8 +1289,6 @@ class LiveSession:
         return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> None:
-        import threading
-
         if self.running:
             return
         self._stopping = False
@@ -1405,7 +1404,6 @@ class LiveSession:
         name); a refusal (no consent, unreadable avatar) goes to ``listener.error`` and the
         current avatar stays."""
         import concurrent.futures
-        import threading
 
         future: concurrent.futures.Future = concurrent.futures.Future()
 
