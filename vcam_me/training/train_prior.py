@@ -9,6 +9,8 @@ Losses, all computable offline (no pretrained weights):
   - L1 over a 4-level Laplacian pyramid of the same masked images (edges and texture at
     several scales: the "perceptual-style" term),
   - L1 on the geometry head's mesh displacements (canonical IOD units, ×10),
+  - L1 of the ungated residual (warped + residual, as if the mask were 1), so the residual
+    learns while the mask is still closed,
   - a small penalty on the mask's mean, so the residual stays where the warp is wrong.
 Batches are drawn from an RNG seeded by ``(seed, step)``, so a run resumed from a checkpoint
 continues exactly as an uninterrupted one. The checkpoint (``OUT/checkpoint.pt``) is written
@@ -129,6 +131,11 @@ def laplacian_pyramid(x: torch.Tensor, levels: int = 4) -> list[torch.Tensor]:
     return out + [x]
 
 
+#: Weight of the ungated residual term and of the mask's mean (see :func:`losses`).
+RESIDUAL_WEIGHT = 0.5
+MASK_WEIGHT = 0.001
+
+
 def losses(net: TransferNet, b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     displacement, residual, mask = net(b["warped"], b["condition"])
     face = composite(b["warped"], residual, mask)
@@ -137,7 +144,11 @@ def losses(net: TransferNet, b: dict[str, torch.Tensor]) -> dict[str, torch.Tens
         "l1": (weight * (face - b["target"]).abs()).mean(),
         "pyramid": sum((pf - pt).abs().mean() for pf, pt in zip(laplacian_pyramid(face * weight), laplacian_pyramid(b["target"] * weight))),
         "geometry": 10.0 * (displacement - b["displacement"]).abs().mean(),
-        "mask": 0.01 * mask.mean(),
+        # The residual on its own (as if the mask were 1), so it learns even while the mask is
+        # near 0: without it the mask (which starts at 0.02 and gates the residual's gradient)
+        # collapsed to 0 on the first full run and the head never learned anything.
+        "residual": RESIDUAL_WEIGHT * (weight * (b["warped"] + residual - b["target"]).abs()).mean(),
+        "mask": MASK_WEIGHT * mask.mean(),
     }
     terms["total"] = sum(terms.values())
     return terms
