@@ -122,6 +122,25 @@ class AppearanceNet:
         return np.ascontiguousarray((residual[0] * mask[0]).transpose(1, 2, 0))
 
 
+@dataclass(frozen=True)
+class Residual:
+    """A network output ready to composite: ``delta`` = round(255 · mask · residual) as int16
+    over ``box`` = ``(x0, y0, x1, y1)`` of the crop, the part where it changes anything."""
+
+    delta: np.ndarray
+    box: tuple[int, int, int, int]
+
+    @classmethod
+    def of(cls, premultiplied: np.ndarray) -> Residual | None:
+        delta = np.rint(premultiplied * 255.0).astype(np.int16)
+        rows = np.nonzero(np.any(delta != 0, axis=(1, 2)))[0]
+        if rows.size == 0:
+            return None
+        cols = np.nonzero(np.any(delta[rows[0]:rows[-1] + 1] != 0, axis=(0, 2)))[0]
+        y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+        return cls(np.ascontiguousarray(delta[y0:y1, x0:x1]), (x0, y0, x1, y1))
+
+
 class _Worker:
     """Runs the network on its own thread on the newest crop offered; never queues more than one."""
 
@@ -131,10 +150,14 @@ class _Worker:
         self._job: tuple[np.ndarray, np.ndarray] | None = None
         self._busy = False
         self._closed = False
-        self.latest: np.ndarray | None = None
+        self.latest: Residual | None = None
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="vcam-appearance", daemon=True)
         self._thread.start()
+
+    @property
+    def busy(self) -> bool:
+        return self._busy
 
     def offer(self, crop: np.ndarray, condition: np.ndarray) -> bool:
         with self._cv:
@@ -154,7 +177,7 @@ class _Worker:
                 crop, condition = self._job
                 self._job = None
             try:
-                self.latest = self._net(crop, condition)
+                self.latest = Residual.of(self._net(crop, condition))
             except BaseException as err:  # reported to the render thread, which stops using the net
                 self.error = err
                 with self._cv:
@@ -186,7 +209,7 @@ class NeuralAvatarRenderer:
         self.min_interval_ms = float(min_interval_ms)
         self._worker = _Worker(net) if asynchronous else None
         self._last_offer = -1e18
-        self._latest: np.ndarray | None = None
+        self._latest: Residual | None = None
         self._failed = False
 
     @property
@@ -197,46 +220,50 @@ class NeuralAvatarRenderer:
         out = self.warp.render(state)
         if self._failed:
             return out
-        m = similarity_transform(self.warp.last_mesh[:, :2], self.net.size)
+        s = self.net.size
+        m = similarity_transform(self.warp.last_mesh[:, :2], s)
         if m is None:
             return out
-        s = self.net.size
-        crop = cv2.warpAffine(out, m, (s, s), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
-        condition = condition_of(state)
         if self._worker is None:
-            self._latest = self.net(crop, condition)
+            self._latest = Residual.of(self.net(self._crop(out, m), condition_of(state)))
         else:
             if self._worker.error is not None:
                 log.error("appearance network stopped (%s); showing the mesh warp alone", self._worker.error)
                 self._failed = True
                 return out
             now = time.perf_counter() * 1000.0
-            if now - self._last_offer >= self.min_interval_ms and self._worker.offer(crop, condition):
-                self._last_offer = now
+            # the crop is cut only when the network is free to take it (≤ the camera's rate)
+            if now - self._last_offer >= self.min_interval_ms and not self._worker.busy:
+                if self._worker.offer(self._crop(out, m), condition_of(state)):
+                    self._last_offer = now
             self._latest = self._worker.latest
         if self._latest is not None:
             add_residual(out, self._latest, m)
         return out
+
+    def _crop(self, image: np.ndarray, m: np.ndarray) -> np.ndarray:
+        s = self.net.size
+        return cv2.warpAffine(image, m, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
     def close(self) -> None:
         if self._worker is not None:
             self._worker.close()
 
 
-def add_residual(out: np.ndarray, residual: np.ndarray, m: np.ndarray) -> None:
-    """Add a crop-space ``(S, S, 3)`` premultiplied residual (in [−1, 1]) to ``out`` in place,
-    through the image→crop similarity ``m``; only the crop's footprint is touched."""
-    s = residual.shape[0]
+def add_residual(out: np.ndarray, residual: Residual, m: np.ndarray) -> None:
+    """Add a crop-space :class:`Residual` to ``out`` in place, through the image→crop
+    similarity ``m``; only the footprint of its box is touched (saturating at 0 and 255)."""
+    bx0, by0, bx1, by1 = residual.box
     inv = cv2.invertAffineTransform(m)
-    corners = np.array([[0, 0], [s, 0], [0, s], [s, s]], np.float64) @ inv[:, :2].T + inv[:, 2]
+    corners = np.array([[bx0, by0], [bx1, by0], [bx0, by1], [bx1, by1]], np.float64) @ inv[:, :2].T + inv[:, 2]
     h, w = out.shape[:2]
-    x0, y0 = np.maximum(np.floor(corners.min(0)).astype(int), 0)
-    x1, y1 = np.minimum(np.ceil(corners.max(0)).astype(int) + 1, (w, h))
+    x0, y0 = np.maximum(np.floor(corners.min(0)).astype(int) - 1, 0)
+    x1, y1 = np.minimum(np.ceil(corners.max(0)).astype(int) + 2, (w, h))
     if x1 <= x0 or y1 <= y0:
         return
-    shifted = m.copy()
-    shifted[:, 2] += m[:, :2] @ np.array([x0, y0], np.float64)  # ROI pixel → crop
-    delta = cv2.warpAffine(residual, shifted, (int(x1 - x0), int(y1 - y0)),
+    shifted = m.copy()  # ROI pixel → box pixel
+    shifted[:, 2] += m[:, :2] @ np.array([x0, y0], np.float64) - (bx0, by0)
+    delta = cv2.warpAffine(residual.delta, shifted, (int(x1 - x0), int(y1 - y0)),
                            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     roi = out[y0:y1, x0:x1]
-    roi[:] = np.clip(roi + delta * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    cv2.add(roi, delta, dst=roi, dtype=cv2.CV_8U)
