@@ -1597,6 +1597,8 @@ def cmd_eval(args, cfg: AppConfig) -> int:
         return cmd_eval_micro(args, cfg)
     if getattr(args, "what", "fidelity") == "renderers":
         return cmd_eval_renderers(args, cfg)
+    if getattr(args, "what", "fidelity") == "identity":
+        return cmd_eval_identity(args, cfg)
     from vcam_me.evaluation.closed_loop import Stages, run_clips
 
     clips, size, avatar, consent = _eval_inputs(args, cfg, EVAL_CLIPS)
@@ -1762,6 +1764,85 @@ def cmd_eval_renderers(args, cfg: AppConfig) -> int:
         _write_sheet(Path(args.sheet), sheet_rows, ["reference", "real frame", "warp only", "generic", "personalised"])
         print(f"vcam-me: picture sheet written to {args.sheet}", file=sys.stderr)
     return 0
+
+
+#: Portraits (../shared/data/avatars) and clips of other people for the cross-identity check.
+IDENTITY_EVAL_PORTRAITS = ("mediapipe_sergey.png", "mpsamples_business-person.png", "pyfeat_single_face.jpg",
+                           "liveportrait_s12.jpg", "tpsmm_source.png", "sadtalker_happy.png")
+IDENTITY_EVAL_CLIPS = ("liveportrait_d6.mp4", "liveportrait_d8.mp4", "liveportrait_d19.mp4")
+
+
+def cmd_eval_identity(args, cfg: AppConfig) -> int:
+    """Cross-identity: avatars driven by other people keep the avatar's identity (issue 5).
+
+    Each avatar (the bundled sample and portraits of ../shared) is driven by each clip's first
+    ``--frames`` frames through the warp-only and the network renderer; dlib's descriptor of the
+    rendered face is compared with the avatar's and with the driver's (the mean over the
+    clip's frames). Renders stay in memory; nothing is written but the results.
+    """
+    import dataclasses
+    import datetime
+
+    import numpy as np
+
+    from vcam_me import avatar as avatar_stage
+    from vcam_me.avatar import AvatarRenderer
+    from vcam_me.bench import machine_info, write_results
+    from vcam_me.evaluation.renderers import HeldBack, score_renderer
+    from vcam_me.types import Frame
+
+    clips = [Path(p) for p in args.driving] if args.driving else [
+        SHARED_DATA / "driving" / n for n in IDENTITY_EVAL_CLIPS if (SHARED_DATA / "driving" / n).is_file()] or [BUNDLED_DRIVING]
+    portraits = [SHARED_DATA / "avatars" / n for n in IDENTITY_EVAL_PORTRAITS if (SHARED_DATA / "avatars" / n).is_file()]
+    size = tuple(args.size)
+    describer = build_face_describer()
+    net_cfg = dataclasses.replace(cfg, avatar=dataclasses.replace(cfg.avatar, appearance="network"))
+    drivers = {}
+    for clip in clips:
+        source = _open_driving(clip)
+        descriptors, observations = [], []
+        with build_tracker(cfg, "video") as tracker:
+            for frame, pts in source.iter_timed():
+                if len(observations) >= args.frames:
+                    break
+                obs = tracker.track(Frame(frame.image, int(pts) + 1, frame.index))
+                observations.append(obs)
+                if obs.has_face and len(observations) % 10 == 1:
+                    descriptors.append(describer.describe(frame.image, obs.landmarks))
+        source.close()
+        if not descriptors:
+            raise TrackingError(f"{clip.name}: no face in its first {args.frames} frames")
+        drivers[clip] = (observations, np.mean(descriptors, axis=0))
+    avatars = [("sample", avatar_stage.Avatar.load(BUNDLED_AVATAR))]
+    for p in portraits:
+        avatars.append((p.name, _avatar_from_frame(avatar_stage.read_photo(p), cfg)))
+    rows: dict = {}
+    for name, avatar in avatars:
+        with build_tracker(cfg, "image") as still:
+            face = still.track_still(Frame(avatar.image, 0, 0))
+        reference = describer.describe(avatar.image, face.landmarks)
+        rows[name] = {}
+        for clip, (observations, driver) in drivers.items():
+            rows[name][clip.name] = {}
+            for kind in ("warp_only", "network"):
+                renderer = AvatarRenderer.create(avatar, size, cfg.avatar) if kind == "warp_only" else build_renderer(avatar, size, net_cfg)
+                expression = build_expression(cfg, offline=True, observations=observations)
+                with build_tracker(cfg, "video") as out_tracker:
+                    r = score_renderer(observations, 0, HeldBack(), renderer, expression, out_tracker,
+                                       describe=describer.describe, references={"avatar": reference, "driver": driver})
+                rows[name][clip.name][kind] = {
+                    "to_avatar": r.get("identity_to_avatar_mean"), "to_driver": r.get("identity_to_driver_mean"),
+                    "keeps_identity": (r.get("identity_to_avatar_mean") is not None and r.get("identity_to_driver_mean") is not None
+                                       and r["identity_to_avatar_mean"] < r["identity_to_driver_mean"])}
+            net = rows[name][clip.name]["network"]
+            print(f"{name:<32} driven by {clip.name:<34} to avatar {net['to_avatar']}  to driver {net['to_driver']}  "
+                  f"{'keeps identity' if net['keeps_identity'] else 'LOSES IDENTITY'}", file=sys.stderr)
+    every = all(c[k]["keeps_identity"] for a in rows.values() for c in a.values() for k in c)
+    result = {"avatars": rows, "all_keep_identity": every, "frames_per_clip": args.frames,
+              "command": "vcam-me " + " ".join(sys.argv[1:]),
+              "date": datetime.datetime.now().isoformat(timespec="seconds"), "machine": machine_info(), "size": list(size)}
+    write_results(result, args.out)
+    return 0 if every else 1
 
 
 def _renderer_summary(rows: dict) -> dict:

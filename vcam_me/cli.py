@@ -156,11 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", metavar="FILE.json", help="write the results as JSON here too")
 
     ev = sub.add_parser("eval", help="closed-loop checks: expression fidelity (AED/APD, per-AU r) or micro-expressions")
-    ev.add_argument("what", nargs="?", choices=("fidelity", "micro", "renderers"), default="fidelity",
+    ev.add_argument("what", nargs="?", choices=("fidelity", "micro", "renderers", "identity"), default="fidelity",
                     help="fidelity (default): AED/APD ratios and per-AU Pearson r; micro: inject every "
                          "micro-expression type, re-track the render, spot and score the events; renderers: "
                          "warp only vs generic prior vs personalised network, self-reenacted on held-back frames "
-                         "(PSNR/SSIM of face, mouth, eyes; AED/APD; identity distance)")
+                         "(PSNR/SSIM of face, mouth, eyes; AED/APD; identity distance); identity: avatars driven by "
+                         "other people keep the avatar's identity (dlib descriptor distances)")
     ev.add_argument("--avatar", metavar="A", help="avatar (default: the bundled sample)")
     ev.add_argument("--driving", metavar="VIDEO", nargs="+", help="driving videos (default: the real clips in ../shared/data/driving)")
     ev.add_argument("--size", type=_size, default=(1280, 720), metavar="WxH", help="render size (default 1280x720)")
@@ -175,4 +176,5 @@ def build_parser() -> argparse.ArgumentParser:
                     help="renderers: personalise on the first F of each clip, score the rest (default 0.6)")
     ev.add_argument("--steps", type=int, default=300, help="renderers: fine-tuning steps per clip (default 300)")
     ev.add_argument("--sheet", metavar="FILE.jpg", help="renderers: write a before/after picture sheet here")
+    ev.add_argument("--frames", type=int, default=150, help="identity: driving frames per clip (default 150)")
     return p
