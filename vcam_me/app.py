@@ -1813,9 +1813,11 @@ def cmd_eval_identity(args, cfg: AppConfig) -> int:
         if not descriptors:
             raise TrackingError(f"{clip.name}: no face in its first {args.frames} frames")
         drivers[clip] = (observations, np.mean(descriptors, axis=0))
-    avatars = [("sample", avatar_stage.Avatar.load(BUNDLED_AVATAR))]
-    for p in portraits:
-        avatars.append((p.name, _avatar_from_frame(avatar_stage.read_photo(p), cfg)))
+    if args.avatar:  # just this one
+        avatars = [(Path(args.avatar).name, resolve_avatar(args.avatar, cfg))]
+    else:
+        avatars = [("sample", avatar_stage.Avatar.load(BUNDLED_AVATAR))]
+        avatars += [(p.name, _avatar_from_frame(avatar_stage.read_photo(p), cfg)) for p in portraits]
     rows: dict = {}
     for name, avatar in avatars:
         with build_tracker(cfg, "image") as still:
