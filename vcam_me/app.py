@@ -263,7 +263,8 @@ def build_renderer(avatar, size: tuple[int, int], cfg: AppConfig, *, live: bool 
     from vcam_me import avatar as avatar_stage
 
     warp = avatar_stage.AvatarRenderer.create(avatar, size, cfg.avatar)
-    if cfg.avatar.appearance != "network":
+    mode = cfg.avatar.appearance
+    if mode == "warp" or (mode == "auto" and not avatar.network_files()):
         return warp
     from vcam_me.avatar.appearance import AppearanceNet, NeuralAvatarRenderer
 

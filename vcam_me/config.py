@@ -105,9 +105,12 @@ class AvatarOptions:
     warp_downscale: int = 4
     #: How far (in face widths) hair and neck follow the head before the background is still.
     head_follow_falloff: float = 0.6
-    #: "network": the mesh warp plus the appearance network (mouth interior, lids, folds);
-    #: "warp": the mesh warp alone, with a drawn mouth interior and lids (least CPU).
-    appearance: Literal["network", "warp"] = "warp"
+    #: "auto": the appearance network for an avatar that carries its own (personalised by
+    #: ``vcam-me setup``), the mesh warp alone for a photo avatar (the shipped generic prior
+    #: blurs faces it was not trained on: vcam_me/training/README.md); "network": the network
+    #: always (the generic prior for photo avatars); "warp": the mesh warp alone, with a drawn
+    #: mouth interior and lids (least CPU).
+    appearance: Literal["auto", "network", "warp"] = "auto"
     #: Where the network runs: "auto" (CUDA when it really starts, else the CPU), "cpu", "gpu".
     appearance_device: Literal["auto", "cpu", "gpu"] = "auto"
     #: CPU threads for one network call (design.md §2: two cores for the whole app).
