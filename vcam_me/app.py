@@ -1715,7 +1715,7 @@ def cmd_eval_renderers(args, cfg: AppConfig) -> int:
         print(f"{clip.name}: personalising on the first {args.split:.0%} ({args.steps} steps)", file=sys.stderr)
         bar = Progress("  fine-tuning", args.steps)
         part = personalise_clip_part(clip, work / clip.stem, prior=verified_model_path("transfer_prior"),
-                                     split=args.split, steps=args.steps, progress=lambda _s, d, _t: bar(d))
+                                     split=args.split, steps=args.steps, threads=2, progress=lambda _s, d, _t: bar(d))
         bar.done()
         cut = part["first_held_back_frame"]
         # a few held-back frames of a clip that may be shown go into the picture sheet
