@@ -1536,6 +1536,16 @@ def cmd_doctor(args, cfg: AppConfig) -> int:
     except ImportError:
         check("GPU", False, "not used: onnxruntime is not installed (CPU path needs none; for NVIDIA GPUs: pip install 'vcam-me[gpu]')")
     try:
+        # Open the shipped network the way the renderer does and read back what really runs it:
+        # onnxruntime-gpu falls back to the CPU silently when CUDA cannot start.
+        from vcam_me.avatar.appearance import AppearanceFiles, AppearanceNet
+
+        net = AppearanceNet.load(AppearanceFiles(verified_model_path("transfer_appearance"),
+                                                 verified_model_path("transfer_appearance_int8")), device="auto")
+        check("appearance network", True, f"runs on {net.provider}")
+    except VcamError as err:
+        check("appearance network", False, f"{err} (personalised avatars need it; photo avatars use the mesh warp)")
+    try:
         from importlib.metadata import version
 
         import c2pa
