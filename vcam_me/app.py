@@ -152,6 +152,11 @@ def _avatar_cache_dir() -> Path:
     return user_data_dir() / "avatars"
 
 
+def own_avatars_dir() -> Path:
+    """Where the user's own avatars live: the tray lists them, the setup wizard saves there."""
+    return _avatar_cache_dir()
+
+
 def resolve_avatar(spec: str | None, cfg: AppConfig):
     """An avatar folder, or a portrait photo (made into an avatar once, then cached)."""
     from vcam_me import avatar as avatar_stage
