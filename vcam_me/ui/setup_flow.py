@@ -359,6 +359,8 @@ class CameraWorker:
         self._session: ExpressionSession | None = None
         self._writer: CaptureWriter | None = None
         self._session_done = threading.Event()
+        # held while a frame is fed and written, so an abort never closes the writer mid-frame
+        self._session_lock = threading.Lock()
         self.observations: list[FaceObservation] = []  # of the recorded frames, on the recording's timeline
         self._thread = threading.Thread(target=self._run, name="vcam-wizard-camera", daemon=True)
 
@@ -370,7 +372,7 @@ class CameraWorker:
             return replace(self._snapshot)
 
     def begin_session(self, session: ExpressionSession, writer: CaptureWriter) -> None:
-        with self._lock:
+        with self._session_lock:
             self._session, self._writer = session, writer
             self._session_done.clear()
             self.observations = []
@@ -379,16 +381,18 @@ class CameraWorker:
         return self._session_done.is_set()
 
     def abort_session(self) -> None:
-        with self._lock:
+        with self._session_lock:
             writer, self._session, self._writer = self._writer, None, None
-        if writer is not None:
-            writer.close()
+            if writer is not None:
+                writer.close()
 
-    def stop(self, wait_s: float = 5.0) -> None:
+    def stop(self, wait_s: float = 0.0) -> None:
+        """Stop; the thread closes the tracker and the source itself, so the GUI need not
+        wait (``wait_s`` > 0 waits for that)."""
         self._stop.set()
-        if self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._thread.join(wait_s)
         self.abort_session()
+        if wait_s > 0 and self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(wait_s)
 
     def _run(self) -> None:
         from vcam_me.expression import blendshapes_to_au
@@ -424,19 +428,18 @@ class CameraWorker:
                     part.close()
 
     def _feed_session(self, frame: Frame, obs: FaceObservation, au, quality: FaceQuality) -> None:
-        with self._lock:
+        with self._session_lock:
             session, writer = self._session, self._writer
-        if session is None or writer is None:
-            return
-        if session.feed(au, quality.yaw_deg):
-            ts = round(writer.frames * 1000.0 / session.fps)
-            writer.write(frame.image)
-            self.observations.append(replace(obs, timestamp_ms=ts))
-        if session.done:
-            writer.close()
-            with self._lock:
+            if session is None or writer is None:
+                return
+            if session.feed(au, quality.yaw_deg):
+                ts = round(writer.frames * 1000.0 / session.fps)
+                writer.write(frame.image)
+                self.observations.append(replace(obs, timestamp_ms=ts))
+            if session.done:
+                writer.close()
                 self._session = self._writer = None
-            self._session_done.set()
+                self._session_done.set()
 
 
 # -- training -------------------------------------------------------------------------------
@@ -456,18 +459,35 @@ class TrainingState:
 
 
 class TrainingJob:
-    """``personalise(capture, out, progress=…, cancel=…)`` on its own thread; the GUI polls
-    :meth:`state` and calls :meth:`cancel` (the work so far is kept: a new job on the same
-    capture resumes)."""
+    """``personalise(capture, out, progress=…, cancel=…, **kwargs)`` off the GUI thread; the
+    GUI polls :meth:`state` and calls :meth:`cancel` (the work so far is kept: a new job on
+    the same capture resumes).
 
-    def __init__(self, personalise: Callable[..., object], capture: Path, out: Path, **kwargs) -> None:
+    With ``subprocess=True`` (the wizard's default) it runs in a child process: importing
+    PyTorch, fine-tuning and the ONNX export hold Python's GIL for stretches of 100 ms and
+    more, which would freeze a GUI in the same process. ``personalise`` must then be a
+    module-level function (it is pickled); progress comes back through a queue and cancel
+    is a process-shared Event. A thread in this process relays both.
+    """
+
+    def __init__(self, personalise: Callable[..., object], capture: Path, out: Path, *, subprocess: bool = False,
+                 **kwargs) -> None:
         self._personalise = personalise
         self.capture, self.out, self._kwargs = Path(capture), Path(out), kwargs
-        self._cancel = threading.Event()
+        self._subprocess = subprocess
+        if subprocess:
+            import multiprocessing
+
+            self._mp = multiprocessing.get_context("spawn")
+            self._cancel = self._mp.Event()
+        else:
+            self._cancel = threading.Event()
         self._lock = threading.Lock()
         self._state = TrainingState()
         self._stage_started = time.monotonic()
-        self._thread = threading.Thread(target=self._run, name="vcam-wizard-training", daemon=True)
+        self._first_done = 0
+        self._thread = threading.Thread(target=self._relay if subprocess else self._run, name="vcam-wizard-training",
+                                        daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -488,30 +508,74 @@ class TrainingJob:
             if stage != self._state.stage:
                 self._stage_started, self._first_done = now, done
             left = None
-            first = getattr(self, "_first_done", 0)
-            if done > first and total > done:
-                left = (now - self._stage_started) / (done - first) * (total - done)
+            if done > self._first_done and total > done:
+                left = (now - self._stage_started) / (done - self._first_done) * (total - done)
             self._state = TrainingState(stage, done, total, left)
 
-    def _run(self) -> None:
-        from vcam_me.errors import VcamError
+    def _finish(self, result=None, error: str | None = None) -> None:
+        with self._lock:
+            if error is None:
+                self._state.result = result
+            elif self._cancel.is_set():
+                self._state.cancelled = True
+            else:
+                self._state.error = error
 
+    def _run(self) -> None:
         try:
             result = self._personalise(self.capture, self.out, progress=self._progress, cancel=self._cancel,
                                        **self._kwargs)
-        except VcamError as err:
-            with self._lock:
-                if self._cancel.is_set():
-                    self._state.cancelled = True
-                else:
-                    self._state.error = str(err)
-            return
         except Exception as err:  # noqa: BLE001 - thread boundary: shown to the user, not lost
-            with self._lock:
-                self._state.error = f"{type(err).__name__}: {err}"
+            self._finish(error=_one_line(err))
             return
-        with self._lock:
-            self._state.result = result
+        self._finish(result)
+
+    def _relay(self) -> None:
+        import queue
+
+        messages = self._mp.Queue()
+        child = self._mp.Process(target=_train_in_child, name="vcam-setup-training", daemon=True,
+                                 args=(self._personalise, self.capture, self.out, self._kwargs, messages, self._cancel))
+        child.start()
+        try:
+            while True:
+                try:
+                    kind, *payload = messages.get(timeout=0.2)
+                except queue.Empty:
+                    if not child.is_alive():
+                        self._finish(error=f"the training process stopped unexpectedly (exit code {child.exitcode})")
+                        return
+                    continue
+                if kind == "progress":
+                    self._progress(*payload)
+                elif kind == "result":
+                    self._finish(payload[0])
+                    return
+                else:
+                    self._finish(error=payload[0])
+                    return
+        finally:
+            child.join(10.0)
+
+
+def _one_line(err: BaseException) -> str:
+    from vcam_me.errors import VcamError
+
+    text = str(err) if isinstance(err, VcamError) else f"{type(err).__name__}: {err}"
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _train_in_child(personalise, capture: Path, out: Path, kwargs: dict, messages, cancel) -> None:
+    """The training child process: progress and the outcome go back through ``messages``."""
+    def progress(stage: str, done: int, total: int) -> None:
+        messages.put(("progress", stage, done, total))
+
+    try:
+        result = personalise(capture, out, progress=progress, cancel=cancel, **kwargs)
+    except BaseException as err:  # noqa: BLE001 - process boundary: the parent shows it
+        messages.put(("error", _one_line(err)))
+        return
+    messages.put(("result", result))
 
 
 # -- the check and the end -----------------------------------------------------------------

@@ -1,0 +1,577 @@
+"""The personalisation wizard: camera and face quality → the prompted expression session
+(recorded) → training → "you / your avatar" → consent.
+
+A thin Qt layer over :mod:`vcam_me.ui.setup_flow`: the camera, the training and the check
+each run on a plain thread there; the pages poll their newest state with a timer, so the
+GUI thread never waits on a camera, a tracker or PyTorch. Closing the wizard before
+"Save" removes what it made (its capture and the new avatar folder), nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer
+from PySide6.QtGui import QColor, QImage, QPainter, QPainterPath, QPen, QPixmap
+from PySide6.QtWidgets import (
+    QComboBox,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+    QWizard,
+    QWizardPage,
+)
+
+from vcam_me.config import AppConfig
+from vcam_me.ui import setup_flow as flow
+
+POLL_MS = 33  # the pages look at the workers' newest state at about the camera's rate
+
+
+def to_pixmap(image: np.ndarray, height: int | None = None) -> QPixmap:
+    """``(H, W, 3) uint8 RGB`` → a QPixmap (copied: the array may change afterwards)."""
+    image = np.ascontiguousarray(image)
+    h, w = image.shape[:2]
+    pixmap = QPixmap.fromImage(QImage(image.data, w, h, image.strides[0], QImage.Format.Format_RGB888).copy())
+    if height is not None:
+        pixmap = pixmap.scaledToHeight(height, Qt.TransformationMode.SmoothTransformation)
+    return pixmap
+
+
+def free_folder(path: Path) -> Path:
+    """``path``, or ``path-1``, ``path-2`` … whichever does not exist yet."""
+    candidate, k = path, 0
+    while candidate.exists():
+        k += 1
+        candidate = path.with_name(f"{path.name}-{k}")
+    return candidate
+
+
+class Illustration(QWidget):
+    """A simple drawn face doing what the prompt asks."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.key = "neutral"
+        self.setFixedSize(160, 160)
+
+    def show_prompt(self, key: str) -> None:
+        self.key = key
+        self.update()
+
+    def paintEvent(self, event) -> None:
+        k = self.key
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        p.fillRect(self.rect(), QColor(245, 245, 245))
+        turn = {"turn_left": -18.0, "turn_right": 18.0}.get(k, 0.0)
+        cx, cy = 80 + turn, 84
+        p.setPen(QPen(QColor(60, 60, 60), 3))
+        p.setBrush(QColor(255, 224, 189))
+        p.drawEllipse(QPointF(80, cy), 58, 68)
+        brow_y = cy - 30 - (10 if k == "brows_up" else 0) + (4 if k == "frown" else 0)
+        tilt = 7 if k == "frown" else 0
+        eye_h = {"wide_eyes": 12, "squint": 3, "blink": 0, "brows_up": 9}.get(k, 7)
+        for side in (-1, 1):
+            ex = cx + side * 22
+            inner = ex - side * 12  # the brow's end nearer the nose drops in a frown
+            p.drawLine(QPointF(inner, brow_y + tilt), QPointF(ex + side * 12, brow_y))
+            p.setBrush(QColor(255, 255, 255))
+            if eye_h:
+                p.drawEllipse(QPointF(ex, cy - 14), 10, eye_h)
+                p.setBrush(QColor(60, 60, 60))
+                p.drawEllipse(QPointF(ex, cy - 14), 3, min(3, eye_h))
+            else:
+                p.drawLine(QPointF(ex - 10, cy - 14), QPointF(ex + 10, cy - 14))
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        if k == "nose_wrinkle":
+            for dy in (0, 5):
+                p.drawLine(QPointF(cx - 6, cy + 2 + dy), QPointF(cx + 6, cy + 2 + dy))
+        p.drawLine(QPointF(cx, cy - 4), QPointF(cx - 4, cy + 14))
+        mouth = QPainterPath()
+        my = cy + 34
+        if k == "smile":
+            mouth.moveTo(cx - 26, my - 6)
+            mouth.quadTo(cx, my + 22, cx + 26, my - 6)
+        elif k == "jaw_open":
+            mouth.addEllipse(QRectF(cx - 14, my - 10, 28, 30))
+        elif k == "pucker":
+            mouth.addEllipse(QRectF(cx - 7, my - 6, 14, 12))
+        elif k == "frown":
+            mouth.moveTo(cx - 18, my + 6)
+            mouth.quadTo(cx, my - 6, cx + 18, my + 6)
+        else:
+            mouth.moveTo(cx - 18, my)
+            mouth.lineTo(cx + 18, my)
+        p.drawPath(mouth)
+        if turn:
+            p.setPen(QPen(QColor(200, 60, 60), 4))
+            x0, x1 = (60, 20) if turn < 0 else (100, 140)
+            p.drawLine(QPointF(x0, 12), QPointF(x1, 12))
+            p.drawLine(QPointF(x1, 12), QPointF(x1 + (8 if turn < 0 else -8), 5))
+            p.drawLine(QPointF(x1, 12), QPointF(x1 + (8 if turn < 0 else -8), 19))
+        p.end()
+
+
+def _meter(label: str) -> tuple[QLabel, QProgressBar]:
+    bar = QProgressBar()
+    bar.setRange(0, 100)
+    bar.setTextVisible(False)
+    bar.setFixedHeight(12)
+    return QLabel(label), bar
+
+
+class CameraPage(QWizardPage):
+    """Choose the camera; a live preview and the face-quality meter."""
+
+    def __init__(self, wizard: SetupWizard) -> None:
+        super().__init__()
+        self.w = wizard
+        self.setTitle("Your camera")
+        self.setSubTitle("Sit in good light, facing the camera, with your face filling about half the picture.")
+        self.choice = QComboBox()
+        for label, spec in wizard.sources:
+            self.choice.addItem(label, spec)
+        self.choice.currentIndexChanged.connect(self._source_changed)
+        self.view = QLabel()
+        self.view.setMinimumSize(320, 180)
+        self.view.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.meters = {name: _meter(text) for name, text in
+                       (("lighting", "Lighting"), ("size", "Size"), ("frontal", "Facing the camera"))}
+        self.hint = QLabel("Starting the camera…")
+        self.hint.setWordWrap(True)
+        grid = QGridLayout()
+        for row, (label, bar) in enumerate(self.meters.values()):
+            grid.addWidget(label, row, 0)
+            grid.addWidget(bar, row, 1)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.choice)
+        layout.addWidget(self.view, 1)
+        layout.addLayout(grid)
+        layout.addWidget(self.hint)
+        self.timer = QTimer(self)
+        self.timer.setInterval(POLL_MS)
+        self.timer.timeout.connect(self._poll)
+        self.face_seen = False
+
+    def initializePage(self) -> None:
+        self.w.start_camera(self.choice.currentData())
+        self.timer.start()
+
+    def cleanupPage(self) -> None:
+        self.timer.stop()
+
+    def _source_changed(self, _index: int) -> None:
+        self.face_seen = False
+        self.completeChanged.emit()
+        self.w.start_camera(self.choice.currentData())
+
+    def isComplete(self) -> bool:
+        return self.face_seen
+
+    def _poll(self) -> None:
+        if self.w.camera is None:
+            return
+        snap = self.w.camera.snapshot()
+        if snap.error:
+            self.hint.setText(f"The camera failed: {snap.error}")
+            return
+        if snap.image is None:
+            return
+        self.view.setPixmap(to_pixmap(snap.image, 240))
+        q = snap.quality
+        scores = {"lighting": _band(q.lighting, *flow.LIGHTING_RANGE, 255.0),
+                  "size": _band(q.size, *flow.SIZE_RANGE, 1.0),
+                  "frontal": max(0.0, 1.0 - max(abs(q.yaw_deg), abs(q.pitch_deg)) / (2 * flow.FRONTAL_DEG))}
+        oks = {"lighting": q.lighting_ok, "size": q.size_ok, "frontal": q.frontal_ok}
+        for name, (_, bar) in self.meters.items():
+            bar.setValue(round(100 * scores[name]) if q.face else 0)
+            bar.setStyleSheet(f"QProgressBar::chunk {{ background: {'#2da44e' if oks[name] else '#d4a72c'}; }}")
+        self.hint.setText(" ".join(q.hints()) or "Good: press Next to start the expression session.")
+        if q.face and not self.face_seen:
+            self.face_seen = True
+            self.completeChanged.emit()
+
+
+def _band(value: float, low: float, high: float, top: float) -> float:
+    """1 inside [low, high], falling linearly to 0 at 0 and at ``top``: a meter's fill."""
+    if value < low:
+        return max(0.0, value / low)
+    if value > high:
+        return max(0.0, (top - value) / (top - high))
+    return 1.0
+
+
+class SessionPage(QWizardPage):
+    """The prompts, one by one, with an illustration, a countdown and the re-asks."""
+
+    def __init__(self, wizard: SetupWizard) -> None:
+        super().__init__()
+        self.w = wizard
+        self.setTitle("Your expressions")
+        self.setSubTitle("Follow each prompt while the countdown runs. It takes about a minute and a half.")
+        self.illustration = Illustration()
+        self.prompt = QLabel()
+        font = self.prompt.font()
+        font.setPointSize(font.pointSize() + 6)
+        self.prompt.setFont(font)
+        self.prompt.setWordWrap(True)
+        self.countdown = QLabel()
+        self.again = QLabel()
+        self.again.setStyleSheet("color: #9a6700")
+        self.step = QLabel()
+        self.view = QLabel()
+        self.view.setFixedHeight(160)
+        text = QVBoxLayout()
+        for widget in (self.step, self.prompt, self.countdown, self.again):
+            text.addWidget(widget)
+        text.addStretch(1)
+        top = QHBoxLayout()
+        top.addWidget(self.illustration)
+        top.addLayout(text, 1)
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(self.view)
+        self.timer = QTimer(self)
+        self.timer.setInterval(POLL_MS)
+        self.timer.timeout.connect(self._poll)
+        self.session: flow.ExpressionSession | None = None
+        self.finished = False
+
+    def initializePage(self) -> None:
+        self.finished = False
+        self.session = self.w.begin_session()
+        self.timer.start()
+
+    def cleanupPage(self) -> None:
+        self.timer.stop()
+        self.w.abort_session()
+
+    def isComplete(self) -> bool:
+        return self.finished
+
+    def _poll(self) -> None:
+        session, camera = self.session, self.w.camera
+        if session is None or camera is None:
+            return
+        snap = camera.snapshot()
+        if snap.error:
+            self.again.setText(f"The camera failed: {snap.error}")
+            return
+        if snap.image is not None:
+            self.view.setPixmap(to_pixmap(snap.image, 160))
+        if camera.session_done():
+            self.timer.stop()
+            self.finished = True
+            missed = [p.title.lower() for p in session.missed()]
+            self.prompt.setText("Done, thank you.")
+            self.countdown.setText("")
+            self.again.setText(("These did not show clearly, the training will do without: " + "; ".join(missed))
+                               if missed else "")
+            self.completeChanged.emit()
+            return
+        prompt = session.prompt
+        if prompt is None:
+            return
+        self.illustration.show_prompt(prompt.key)
+        self.step.setText(f"Prompt {session.index + 1} of {len(session.prompts)}")
+        self.prompt.setText(prompt.title)
+        left = session.seconds_left()
+        self.countdown.setText(f"Get ready… {left:.0f}" if session.phase == "countdown" else f"Hold it… {left:.1f} s")
+        self.again.setText("That did not show clearly: once more, a little stronger." if session.attempt else "")
+
+
+class TrainingPage(QWizardPage):
+    """Fine-tuning, with a progress bar, the time left and Cancel (resume starts it again)."""
+
+    LABELS: ClassVar[dict[str, str]] = {"starting": "Starting…", "checking": "Checking the recording", "tracking": "Tracking your face",
+                                        "training": "Learning your face", "saving": "Saving"}
+
+    def __init__(self, wizard: SetupWizard) -> None:
+        super().__init__()
+        self.w = wizard
+        self.setTitle("Making your avatar")
+        self.setSubTitle("This runs on your computer; nothing is uploaded. You can keep using it meanwhile.")
+        self.stage = QLabel()
+        self.bar = QProgressBar()
+        self.left = QLabel()
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.cancel)
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.clicked.connect(self._start)
+        self.resume_button.hide()
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(self.cancel_button)
+        buttons.addWidget(self.resume_button)
+        layout = QVBoxLayout(self)
+        for widget in (self.stage, self.bar, self.left, self.message):
+            layout.addWidget(widget)
+        layout.addLayout(buttons)
+        layout.addStretch(1)
+        self.timer = QTimer(self)
+        self.timer.setInterval(100)
+        self.timer.timeout.connect(self._poll)
+        self.job: flow.TrainingJob | None = None
+        self.completed = False  # set by the poll, so what the page shows is what it says
+
+    def initializePage(self) -> None:
+        self.w.stop_camera()  # the camera is free again while the network learns
+        self._start()
+
+    def _start(self) -> None:
+        self.message.setText("")
+        self.resume_button.hide()
+        self.cancel_button.show()
+        self.cancel_button.setEnabled(True)
+        self.job = self.w.start_training()
+        self.timer.start()
+
+    def cancel(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+            self.cancel_button.setEnabled(False)
+            self.message.setText("Stopping after the current step…")
+
+    def isComplete(self) -> bool:
+        return self.completed
+
+    def _poll(self) -> None:
+        if self.job is None:
+            return
+        state = self.job.state()
+        self.stage.setText(self.LABELS.get(state.stage, state.stage))
+        self.bar.setRange(0, max(1, state.total))
+        self.bar.setValue(state.done)
+        self.left.setText("" if state.seconds_left is None else f"About {_duration(state.seconds_left)} left")
+        if not state.finished:
+            return
+        self.timer.stop()
+        self.cancel_button.hide()
+        if state.cancelled:
+            self.message.setText("Cancelled. The work so far is kept: Resume goes on from there.")
+            self.resume_button.show()
+        elif state.error:
+            self.message.setText(f"Could not make the avatar: {state.error}")
+            self.resume_button.setText("Try again")
+            self.resume_button.show()
+        else:
+            self.w.avatar_made(state.result)
+            self.completed = True
+            self.message.setText(f"Done in {_duration(state.result.seconds)}.")
+            self.completeChanged.emit()
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
+class CheckPage(QWizardPage):
+    """You and your avatar, side by side; Save keeps the avatar, Discard removes it."""
+
+    def __init__(self, wizard: SetupWizard) -> None:
+        super().__init__()
+        self.w = wizard
+        self.setTitle("You and your avatar")
+        self.setSubTitle("Does it look like you? Save it, or discard it and start again.")
+        self.grid = QGridLayout()
+        self.status = QLabel("Rendering…")
+        self.status.setWordWrap(True)
+        self.discard_button = QPushButton("Discard this avatar")
+        self.discard_button.clicked.connect(wizard.discard_and_close)
+        layout = QVBoxLayout(self)
+        layout.addLayout(self.grid)
+        layout.addWidget(self.status)
+        layout.addWidget(self.discard_button, 0, Qt.AlignmentFlag.AlignLeft)
+        self.timer = QTimer(self)
+        self.timer.setInterval(100)
+        self.timer.timeout.connect(self._poll)
+        self.pairs: list | None = None
+        self._result: dict = {}
+        self._thread: threading.Thread | None = None
+
+    def initializePage(self) -> None:
+        self.setButtonText(QWizard.WizardButton.NextButton, "Save")
+        self._result = {}
+        self._thread = threading.Thread(target=self._render, args=(self._result,), name="vcam-wizard-check",
+                                        daemon=True)
+        self._thread.start()
+        self.timer.start()
+
+    def _render(self, out: dict) -> None:
+        try:
+            out["pairs"] = self.w.render_check()
+        except Exception as err:  # noqa: BLE001 - thread boundary: shown on the page
+            out["error"] = f"{type(err).__name__}: {err}"
+
+    def isComplete(self) -> bool:
+        return self.pairs is not None
+
+    def validatePage(self) -> bool:
+        self.w.save()
+        return True
+
+    def _poll(self) -> None:
+        if "pairs" not in self._result and "error" not in self._result:
+            return
+        self.timer.stop()
+        if "error" in self._result:
+            self.status.setText(f"Could not render the avatar: {self._result['error']}")
+            self.pairs = []
+        else:
+            self.pairs = self._result["pairs"]
+            self.grid.addWidget(QLabel("You"), 0, 0)
+            self.grid.addWidget(QLabel("Your avatar"), 0, 1)
+            for row, (you, avatar) in enumerate(self.pairs, start=1):
+                for col, image in enumerate((you, avatar)):
+                    label = QLabel()
+                    label.setPixmap(to_pixmap(image, 140))
+                    self.grid.addWidget(label, row, col)
+            self.status.setText(f"Saved as {self.w.avatar_folder.name} when you press Save.")
+        self.completeChanged.emit()
+
+
+class ConsentPage(QWizardPage):
+    """The last step: the consent statement that lets the avatar be used."""
+
+    def __init__(self, wizard: SetupWizard) -> None:
+        super().__init__()
+        self.w = wizard
+        self.setTitle("Consent")
+        self.text = QLabel()
+        self.text.setWordWrap(True)
+        self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.text)
+        layout.addStretch(1)
+
+    def initializePage(self) -> None:
+        folder = self.w.avatar_folder
+        self.text.setText(
+            f"Your avatar is saved in {folder}.\n\nBefore it can be used in a call, record your consent "
+            "statement (you read a short text on camera and microphone; it is signed and bound to this avatar):\n\n"
+            f"    vcam-me consent record --avatar \"{folder}\" --name \"YOUR NAME\"")
+
+
+class SetupWizard(QWizard):
+    """The whole set-up. Everything it needs from outside is a parameter, so tests can run it
+    on a recorded video with few training steps; the defaults are the real app's.
+
+    Args:
+        cfg: the app's configuration (camera, tracking, avatar rendering).
+        sources: ``(label, capture.source)`` pairs for the camera choice.
+        open_source: ``spec → live source`` (default: the capture stage with ``cfg.capture``).
+        make_tracker: ``() → video-mode tracker`` (default: :func:`vcam_me.app.build_tracker`).
+        personalise: :func:`vcam_me.app.personalise_avatar` or a stand-in with its signature.
+        prompts, countdown_s: the session; ``steps``, ``device``: the training.
+        avatars_root: where the new avatar folder is made; ``work_dir``: where the capture goes.
+    """
+
+    def __init__(self, cfg: AppConfig, *, sources: Sequence[tuple[str, str]] | None = None,
+                 open_source: Callable[[str], object] | None = None, make_tracker: Callable[[], object] | None = None,
+                 personalise: Callable[..., object] | None = None, prompts: Sequence[flow.Prompt] = flow.PROMPTS,
+                 countdown_s: float = 3.0, steps: int = 500, device: str = "auto",
+                 avatars_root: Path | None = None, work_dir: Path | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        from vcam_me import app
+
+        self.cfg = cfg
+        self.sources = list(sources) if sources else [("Camera", "camera")]
+        self._open_source = open_source or self._default_source
+        self._make_tracker = make_tracker or (lambda: app.build_tracker(cfg, "video"))
+        self._personalise = personalise or app.personalise_avatar
+        self.prompts, self.countdown_s, self.steps, self.device = tuple(prompts), countdown_s, steps, device
+        self.avatars_root = Path(avatars_root) if avatars_root else app.own_avatars_dir()
+        self.work_dir = Path(work_dir) if work_dir else app.user_data_dir() / "setup"
+        self.camera: flow.CameraWorker | None = None
+        self.capture_path: Path | None = None
+        self.observations: list = []
+        self.avatar_folder: Path | None = None
+        self.result = None
+        self.saved = False
+        self._made: list[Path] = []  # what the wizard wrote: removed unless saved
+        self.setWindowTitle("vcam-me set-up: personalise your avatar")
+        self.setOption(QWizard.WizardOption.NoBackButtonOnLastPage)
+        self.pages = {"camera": CameraPage(self), "session": SessionPage(self), "training": TrainingPage(self),
+                      "check": CheckPage(self), "consent": ConsentPage(self)}
+        for page in self.pages.values():
+            self.addPage(page)
+        self.resize(720, 560)
+
+    # -- camera and session -------------------------------------------------------------------
+    def _default_source(self, spec: str):
+        from vcam_me.capture import open_source
+
+        return open_source(dataclasses.replace(self.cfg.capture, source=spec))
+
+    def start_camera(self, spec: str) -> None:
+        self.stop_camera()
+        self.camera = flow.CameraWorker(lambda: self._open_source(spec), self._make_tracker)
+        self.camera.start()
+
+    def stop_camera(self) -> None:
+        if self.camera is not None:
+            self.camera.stop()
+
+    def begin_session(self) -> flow.ExpressionSession:
+        if self.camera is None:
+            raise RuntimeError("the camera page starts the camera first")
+        self.abort_session()
+        fps = float(self.cfg.capture.fps)
+        session = flow.ExpressionSession(self.prompts, fps=fps, countdown_s=self.countdown_s)
+        self.capture_path = free_folder(self.work_dir / f"capture-{time.strftime('%Y%m%d-%H%M%S')}.mp4")
+        self._made.append(self.capture_path)
+        self.camera.begin_session(session, flow.CaptureWriter(self.capture_path, fps))
+        return session
+
+    def abort_session(self) -> None:
+        if self.camera is not None:
+            self.camera.abort_session()
+
+    # -- training, check, save ---------------------------------------------------------------
+    def start_training(self) -> flow.TrainingJob:
+        if self.avatar_folder is None:
+            self.avatar_folder = free_folder(self.avatars_root / "me")
+            self._made.append(self.avatar_folder)
+        self.observations = list(self.camera.observations) if self.camera is not None else self.observations
+        job = flow.TrainingJob(self._personalise, self.capture_path, self.avatar_folder, steps=self.steps,
+                               device=self.device, subprocess=True)
+        job.start()
+        return job
+
+    def avatar_made(self, result) -> None:
+        self.result = result
+
+    def render_check(self) -> list:
+        return flow.side_by_side(self.capture_path, self.observations, self.avatar_folder, self.cfg)
+
+    def save(self) -> None:
+        """Keep the avatar; the raw capture is the user's face on video: not kept."""
+        self.saved = True
+        if self.capture_path is not None:
+            flow.discard([self.capture_path])
+
+    def discard_and_close(self) -> None:
+        self.reject()
+
+    def done(self, result: int) -> None:
+        self.stop_camera()
+        training = self.pages["training"].job
+        if training is not None:
+            training.cancel()
+            training.join(10.0)
+        if not self.saved:
+            flow.discard(self._made)
+        super().done(result)
