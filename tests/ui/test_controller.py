@@ -10,7 +10,6 @@ import pytest
 
 from vcam_me.ui.bridge import PipelineBridge, StreamStatus
 from vcam_me.ui.controller import (
-    SETUP_NOT_AVAILABLE,
     TrayController,
     default_micro_mode,
 )
@@ -59,11 +58,11 @@ def test_actions_steer_the_running_stream(session_cfg, make_session, memory_sink
     flipped = np.abs(after[picture] - before[:, ::-1][picture]).mean()
     assert flipped < 0.5 * np.abs(after[picture] - before[picture]).mean()
 
-    assert tray.run_setup() == SETUP_NOT_AVAILABLE
     assert tray.log_folder().is_dir()
 
-    tray.stop()
+    assert tray.run_setup() is True  # the set-up takes the camera: streaming stops
     assert wait_until(lambda: not tray.running and bridge.stream_status is StreamStatus.STOPPED)
+    assert tray.run_setup() is False
 
 
 def test_changing_the_frame_rate_restarts_the_stream_at_the_new_rate(session_cfg, make_session, memory_sink):

@@ -13,7 +13,7 @@ from PySide6.QtCore import QTimer
 from vcam_me.app import BUNDLED_AVATAR, LiveSession
 from vcam_me.clock import now_ms
 from vcam_me.ui.bridge import StreamStatus
-from vcam_me.ui.controller import SETUP_NOT_AVAILABLE, TrayController
+from vcam_me.ui.controller import TrayController
 from vcam_me.ui.qt_bridge import QtBridge
 from vcam_me.ui.qt_icons import status_pixmap
 from vcam_me.ui.qt_tray import TrayApp
@@ -119,9 +119,7 @@ def test_the_tray_menu_drives_a_real_stream(qtbot, session_cfg, make_session, me
     tray.actions["mirror"].trigger()
     assert controller.mirror and session.mirror
 
-    # the set-up entry says it is not there yet; the log folder opens
-    tray.actions["setup"].trigger()
-    assert tray.message_box.isVisible() and tray.message_box.text() == SETUP_NOT_AVAILABLE
+    # the log folder opens
     tray.actions["log_folder"].trigger()
     assert opened == [private_user_dirs / "logs"] and opened[0].is_dir()
 
@@ -131,6 +129,13 @@ def test_the_tray_menu_drives_a_real_stream(qtbot, session_cfg, make_session, me
     assert controller.session.pipeline.fps == 60 and controller.session.mirror
     seen = memory_sink.count
     qtbot.waitUntil(lambda: memory_sink.count > seen + 10, timeout=10_000)
+
+    # the set-up entry opens the wizard; the stream lets go of the camera, and the user is told
+    tray.actions["setup"].trigger()
+    assert tray.wizard.isVisible() and tray.wizard.currentPage() is tray.wizard.pages["camera"]
+    qtbot.waitUntil(lambda: not controller.running, timeout=10_000)
+    assert "Streaming stopped" in [t for t, _ in tray.notifications]
+    tray.wizard.reject()
 
     tray.actions["quit"].trigger()
     assert quits == [True] and not controller.running

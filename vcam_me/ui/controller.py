@@ -21,9 +21,6 @@ MICRO_MODE_LABELS = {"off": "Off", "hotkeys": "Hotkeys only", "auto": "Automatic
 MICRO_RATES = (1.0, 2.0, 4.0, 8.0, 12.0)
 #: Output frame rates offered in the menu.
 FRAME_RATES = (30, 60)
-SETUP_NOT_AVAILABLE = ("The guided personalisation wizard is not available yet. For now: record 60-90 s of "
-                       "yourself and run `vcam-me setup --from-video FILE`, or make an avatar from a photo with "
-                       "`vcam-me avatar create --photo FILE`; then record consent with `vcam-me consent record`.")
 
 
 def default_micro_mode(cfg: AppConfig) -> str:
@@ -168,9 +165,12 @@ class TrayController:
         self.fps = int(cfg.output.fps)
         self._restart_if_running()
 
-    def run_setup(self) -> str:
-        """The personalisation wizard (issue 6, part 2) is not built yet: say what to do instead."""
-        return SETUP_NOT_AVAILABLE
+    def run_setup(self) -> bool:
+        """Before the set-up wizard takes the camera: stop streaming. True when a stream was
+        running (the user is told; they start it again from the menu afterwards)."""
+        was_running = self.running
+        self.stop()
+        return was_running
 
     def log_folder(self) -> Path:
         folder = self._log_folder()

@@ -17,7 +17,6 @@ from PySide6.QtGui import QAction, QActionGroup, QDesktopServices
 from PySide6.QtWidgets import (
     QApplication,
     QMenu,
-    QMessageBox,
     QPushButton,
     QSystemTrayIcon,
 )
@@ -60,7 +59,7 @@ class TrayApp(QObject):
         self.actions: dict[str, QAction] = {}
         self.notifications: list[tuple[str, str]] = []
         self.settings_dialog = None
-        self.message_box = None
+        self.wizard = None  # the set-up wizard, while open
         self.pending_switch = None
         self.preview = PreviewWindow()
         self.menu = QMenu()
@@ -209,10 +208,19 @@ class TrayApp(QObject):
             self.notify("Settings saved", f"Your previous config file was kept as {kept}")
 
     def run_setup(self) -> None:
-        box = QMessageBox(QMessageBox.Icon.Information, "Run setup", self.controller.run_setup())
-        box.setModal(False)
-        box.show()
-        self.message_box = box
+        """Open the personalisation wizard (one at a time); a saved avatar joins the menu."""
+        from vcam_me.ui.qt_wizard import SetupWizard, default_sources
+
+        if self.wizard is not None and self.wizard.isVisible():
+            self.wizard.raise_()
+            self.wizard.activateWindow()
+            return
+        if self.controller.run_setup():
+            self.notify("Streaming stopped", "The set-up needs your camera; start streaming again from this menu "
+                        "when it is done.")
+        self.wizard = SetupWizard(self.controller.cfg, sources=default_sources(self.controller.cfg))
+        self.wizard.finished.connect(lambda _result: self._refresh_menu())
+        self.wizard.show()
 
     def quit(self) -> None:
         self.controller.quit()

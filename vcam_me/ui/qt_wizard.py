@@ -48,6 +48,14 @@ def to_pixmap(image: np.ndarray, height: int | None = None) -> QPixmap:
     return pixmap
 
 
+def default_sources(cfg: AppConfig) -> list[tuple[str, str]]:
+    """The camera choice: the configured webcam, and the configured video file if there is one."""
+    sources = [(f"Camera {cfg.capture.camera_index}", "camera")]
+    if cfg.capture.source != "camera":
+        sources.insert(0, (f"Video file {Path(cfg.capture.source).name}", cfg.capture.source))
+    return sources
+
+
 def free_folder(path: Path) -> Path:
     """``path``, or ``path-1``, ``path-2`` … whichever does not exist yet."""
     candidate, k = path, 0
@@ -488,7 +496,7 @@ class SetupWizard(QWizard):
         from vcam_me import app
 
         self.cfg = cfg
-        self.sources = list(sources) if sources else [("Camera", "camera")]
+        self.sources = list(sources) if sources else default_sources(cfg)
         self._open_source = open_source or self._default_source
         self._make_tracker = make_tracker or (lambda: app.build_tracker(cfg, "video"))
         self._personalise = personalise or app.personalise_avatar
