@@ -228,6 +228,8 @@ class SessionPage(QWizardPage):
         self.w = wizard
         self.setTitle("Your expressions")
         self.setSubTitle("Follow each prompt while the countdown runs. It takes about a minute and a half.")
+        self.setCommitPage(True)  # the camera is let go after this: no way back
+        self.setButtonText(QWizard.WizardButton.CommitButton, "Make my avatar")
         self.illustration = Illustration()
         self.prompt = QLabel()
         font = self.prompt.font()
@@ -310,6 +312,7 @@ class TrainingPage(QWizardPage):
         self.w = wizard
         self.setTitle("Making your avatar")
         self.setSubTitle("This runs on your computer; nothing is uploaded. You can keep using it meanwhile.")
+        self.setCommitPage(True)
         self.stage = QLabel()
         self.bar = QProgressBar()
         self.left = QLabel()
@@ -576,10 +579,14 @@ class SetupWizard(QWizard):
 
     def done(self, result: int) -> None:
         self.stop_camera()
+        made = [] if self.saved else list(self._made)
         training = self.pages["training"].job
-        if training is not None:
+        if training is not None and not training.state().finished:
+            # the child stops at its next step; discard after it, so that it cannot write the
+            # avatar folder back afterwards, and without holding the GUI meanwhile
             training.cancel()
-            training.join(10.0)
-        if not self.saved:
-            flow.discard(self._made)
+            threading.Thread(target=lambda: (training.join(120.0), flow.discard(made)), name="vcam-wizard-discard",
+                             daemon=True).start()
+        else:
+            flow.discard(made)
         super().done(result)

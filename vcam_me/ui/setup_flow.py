@@ -567,6 +567,13 @@ def _one_line(err: BaseException) -> str:
 
 def _train_in_child(personalise, capture: Path, out: Path, kwargs: dict, messages, cancel) -> None:
     """The training child process: progress and the outcome go back through ``messages``."""
+    import os
+
+    if hasattr(os, "nice"):
+        # below the GUI and the call: on a 2-core laptop, training at normal priority takes
+        # whole scheduler slices from both and the wizard stutters
+        os.nice(10)
+
     def progress(stage: str, done: int, total: int) -> None:
         messages.put(("progress", stage, done, total))
 
