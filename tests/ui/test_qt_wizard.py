@@ -140,3 +140,31 @@ def test_cancel_during_training_keeps_the_gui_alive_and_leaves_no_avatar(qtbot, 
     assert not training.isComplete() and not wizard.avatar_folder.exists()
     wizard.reject()
     assert clip.is_file(), "a capture the wizard did not make is never removed"
+
+
+def test_the_consent_page_records_on_the_chosen_camera_or_says_why_not(qtbot, bundled_clip_cut, private_user_dirs):
+    import cv2
+
+    from vcam_me.app import BUNDLED_AVATAR, main
+
+    photo = private_user_dirs / "portrait.png"
+    cv2.imwrite(str(photo), cv2.imread(str(BUNDLED_AVATAR / "reference.png")))
+    folder = private_user_dirs / "avatars" / "me"
+    assert main(["avatar", "create", "--photo", str(photo), "--out", str(folder)]) == 0
+    wizard = SetupWizard(_cfg(bundled_clip_cut(240, 24), pace="realtime"), avatars_root=private_user_dirs / "avatars",
+                         work_dir=private_user_dirs / "setup")
+    qtbot.addWidget(wizard)
+    wizard.avatar_folder, wizard.saved = folder, True
+    wizard.setStartId(wizard.pageIds()[4])
+    wizard.show()
+    page = wizard.pages["consent"]
+    assert str(folder) in page.text.text()
+    page.record()
+    assert page.outcome.text() == "Type your name first."
+    page.name.setText("Test Person")
+    page.record()
+    qtbot.waitUntil(lambda: page.outcome.text().startswith(("Not recorded:", "Consent recorded")), timeout=60_000)
+    print(page.outcome.text())
+    assert "\n" not in page.outcome.text() and page.record_button.isEnabled() != ("recorded (" in page.outcome.text())
+    wizard.accept()
+    assert folder.is_dir(), "a saved avatar stays"

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QProgressBar,
     QPushButton,
     QVBoxLayout,
@@ -455,7 +456,11 @@ class CheckPage(QWizardPage):
 
 
 class ConsentPage(QWizardPage):
-    """The last step: the consent statement that lets the avatar be used."""
+    """The last step: the recorded consent statement that lets the avatar be used
+    (:func:`vcam_me.app.capture_consent`, on its own thread; Cancel stops the recording)."""
+
+    #: days the recorded consent stays valid (as ``vcam-me consent record``'s default)
+    DAYS = 90
 
     def __init__(self, wizard: SetupWizard) -> None:
         super().__init__()
@@ -464,16 +469,95 @@ class ConsentPage(QWizardPage):
         self.text = QLabel()
         self.text.setWordWrap(True)
         self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.name = QLineEdit()
+        self.name.setPlaceholderText("Your full name, as you will say it")
+        self.record_button = QPushButton("Record my consent statement")
+        self.record_button.clicked.connect(self.record)
+        self.statement = QLabel()
+        self.statement.setWordWrap(True)
+        font = self.statement.font()
+        font.setPointSize(font.pointSize() + 3)
+        self.statement.setFont(font)
+        self.bar = QProgressBar()
+        self.bar.hide()
+        self.outcome = QLabel()
+        self.outcome.setWordWrap(True)
+        row = QHBoxLayout()
+        row.addWidget(self.name, 1)
+        row.addWidget(self.record_button)
         layout = QVBoxLayout(self)
-        layout.addWidget(self.text)
+        for widget in (self.text,):
+            layout.addWidget(widget)
+        layout.addLayout(row)
+        for widget in (self.statement, self.bar, self.outcome):
+            layout.addWidget(widget)
         layout.addStretch(1)
+        self.timer = QTimer(self)
+        self.timer.setInterval(100)
+        self.timer.timeout.connect(self._poll)
+        self._lock = threading.Lock()
+        self._news: dict = {}
+        self._cancel = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def initializePage(self) -> None:
         folder = self.w.avatar_folder
         self.text.setText(
-            f"Your avatar is saved in {folder}.\n\nBefore it can be used in a call, record your consent "
-            "statement (you read a short text on camera and microphone; it is signed and bound to this avatar):\n\n"
+            f"Your avatar is saved in {folder}.\n\nBefore it can be used in a call, record your consent: you read a "
+            "short statement aloud on camera and microphone; it is checked, signed and bound to this avatar. "
+            "You can also do it later from a terminal:\n"
             f"    vcam-me consent record --avatar \"{folder}\" --name \"YOUR NAME\"")
+
+    def record(self) -> None:
+        name = self.name.text().strip()
+        if not name:
+            self.outcome.setText("Type your name first.")
+            return
+        self.record_button.setEnabled(False)
+        self.outcome.setText("Opening the camera and the microphone…")
+        self._cancel.clear()
+        self._news = {}
+        self._thread = threading.Thread(target=self._record, args=(name,), name="vcam-wizard-consent", daemon=True)
+        self._thread.start()
+        self.timer.start()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def _record(self, name: str) -> None:
+        def tell(**news) -> None:
+            with self._lock:
+                self._news.update(news)
+
+        try:
+            record = self.w.record_consent(name, self.DAYS, on_statement=lambda text: tell(statement=text),
+                                           on_progress=lambda done, total: tell(progress=(done, total)),
+                                           cancel=self._cancel)
+        except Exception as err:  # noqa: BLE001 - thread boundary: shown on the page in one line
+            tell(error=flow.one_line(err))
+            return
+        tell(record=record)
+
+    def _poll(self) -> None:
+        with self._lock:
+            news = dict(self._news)
+        if "statement" in news:
+            self.statement.setText(f"Read aloud: “{news['statement']}”")
+        if "progress" in news:
+            done, total = news["progress"]
+            self.bar.show()
+            self.bar.setRange(0, max(1, round(total * 10)))
+            self.bar.setValue(round(done * 10))
+        if "error" in news or "record" in news:
+            self.timer.stop()
+            self.bar.hide()
+            self.record_button.setEnabled(True)
+            if "error" in news:
+                self.outcome.setText(f"Not recorded: {news['error']}")
+            else:
+                code = getattr(news["record"], "code", "")
+                self.outcome.setText(f"Consent recorded ({code}). Your avatar is ready: choose it in the tray menu.")
+                self.record_button.setEnabled(False)
 
 
 class SetupWizard(QWizard):
@@ -568,6 +652,17 @@ class SetupWizard(QWizard):
     def render_check(self) -> list:
         return flow.side_by_side(self.capture_path, self.observations, self.avatar_folder, self.cfg)
 
+    def record_consent(self, name: str, days: int, **hooks):
+        """The consent statement on the wizard's camera (and the default microphone), checked
+        and signed for the new avatar; returns the record (a :class:`ConsentError` otherwise)."""
+        from vcam_me import app
+        from vcam_me.avatar import Avatar
+
+        spec = self.pages["camera"].choice.currentData()
+        record, _figures = app.capture_consent(Avatar.load(self.avatar_folder), subject_name=name, days=days,
+                                               cfg=self.cfg, open_frames=lambda: self._open_source(spec), **hooks)
+        return record
+
     def save(self) -> None:
         """Keep the avatar; the raw capture is the user's face on video: not kept."""
         self.saved = True
@@ -579,6 +674,7 @@ class SetupWizard(QWizard):
 
     def done(self, result: int) -> None:
         self.stop_camera()
+        self.pages["consent"].cancel()
         made = [] if self.saved else list(self._made)
         training = self.pages["training"].job
         if training is not None and not training.state().finished:

@@ -526,7 +526,7 @@ class TrainingJob:
             result = self._personalise(self.capture, self.out, progress=self._progress, cancel=self._cancel,
                                        **self._kwargs)
         except Exception as err:  # noqa: BLE001 - thread boundary: shown to the user, not lost
-            self._finish(error=_one_line(err))
+            self._finish(error=one_line(err))
             return
         self._finish(result)
 
@@ -558,7 +558,7 @@ class TrainingJob:
             child.join(10.0)
 
 
-def _one_line(err: BaseException) -> str:
+def one_line(err: BaseException) -> str:
     from vcam_me.errors import VcamError
 
     text = str(err) if isinstance(err, VcamError) else f"{type(err).__name__}: {err}"
@@ -580,7 +580,7 @@ def _train_in_child(personalise, capture: Path, out: Path, kwargs: dict, message
     try:
         result = personalise(capture, out, progress=progress, cancel=cancel, **kwargs)
     except BaseException as err:  # noqa: BLE001 - process boundary: the parent shows it
-        messages.put(("error", _one_line(err)))
+        messages.put(("error", one_line(err)))
         return
     messages.put(("result", result))
 
