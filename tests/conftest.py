@@ -84,6 +84,32 @@ def spoken_speech(tmp_path: Path) -> Callable[[str], tuple]:
     return _speak
 
 
+def encode_h264(frames, out: Path, rate: int = 24) -> Path:
+    """Write ``(H, W, 3) uint8 RGB`` frames as an H.264 MP4 at ``rate`` fps (PyAV); returns ``out``."""
+    import av
+
+    with av.open(str(out), "w") as dst:
+        stream = None
+        for i, image in enumerate(frames):
+            if stream is None:
+                stream = dst.add_stream("libx264", rate=rate)
+                stream.width, stream.height, stream.pix_fmt = image.shape[1], image.shape[0], "yuv420p"
+            new = av.VideoFrame.from_ndarray(image, format="rgb24")
+            new.pts = i
+            for packet in stream.encode(new):
+                dst.mux(packet)
+        if stream is not None:
+            for packet in stream.encode():
+                dst.mux(packet)
+    return out
+
+
+@pytest.fixture(scope="session")
+def write_video() -> Callable:
+    """``write_video(frames, out, rate=24)``: real H.264 MP4 from RGB frames (see :func:`encode_h264`)."""
+    return encode_h264
+
+
 @pytest.fixture(scope="session")
 def bundled_clip_cut(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int, int], Path]:
     """``cut(frames, rate)``: the first ``frames`` frames of the bundled real clip, re-encoded
@@ -98,19 +124,9 @@ def bundled_clip_cut(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int,
         if (frames, rate) in made:
             return made[frames, rate]
         out = tmp_path_factory.mktemp("clip") / "short.mp4"
-        with av.open(str(BUNDLED_DRIVING)) as src, av.open(str(out), "w") as dst:
-            stream_in = src.streams.video[0]
-            stream = dst.add_stream("libx264", rate=rate)
-            stream.width, stream.height, stream.pix_fmt = stream_in.width, stream_in.height, "yuv420p"
-            for i, frame in enumerate(src.decode(video=0)):
-                if i >= frames:
-                    break
-                new = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")
-                new.pts = i
-                for packet in stream.encode(new):
-                    dst.mux(packet)
-            for packet in stream.encode():
-                dst.mux(packet)
+        with av.open(str(BUNDLED_DRIVING)) as src:
+            images = (f.to_ndarray(format="rgb24") for i, f in zip(range(frames), src.decode(video=0)))
+            encode_h264(images, out, rate)
         made[frames, rate] = out
         return out
 

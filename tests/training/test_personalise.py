@@ -40,22 +40,6 @@ def short_capture(bundled_clip_cut) -> Path:
     return bundled_clip_cut(240, 24)
 
 
-def _video_of(frame: np.ndarray, n: int, out: Path) -> Path:
-    import av
-
-    with av.open(str(out), "w") as dst:
-        stream = dst.add_stream("libx264", rate=24)
-        stream.width, stream.height, stream.pix_fmt = frame.shape[1], frame.shape[0], "yuv420p"
-        for i in range(n):
-            vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
-            vf.pts = i
-            for packet in stream.encode(vf):
-                dst.mux(packet)
-        for packet in stream.encode():
-            dst.mux(packet)
-    return out
-
-
 @pytest.mark.slow
 def test_setup_writes_an_avatar_with_its_own_network_and_resumes_after_cancel(short_capture, prior, tmp_path):
     cache = tmp_path / "cache"
@@ -100,18 +84,18 @@ def test_setup_writes_an_avatar_with_its_own_network_and_resumes_after_cancel(sh
 
 
 @pytest.mark.slow
-def test_a_capture_without_expression_is_refused(short_capture, prior, tmp_path):
+def test_a_capture_without_expression_is_refused(short_capture, prior, tmp_path, write_video):
     import av
 
     with av.open(str(short_capture)) as src:
         first = next(src.decode(video=0)).to_ndarray(format="rgb24")
-    still = _video_of(first, 90, tmp_path / "still.mp4")
+    still = write_video([first] * 90, tmp_path / "still.mp4")
     with pytest.raises(SetupError, match="too little expression"):
         P.personalise(still, tmp_path / "out", prior=prior, steps=1, cache_root=tmp_path / "cache")
 
 
-def test_a_capture_without_a_face_is_refused(prior, tmp_path):
-    blank = _video_of(np.full((240, 320, 3), 90, np.uint8), 30, tmp_path / "blank.mp4")
+def test_a_capture_without_a_face_is_refused(prior, tmp_path, write_video):
+    blank = write_video([np.full((240, 320, 3), 90, np.uint8)] * 30, tmp_path / "blank.mp4")
     with pytest.raises(SetupError, match="no face"):
         P.personalise(blank, tmp_path / "out", prior=prior, steps=1, cache_root=tmp_path / "cache")
 

@@ -42,26 +42,17 @@ def _wizard(qtbot, cfg, root, **kwargs):
     return wizard
 
 
-def _still_video(clip, out):
+def _still_video(clip, out, write_video):
     import av
 
     with av.open(str(clip)) as src:
         first = next(src.decode(video=0)).to_ndarray(format="rgb24")
-    with av.open(str(out), "w") as dst:
-        stream = dst.add_stream("libx264", rate=24)
-        stream.width, stream.height, stream.pix_fmt = first.shape[1], first.shape[0], "yuv420p"
-        for i in range(48):
-            frame = av.VideoFrame.from_ndarray(first, format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                dst.mux(packet)
-        for packet in stream.encode():
-            dst.mux(packet)
-    return out
+    return write_video([first] * 48, out)
 
 
-def test_a_still_face_is_asked_again_and_closing_removes_the_capture(qtbot, bundled_clip_cut, private_user_dirs):
-    still = _still_video(bundled_clip_cut(240, 24), private_user_dirs / "still.mp4")
+def test_a_still_face_is_asked_again_and_closing_removes_the_capture(qtbot, bundled_clip_cut, private_user_dirs,
+                                                                    write_video):
+    still = _still_video(bundled_clip_cut(240, 24), private_user_dirs / "still.mp4", write_video)
     wizard = _wizard(qtbot, _cfg(still), private_user_dirs, prompts=SHORT_PROMPTS[:2])
     camera_page = wizard.pages["camera"]
     qtbot.waitUntil(camera_page.isComplete, timeout=20_000)
