@@ -179,3 +179,18 @@ def test_app_builds_the_configured_renderer(avatar, cfg, tmp_path):
         assert isinstance(live, A.NeuralAvatarRenderer) and live.asynchronous and not live.warp.draw_details
     finally:
         live.close()
+
+
+def test_a_magnified_residual_is_composited_like_a_full_resolution_warp():
+    rng = np.random.default_rng(0)
+    smooth = cv2.GaussianBlur(rng.normal(0, 0.15, (CROP_SIZE, CROP_SIZE, 3)).astype(np.float32), (0, 0), 2)
+    residual = A.Residual.of(smooth)
+    angle = np.deg2rad(8)
+    scale = 0.3  # a 128² crop of a face ~430 px wide, as at 720p
+    m = np.array([[scale * np.cos(angle), -scale * np.sin(angle), -40.0], [scale * np.sin(angle), scale * np.cos(angle), -30.0]])
+    out = np.full((720, 1280, 3), 120, np.uint8)
+    A.add_residual(out, residual, m)
+    full = cv2.warpAffine(residual.delta, m, (1280, 720), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    expected = np.clip(120 + full.astype(int), 0, 255)
+    assert np.abs(out.astype(int) - expected).max() <= 3
+    assert np.abs(out.astype(int) - 120).max() > 20  # something was added
