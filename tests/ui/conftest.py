@@ -3,9 +3,14 @@ kept by an in-memory sink, and the user's folders in a temporary place."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import select
+import shutil
+import subprocess
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -79,3 +84,28 @@ def second_avatar(folder):
     assert main(["avatar", "create", "--photo", str(photo), "--out", str(avatar)]) == 0
     assert main(["consent", "attest", "--avatar", str(avatar), "--licence", "test", "--name", "Mirror"]) == 0
     return avatar
+
+
+@contextlib.contextmanager
+def own_xvfb() -> Iterator[str]:
+    """Start an Xvfb server of our own and give its display name (``":N"``); skips the test
+    when Xvfb is missing or does not start. DISPLAY is left to the caller."""
+    exe = shutil.which("Xvfb")
+    if exe is None:
+        pytest.skip("Xvfb is not installed (scripts/setup.sh installs it: apt-get install xvfb)")
+    read_end, write_end = os.pipe()
+    # -displayfd: the server picks a free display number and writes it to us when ready;
+    # -noreset: it does not restart (and refuse connections) each time its last client leaves.
+    server = subprocess.Popen([exe, "-displayfd", str(write_end), "-screen", "0", "1280x720x24", "-nolisten", "tcp",
+                               "-noreset"], pass_fds=(write_end,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write_end)
+    try:
+        ready, _, _ = select.select([read_end], [], [], 15)
+        number = os.read(read_end, 16).decode().strip() if ready else ""
+        if not number:
+            pytest.skip("Xvfb did not start within 15 s")
+        yield f":{number}"
+    finally:
+        os.close(read_end)
+        server.terminate()
+        server.wait(timeout=10)

@@ -9,11 +9,7 @@ so no other test sees the display.
 
 from __future__ import annotations
 
-import os
 import platform
-import select
-import shutil
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 
@@ -32,6 +28,8 @@ from vcam_me.ui.hotkeys import (
     load_keyboard,
     parse_bindings,
 )
+
+from .conftest import own_xvfb
 
 TYPES = ("brow_raise", "inner_brow", "suppressed_smile")
 
@@ -169,29 +167,10 @@ def test_an_untrusted_macos_listener_is_a_one_line_error(monkeypatch: pytest.Mon
 @pytest.fixture(scope="module")
 def x_display() -> Iterator[str]:
     """An Xvfb server of our own; DISPLAY points at it for this module only."""
-    exe = shutil.which("Xvfb")
-    if exe is None:
-        pytest.skip("Xvfb is not installed (scripts/setup.sh installs it: apt-get install xvfb)")
-    read_end, write_end = os.pipe()
-    # -displayfd: the server picks a free display number and writes it to us when ready;
-    # -noreset: it does not restart (and refuse connections) each time its last client leaves.
-    server = subprocess.Popen([exe, "-displayfd", str(write_end), "-screen", "0", "1280x720x24", "-nolisten", "tcp",
-                               "-noreset"],
-                              pass_fds=(write_end,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(write_end)
-    try:
-        ready, _, _ = select.select([read_end], [], [], 15)
-        number = os.read(read_end, 16).decode().strip() if ready else ""
-        if not number:
-            pytest.skip("Xvfb did not start within 15 s")
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("DISPLAY", f":{number}")
-            mp.delenv("WAYLAND_DISPLAY", raising=False)
-            yield f":{number}"
-    finally:
-        os.close(read_end)
-        server.terminate()
-        server.wait(timeout=10)
+    with own_xvfb() as display, pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DISPLAY", display)
+        mp.delenv("WAYLAND_DISPLAY", raising=False)
+        yield display
 
 
 @pytest.fixture(scope="module")

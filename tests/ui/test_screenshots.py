@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import shutil
 import subprocess
 import sys
@@ -14,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from .conftest import own_xvfb
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "tests" / "artifacts" / "ui"
@@ -23,23 +24,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def xvfb():
-    exe = shutil.which("Xvfb")
-    if exe is None:
-        pytest.skip("Xvfb is not installed (scripts/setup.sh installs it: apt-get install xvfb)")
-    read_end, write_end = os.pipe()
-    server = subprocess.Popen([exe, "-displayfd", str(write_end), "-screen", "0", "1280x720x24", "-nolisten", "tcp",
-                               "-noreset"], pass_fds=(write_end,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(write_end)
-    try:
-        ready, _, _ = select.select([read_end], [], [], 15)
-        number = os.read(read_end, 16).decode().strip() if ready else ""
-        if not number:
-            pytest.skip("Xvfb did not start within 15 s")
-        yield f":{number}"
-    finally:
-        os.close(read_end)
-        server.terminate()
-        server.wait(timeout=10)
+    with own_xvfb() as display:
+        yield display
 
 
 def _read(path: Path) -> np.ndarray:

@@ -329,15 +329,18 @@ def quantize_int8(appearance: Path, data: TrainData, n_calibration: int = 32) ->
 
 def latency_ms(model: Path, size: int = CROP_SIZE, calls: int = 100) -> float:
     """Median wall time of one call, one thread, after 5 warm-up calls."""
-    s = ort_session(model)
     feed = {"warped": np.random.default_rng(0).random((1, 3, size, size), dtype=np.float32),
             "condition": np.zeros((1, N_CONDITION), np.float32)}
-    for _ in range(5):
-        s.run(None, feed)
+    return _median_call_ms(ort_session(model), feed, calls, warmup=5)
+
+
+def _median_call_ms(session, feed: dict, calls: int, warmup: int = 0) -> float:
+    for _ in range(warmup):
+        session.run(None, feed)
     times = []
     for _ in range(calls):
         t = time.perf_counter()
-        s.run(None, feed)
+        session.run(None, feed)
         times.append(time.perf_counter() - t)
     return 1000.0 * float(np.median(times))
 
@@ -468,14 +471,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _geometry_latency(geometry: Path, calls: int) -> float:
-    s = ort_session(geometry)
-    feed = {"condition": np.zeros((1, N_CONDITION), np.float32)}
-    times = []
-    for _ in range(calls):
-        t = time.perf_counter()
-        s.run(None, feed)
-        times.append(time.perf_counter() - t)
-    return 1000.0 * float(np.median(times))
+    return _median_call_ms(ort_session(geometry), {"condition": np.zeros((1, N_CONDITION), np.float32)}, calls)
 
 
 def _int8_error(fp32: Path, int8: Path, data: TrainData, n: int = 16) -> dict[str, float]:
