@@ -142,6 +142,9 @@ class OutputOptions:
     virtualcam_backend: str = "auto"
     #: Virtual-camera device (Linux: /dev/videoN); "" lets pyvirtualcam choose.
     virtualcam_device: str = ""
+    #: Seconds between attempts to reopen a virtual camera that vanished or was busy
+    #: (frames are dropped meanwhile; the stream, preview and recorder go on).
+    virtualcam_retry_s: float = 2.0
     #: MP4 recorder: H.264 constant-quality setting (lower = better, bigger).
     record_crf: int = 20
 
@@ -275,6 +278,7 @@ _RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "output.width": (lambda v: 160 <= v <= 3840 and v % 2 == 0, "an even number 160..3840"),
     "output.height": (lambda v: 120 <= v <= 2160 and v % 2 == 0, "an even number 120..2160"),
     "output.record_crf": (lambda v: 0 <= v <= 51, "0..51"),
+    "output.virtualcam_retry_s": (lambda v: 0.1 <= v <= 60, "0.1..60 seconds"),
     "consent.face_match_max_distance": (lambda v: 0.3 <= v <= 0.7, "0.3..0.7"),
     "consent.face_frames": (lambda v: 3 <= v <= 60, "3..60"),
     "consent.min_voice_seconds": (lambda v: 1 <= v <= 60, "1..60"),

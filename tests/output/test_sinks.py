@@ -18,7 +18,8 @@ def _frame(i, size=(8, 6)):
 
 def test_public_surface():
     assert set(output.__all__) == {
-        "DEFAULT_BACKENDS", "FanOutSink", "MemorySink", "PreviewSink", "RecorderSink", "Sink", "SinkBase",
+        "DEFAULT_BACKENDS", "FanOutSink", "MemorySink", "PreviewSink", "RecorderSink", "RetryingVirtualCamera",
+        "Sink", "SinkBase",
         "VirtualCameraSink", "check_image", "check_writable", "display_available", "driver_hint",
         "virtual_camera_status",
     }

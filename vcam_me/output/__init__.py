@@ -9,7 +9,13 @@ from vcam_me.output.base import FanOutSink, Sink, SinkBase, check_image
 from vcam_me.output.memory import MemorySink
 from vcam_me.output.preview import PreviewSink, display_available
 from vcam_me.output.recorder import RecorderSink, check_writable
-from vcam_me.output.virtualcam import DEFAULT_BACKENDS, VirtualCameraSink, driver_hint, virtual_camera_status
+from vcam_me.output.virtualcam import (
+    DEFAULT_BACKENDS,
+    RetryingVirtualCamera,
+    VirtualCameraSink,
+    driver_hint,
+    virtual_camera_status,
+)
 
 __all__ = [
     "DEFAULT_BACKENDS",
@@ -17,6 +23,7 @@ __all__ = [
     "MemorySink",
     "PreviewSink",
     "RecorderSink",
+    "RetryingVirtualCamera",
     "Sink",
     "SinkBase",
     "VirtualCameraSink",

@@ -8,6 +8,12 @@ own). When none can be opened the error is one line naming the driver to install
 
 :func:`virtual_camera_status` answers "is a driver installed?" without opening a device,
 for ``vcam-me doctor``.
+
+:class:`RetryingVirtualCamera` keeps a stream alive when the device goes away mid-call
+(another app grabbed it, the driver was restarted, OBS's camera was stopped): it drops
+frames while the device is gone, says so once through a callback, and reopens it on a
+worker thread every ``output.virtualcam_retry_s`` seconds, so the render loop, the capture,
+the preview and the recorder never wait for it.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import glob
 import logging
 import os
 import platform
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from vcam_me.config import OutputOptions
@@ -167,6 +175,161 @@ class VirtualCameraSink(SinkBase):
 
     def _close(self) -> None:
         self._camera.close()
+
+
+#: ``on_status(available, message)``: the virtual camera was lost (``False``) or is back
+#: (``True``); ``message`` is one line for the user.
+StatusCallback = Callable[[bool, str], None]
+
+
+def _reason(err: BaseException) -> str:
+    """The device's own words: the driver error under our wrapper, on one line."""
+    return _one_line(err.__cause__ or err) or type(err).__name__
+
+
+class RetryingVirtualCamera(SinkBase):
+    """A virtual camera that outlives its device: while the device is gone or busy, frames
+    are dropped (``send`` returns at once) and a worker thread tries to reopen it every
+    ``retry_interval_s`` seconds; ``on_status`` hears "lost" once per outage and "back" once
+    it is open again.
+
+    Build it with :meth:`open`. ``__init__`` takes ``open_device``, which opens the real
+    device (a :class:`VirtualCameraSink`) or raises :class:`OutputError`, and the camera
+    already opened by it, or ``None`` to start without one.
+    """
+
+    kind = "virtual camera"
+
+    def __init__(self, open_device: Callable[[], VirtualCameraSink], size: tuple[int, int],
+                 retry_interval_s: float, *, camera: VirtualCameraSink | None = None,
+                 on_status: StatusCallback | None = None) -> None:
+        super().__init__()
+        if retry_interval_s <= 0:
+            raise ValueError(f"retry interval must be > 0 s, got {retry_interval_s}")
+        self.size = (int(size[0]), int(size[1]))
+        self.retry_interval_s = float(retry_interval_s)
+        self._open_device = open_device
+        self._on_status = on_status
+        self._camera = camera
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._worker: threading.Thread | None = None
+        #: Frames not delivered because the device was gone / outages so far / reopen attempts.
+        self.frames_dropped = 0
+        self.outages = 0
+        self.reopen_attempts = 0
+        #: Why the device is gone (one line), or ``None`` while it is open.
+        self.lost_reason: str | None = None
+
+    @classmethod
+    def open(cls, size: tuple[int, int], fps: float, options: OutputOptions | None = None, *,
+             on_status: StatusCallback | None = None) -> RetryingVirtualCamera:
+        """Open the virtual camera as :meth:`VirtualCameraSink.open` does, but start anyway
+        (dropping frames and retrying) when the driver is installed and only the device
+        cannot be opened now (busy, not there yet).
+
+        Raises :class:`OutputError` when retrying cannot help: the configured backend does
+        not exist, or no driver is installed at all (a set-up problem; the message names
+        what to install).
+        """
+        import pyvirtualcam
+
+        options = options or OutputOptions()
+        _candidate_backends(options.virtualcam_backend, pyvirtualcam.camera.BACKENDS)
+
+        def open_device() -> VirtualCameraSink:
+            return VirtualCameraSink.open(size, fps, options)
+
+        try:
+            camera = open_device()
+        except OutputError as err:
+            installed, _ = virtual_camera_status(options)
+            if not installed:
+                raise
+            sink = cls(open_device, size, options.virtualcam_retry_s, on_status=on_status)
+            sink._lose(None, err)
+            return sink
+        return cls(open_device, size, options.virtualcam_retry_s, camera=camera, on_status=on_status)
+
+    @property
+    def available(self) -> bool:
+        """Whether frames reach a device now."""
+        return self._camera is not None
+
+    @property
+    def frames_sent(self) -> int:
+        """Frames the currently open device took (restarts at 0 after each reopen)."""
+        camera = self._camera
+        return camera.frames_sent if camera is not None else 0
+
+    def _send(self, frame: RenderedFrame) -> None:
+        check_image(frame.image, self.size)  # a wrong frame is a bug, device or not
+        camera = self._camera
+        if camera is None:
+            self.frames_dropped += 1
+            return
+        try:
+            camera.send(frame)
+        except OutputError as err:  # the device went away under us
+            self.frames_dropped += 1
+            self._lose(camera, err)
+
+    def _lose(self, camera: VirtualCameraSink | None, err: BaseException) -> None:
+        with self._lock:
+            if self._camera is not camera or self._closed:
+                return
+            self._camera = None
+            self.outages += 1
+            self.lost_reason = _reason(err)
+            # Closing a dead device can block in some drivers: the worker does it.
+            self._worker = threading.Thread(target=self._reopen_loop, args=(camera,),
+                                            name="vcam-virtualcam-retry", daemon=True)
+            self._worker.start()
+        message = f"virtual camera lost: {self.lost_reason}; retrying every {self.retry_interval_s:g} s"
+        log.warning(message)
+        self._report(False, message)
+
+    def _reopen_loop(self, dead: VirtualCameraSink | None) -> None:
+        if dead is not None:
+            try:
+                dead.close()
+            except Exception as err:  # noqa: BLE001 - the device is gone anyway; log and carry on
+                log.debug("closing the lost virtual camera: %s", err)
+        while not self._stop.wait(self.retry_interval_s):
+            self.reopen_attempts += 1
+            try:
+                camera = self._open_device()
+            except OutputError as err:
+                log.debug("virtual camera still unavailable: %s", err)
+                continue
+            with self._lock:
+                if self._closed:  # closed while we were opening: give it straight back
+                    camera.close()
+                    return
+                self._camera = camera
+                self.lost_reason = None
+            log.info("virtual camera back after %d attempts", self.reopen_attempts)
+            self._report(True, "virtual camera back")
+            return
+
+    def _report(self, available: bool, message: str) -> None:
+        if self._on_status is None:
+            return
+        try:
+            self._on_status(available, message)
+        except Exception:  # a listener's bug must not stop the stream
+            log.exception("virtual camera status callback failed")
+
+    def _close(self) -> None:
+        self._stop.set()
+        worker = self._worker
+        if worker is not None:
+            # A driver whose open hangs must not hang the app's exit: the worker is a daemon.
+            worker.join(timeout=self.retry_interval_s + 5.0)
+        with self._lock:
+            camera, self._camera = self._camera, None
+        if camera is not None:
+            camera.close()
 
 
 # --------------------------------------------------------------------------------------
