@@ -605,7 +605,9 @@ def cmd_avatar(args, cfg: AppConfig) -> int:
         return 0
     if args.avatar_command == "list":
         root = _avatar_cache_dir()
-        folders = sorted(p for p in root.glob("*") if (p / "avatar.json").is_file()) if root.is_dir() else []
+        from vcam_me.storage import is_temporary
+
+        folders = sorted(p for p in root.glob("*") if (p / "avatar.json").is_file() and not is_temporary(p)) if root.is_dir() else []
         print(f"bundled: {BUNDLED_AVATAR}")
         for folder in folders:
             print(f"{folder.name}: {folder}")
@@ -699,14 +701,16 @@ def _put_avatar_record(folder: Path, record, registry, now) -> None:
     """Write ``record`` as the avatar's ``consent.json``; an older record there is kept
     beside it under a new name, never deleted."""
     from vcam_me.consent.records import hash_avatar_folder
+    from vcam_me.storage import atomic_write_bytes, atomic_write_text
 
     target = folder / "consent.json"
     if target.exists():
         current = registry.check(target, hash_avatar_folder(folder), now)
         kept = _free_name(folder / f"consent-{current.code or 'old'}-{current.status}.json")
-        target.rename(kept)
+        # copy, then replace: a crash in between leaves the old record in place as well as kept
+        atomic_write_bytes(kept, target.read_bytes(), exclusive=True)
         print(f"vcam-me: previous record ({current.status}) kept as {kept.name}", file=sys.stderr)
-    target.write_text(record.to_json(), encoding="utf-8")
+    atomic_write_text(target, record.to_json())
 
 
 def build_face_describer():
@@ -1183,8 +1187,10 @@ CONSENT_WARNING_DAYS = 7
 
 def avatar_choices() -> list[tuple[str, Path]]:
     """The avatars a user can switch between: the bundled sample, then their own (by name)."""
+    from vcam_me.storage import is_temporary
+
     root = _avatar_cache_dir()
-    own = sorted(p for p in root.glob("*") if (p / "avatar.json").is_file()) if root.is_dir() else []
+    own = sorted(p for p in root.glob("*") if (p / "avatar.json").is_file() and not is_temporary(p)) if root.is_dir() else []
     return [("sample", BUNDLED_AVATAR)] + [(p.name, p) for p in own]
 
 

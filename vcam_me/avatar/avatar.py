@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ import cv2
 import numpy as np
 
 from vcam_me.errors import AvatarError
+from vcam_me.storage import atomic_copy, atomic_write_bytes, atomic_write_text, new_folder
 from vcam_me.types import NUM_LANDMARKS, FaceObservation
 
 FORMAT = "vcam_me.avatar"
@@ -233,22 +235,55 @@ def create_avatar(
     return save_avatar(avatar, out)
 
 
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def _write_avatar_files(folder: Path, contents: dict[str, bytes], meta: dict) -> dict[str, str]:
+    """Write ``contents`` (each file atomically; one whose bytes are already there is left
+    alone), then ``avatar.json`` last, so the manifest never names a file not yet written."""
+    files = {}
+    for name, data in contents.items():
+        path = folder / name
+        if not (path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data):
+            atomic_write_bytes(path, data)
+        files[name] = hashlib.sha256(data).hexdigest()
+    for name in meta.get("extra_files", []):  # written by add_network: keep them bound
+        files[name] = _sha256(folder / name)
+    atomic_write_text(folder / "avatar.json", json.dumps(dict(meta, files=files), indent=2) + "\n")
+    return files
+
+
 def save_avatar(avatar: Avatar, out: Path) -> Avatar:
-    """Write ``avatar`` into ``out`` (created if needed) and return it with its file hashes."""
+    """Write ``avatar`` into ``out`` and return it with its file hashes.
+
+    A new avatar (``out`` absent or empty) is built beside it and renamed into place, so it
+    appears whole or not at all. An existing avatar folder (an overwrite, or
+    :func:`add_network`) is updated file by file, each atomically and ``avatar.json`` last:
+    a crash leaves the previous avatar loading as before, or, where a file it lists had
+    already been replaced, refused by its hash check; never a silent mix.
+    """
+    out = Path(out)
     try:
-        out.mkdir(parents=True, exist_ok=True)
         ok, png = cv2.imencode(".png", cv2.cvtColor(avatar.image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9])
         if not ok:
             raise AvatarError("cannot encode the reference image as PNG")
-        (out / "reference.png").write_bytes(png.tobytes())
-        np.save(out / "landmarks.npy", avatar.landmarks)
-        np.save(out / "transform.npy", avatar.transform)
-        np.save(out / "blendshapes.npy", avatar.blendshapes)
-        files = {name: _sha256(out / name) for name in _FILES}
-        for name in avatar.meta.get("extra_files", []):  # written by add_network: keep them bound
-            files[name] = _sha256(out / name)
-        meta = dict(avatar.meta, files=files)
-        (out / "avatar.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        contents = {
+            "reference.png": png.tobytes(),
+            "landmarks.npy": _npy_bytes(avatar.landmarks),
+            "transform.npy": _npy_bytes(avatar.transform),
+            "blendshapes.npy": _npy_bytes(avatar.blendshapes),
+        }
+        if out.is_dir() and any(out.iterdir()):
+            files = _write_avatar_files(out, contents, avatar.meta)
+        else:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with new_folder(out) as staging:
+                files = _write_avatar_files(staging, contents, avatar.meta)
+    except FileExistsError:
+        raise AvatarError(f"cannot create avatar: {out} appeared meanwhile and is not empty (nothing was changed)") from None
     except OSError as err:
         raise AvatarError(f"cannot write avatar folder {out}: {err.strerror or err}") from None
     return Avatar(avatar.image, avatar.landmarks, avatar.transform, avatar.blendshapes, files, avatar.meta, out)
@@ -259,8 +294,6 @@ def add_network(avatar: Avatar, fp32: Path, int8: Path | None = None, calibratio
     avatar folder and bind them in ``avatar.json`` by hash; returns the avatar as loaded back.
     The avatar's content ID changes, so consent is recorded after this, for the avatar as it
     will be used."""
-    import shutil
-
     if avatar.folder is None:
         raise ValueError("the avatar must be saved before a network is added")
     folder = avatar.folder
@@ -274,7 +307,7 @@ def add_network(avatar: Avatar, fp32: Path, int8: Path | None = None, calibratio
     try:
         (folder / "network").mkdir(exist_ok=True)
         for name, src in copies.items():
-            shutil.copyfile(src, folder / name)
+            atomic_copy(src, folder / name)
     except OSError as err:
         raise AvatarError(f"cannot write the network into {folder}: {err.strerror or err}") from None
     meta = dict(avatar.meta, network=network, extra_files=sorted(copies))

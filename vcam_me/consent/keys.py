@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from vcam_me.errors import ConsentError
+from vcam_me.storage import atomic_write_bytes
 
 KEYS_DIR = "keys"
 TRUSTED_DIR = "trusted"
@@ -119,22 +120,12 @@ def ensure_private_dir(path: Path) -> Path:
 
 
 def write_private_file(path: Path, data: bytes, *, exclusive: bool = True) -> None:
-    """Write ``data`` to ``path`` created with mode 0600 (never briefly wider).
+    """Write ``data`` to ``path`` with mode 0600 (never briefly wider), atomically: a crash
+    leaves the previous file or none, never a torn one (:mod:`vcam_me.storage`).
 
     ``exclusive``: fail if the file exists (a key or record is never silently replaced).
     """
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
-    flags |= getattr(os, "O_BINARY", 0)
-    fd = os.open(path, flags, 0o600)
-    try:
-        if _POSIX:
-            os.fchmod(fd, 0o600)  # the umask may have narrowed it further; make it exact
-        with os.fdopen(fd, "wb", closefd=False) as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-    finally:
-        os.close(fd)
+    atomic_write_bytes(path, data, mode=0o600, exclusive=exclusive)
 
 
 def is_owner_only(path: Path) -> bool:
@@ -176,8 +167,7 @@ def create_issuer_key(folder: Path) -> IssuerKey:
         write_private_file(keys_dir / PRIVATE_KEY_FILE, pem)
     except FileExistsError:
         raise ConsentError(f"an issuer key already exists in {keys_dir}; it is never replaced") from None
-    pub = keys_dir / PUBLIC_KEY_FILE
-    pub.write_bytes(_public_pem(key.public_key))
+    atomic_write_bytes(keys_dir / PUBLIC_KEY_FILE, _public_pem(key.public_key), mode=0o644)
     return key
 
 
@@ -230,5 +220,5 @@ def trust_public_key(folder: Path, public_key: Ed25519PublicKey) -> Path:
     """Add ``public_key`` to ``folder/trusted`` as ``<key id>.pub``; return its path."""
     trusted_dir = ensure_private_dir(Path(folder) / TRUSTED_DIR)
     path = trusted_dir / f"{key_id_of(public_key)}.pub"
-    path.write_bytes(_public_pem(public_key))
+    atomic_write_bytes(path, _public_pem(public_key), mode=0o644)
     return path

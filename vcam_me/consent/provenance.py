@@ -36,7 +36,6 @@ import hashlib
 import json
 import os
 import stat
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +45,7 @@ from vcam_me.consent.keys import ensure_private_dir, is_owner_only, write_privat
 from vcam_me.consent.records import ConsentRecord, format_consent_code
 from vcam_me.consent.watermark import ALGORITHM as MARK_ALGORITHM
 from vcam_me.errors import ConsentError
+from vcam_me.storage import atomic_write_bytes
 
 TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 CONSENT_LABEL = "vcam-me.consent"
@@ -216,14 +216,8 @@ def _read_key_and_certs(path: Path):
 
 
 def _replace_private_file(path: Path, data: bytes) -> None:
-    """Write ``data`` (0600) beside ``path``, then rename it over ``path`` in one step."""
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.new")
-    write_private_file(temp, data)
-    try:
-        os.replace(temp, path)
-    except OSError:
-        temp.unlink(missing_ok=True)
-        raise
+    """Replace ``path`` with ``data`` (0600) in one step: a crash leaves the old file or the new."""
+    atomic_write_bytes(path, data, mode=0o600)
 
 
 # --------------------------------------------------------------------------- the manifest
