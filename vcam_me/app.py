@@ -1371,18 +1371,29 @@ class LiveSession:
         self.listener.error(text)
         self.listener.status("error")
 
+    #: What the user is told when the camera's condition changes: (attribute, value) →
+    #: (title, text). Checked on every output frame, announced once per change.
+    CAMERA_NOTICES = {
+        ("connected", False): ("Camera lost", "The camera stopped delivering frames; the avatar idles while "
+                               "vcam-me tries to reopen it."),
+        ("connected", True): ("Camera back", "The camera is delivering frames again."),
+        ("frozen", True): ("Camera frozen", "The camera keeps sending the same picture; the avatar idles until "
+                           "it moves again (vcam-me reopens the camera once after a few seconds)."),
+        ("frozen", False): ("Camera moving again", "The camera's picture moves again."),
+        ("dark", True): ("Camera shows black", "The camera's picture is black: is the lens covered or a privacy "
+                         "shutter closed? The avatar idles meanwhile."),
+        ("dark", False): ("Camera picture back", "The camera shows a picture again."),
+    }
+
     def _frame_hook(self, source):
-        connected = [True]
+        seen = {"connected": True, "frozen": False, "dark": False}
 
         def on_frame(frame, state) -> None:
-            now_connected = bool(getattr(source, "connected", True))
-            if now_connected != connected[0]:
-                connected[0] = now_connected
-                if now_connected:
-                    self.listener.notice("Camera back", "The camera is delivering frames again.")
-                else:
-                    self.listener.notice("Camera lost", "The camera stopped delivering frames; the avatar idles "
-                                         "while vcam-me tries to reopen it.")
+            for name, before in seen.items():
+                now = bool(getattr(source, name, before))
+                if now != before:
+                    seen[name] = now
+                    self.listener.notice(*self.CAMERA_NOTICES[name, now])
             self.listener.frame(frame, state, self.pipeline.stats if self.pipeline is not None else None)
 
         return on_frame

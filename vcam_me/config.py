@@ -70,6 +70,9 @@ class ExpressionOptions:
     interpolation_delay_ms: int | Literal["auto"] = "auto"
     #: Multiplies tracked AU intensities (1 = as tracked).
     gain: float = 1.0
+    #: A tracked face whose newest sample is older than this (ms) counts as lost, so the
+    #: avatar idles instead of holding a stale face when the camera stalls or freezes.
+    stale_after_ms: int = 500
 
 
 @dataclass(frozen=True)
@@ -262,6 +265,7 @@ _RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "expression.baseline_fall_rate": (lambda v: 0 < v <= 1, "0 < value ≤ 1"),
     "expression.baseline_rise_rate": (lambda v: 0 <= v <= 1, "0..1"),
     "expression.interpolation_delay_ms": (lambda v: v == "auto" or 0 <= v <= 200, '"auto" or 0..200'),
+    "expression.stale_after_ms": (lambda v: 100 <= v <= 10000, "100..10000"),
     "expression.gain": (lambda v: 0 <= v <= 3, "0..3"),
     "micro.mode": (lambda v: v in ("none", "auto") or v.lower().endswith(".json"), '"none", "auto" or the path of a .json script'),
     "micro.rate_per_min": (lambda v: 0 <= v <= 60, "0..60"),

@@ -26,6 +26,8 @@ class FakeDevice:
         self.opens = 0
         self.releases = 0
         self.frames_made = 0
+        self.frozen = False  # keeps sending the same picture
+        self.black = False  # sends black pictures
         self.lock = threading.Lock()
 
 
@@ -58,8 +60,10 @@ class FakeCapture:
             return False, None
         with d.lock:
             n = d.frames_made
-            d.frames_made += 1
+            d.frames_made += not d.frozen
         bgr = np.zeros((d.size[1], d.size[0], 3), np.uint8)
+        if d.black:
+            return True, bgr
         bgr[..., 2] = 255  # pure red in BGR order
         bgr[0, 0, 0] = n % 256
         return True, bgr

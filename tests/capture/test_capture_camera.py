@@ -161,3 +161,53 @@ def test_close_is_idempotent_stops_the_thread_and_releases_the_device(fakecam):
     assert cam.wait_newer(cam.latest().index, timeout_s=0.01) is None
     with pytest.raises(RuntimeError, match="closed"):
         cam.start()
+
+
+def test_a_frozen_camera_is_held_back_reopened_once_and_resumes(fakecam, monkeypatch):
+    """Byte-identical pictures (a hung driver) stop being passed on after FROZEN_AFTER_S, so
+    the tracker sees no new frame and the avatar idles; the camera is reopened once."""
+    from vcam_me.capture import camera as camera_module
+
+    monkeypatch.setattr(camera_module, "FROZEN_AFTER_S", 0.1)
+    monkeypatch.setattr(camera_module, "FROZEN_REOPEN_AFTER_S", 0.3)
+    device = fakecam.Device(period_s=0.005)
+    with CameraSource.open(FAST_RECONNECT, capture_factory=fakecam.factory({0: device})) as cam:
+        cam.wait_newer(-1, timeout_s=1.0)
+        device.frozen = True
+        deadline = time.monotonic() + 2.0
+        while not cam.frozen and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert cam.frozen
+        held = cam.latest().index
+        time.sleep(0.6)  # frozen past the reopen point
+        assert cam.latest().index == held  # nothing new was published
+        assert cam.reconnects == 1 and device.opens == 2 and cam.dropped_repeats > 0
+        time.sleep(0.4)
+        assert cam.reconnects == 1  # once per freeze, not in a loop
+        device.frozen = False
+        after = cam.wait_newer(held, timeout_s=1.0)
+        assert after is not None and not cam.frozen
+
+
+def test_black_pictures_are_passed_on_and_flagged(fakecam):
+    device = fakecam.Device(period_s=0.005)
+    with CameraSource.open(FAST_RECONNECT, capture_factory=fakecam.factory({0: device})) as cam:
+        first = cam.wait_newer(-1, timeout_s=1.0)
+        assert not cam.dark
+        device.black = True
+        frame = cam.wait_newer(first.index, timeout_s=1.0)
+        for _ in range(20):  # black pictures repeat exactly, yet each is published
+            frame = cam.wait_newer(frame.index, timeout_s=1.0)
+        assert frame is not None and cam.dark and not cam.frozen and frame.image.max() == 0
+
+
+def test_a_size_change_is_followed(fakecam):
+    device = fakecam.Device(size=(64, 48), period_s=0.005)
+    with CameraSource.open(FAST_RECONNECT, capture_factory=fakecam.factory({0: device})) as cam:
+        cam.wait_newer(-1, timeout_s=1.0)
+        device.size = (32, 24)
+        deadline = time.monotonic() + 2.0
+        while cam.size != (32, 24) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        frame = cam.wait_newer(cam.latest().index, timeout_s=1.0)
+        assert cam.size == (32, 24) and cam.size_changes == 1 and frame.image.shape == (24, 32, 3)

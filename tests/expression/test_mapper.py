@@ -110,3 +110,16 @@ def test_recording_calibrates_itself_for_offline_rendering():
     assert Calibration.from_observations([_obs(0, face=False)]) is None
     with pytest.raises(ValueError):
         ExpressionMapper(adapt_baseline=False)
+
+
+def test_a_face_with_no_new_sample_for_too_long_counts_as_lost():
+    """A stalled or frozen camera sends nothing new: the last face must not be drawn as live
+    for ever, so the composer can hand over to the idle animation."""
+    m = ExpressionMapper(ExpressionOptions(interpolation_delay_ms=0, stale_after_ms=500))
+    for i in range(10):
+        m.update(_obs(i * 33, jaw=0.5))
+    last = 9 * 33
+    assert m.state_at(last + 400).face_present
+    assert not m.state_at(last + 600).face_present
+    m.update(_obs(last + 700, jaw=0.5))  # the camera is back
+    assert m.state_at(last + 700).face_present

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
@@ -32,6 +33,15 @@ log = logging.getLogger(__name__)
 FAILED_READS_BEFORE_RECONNECT = 5
 #: Indices probed to list the cameras that do exist (for the error message).
 PROBE_INDICES = range(0, 6)
+#: A camera that sends byte-identical pictures this long is frozen (a real sensor always
+#: has noise): its repeats are not passed on, so the avatar idles instead of staring.
+FROZEN_AFTER_S = 1.0
+#: A camera frozen this long is reopened once (a hung driver often recovers that way).
+FROZEN_REOPEN_AFTER_S = 5.0
+#: Mean grey level below which a picture counts as black (lens cover, privacy shutter).
+DARK_LEVEL = 8.0
+#: Sparse grid step (pixels) of the signature used to spot frozen and black pictures.
+_SIGNATURE_STEP = 16
 
 
 class VideoCaptureLike(Protocol):
@@ -121,6 +131,9 @@ class CameraSource(LiveSource):
         format: requested vs actual size and rate (:class:`CameraFormat`).
         reconnect_count, reconnects: how many times the camera came back after disappearing.
         connected: whether the camera currently delivers frames.
+        frozen: whether it keeps sending the same picture (those repeats are not published).
+        dark: whether its pictures are black (lens cover, privacy shutter); they are
+            published, the tracker simply finds no face.
     """
 
     kind = "camera"
@@ -138,6 +151,15 @@ class CameraSource(LiveSource):
         self.on_reconnect = on_reconnect
         self.connected = True
         self.dropped_non_monotonic = 0
+        self.frozen = False
+        self.dark = False
+        #: Pictures not published because they repeated the previous one exactly.
+        self.dropped_repeats = 0
+        #: Times the picture size changed while streaming.
+        self.size_changes = 0
+        self._signature: bytes | None = None
+        self._same_since: float | None = None
+        self._reopened_for_freeze = False
         self._fourcc = fourcc
         self._reconnected = threading.Event()
         if first_image is not None:
@@ -239,6 +261,8 @@ class CameraSource(LiveSource):
                 self._stop.wait(0.01)
 
     def _publish_camera_frame(self, rgb: np.ndarray) -> None:
+        if not self._check_picture(rgb):
+            return
         ts = now_ms()
         if ts <= self._last_ts:  # two frames within one ms: a buffered frame, not a new one
             self.dropped_non_monotonic += 1
@@ -247,6 +271,42 @@ class CameraSource(LiveSource):
             return
         self._last_ts = ts
         self._publish(self._make_frame(rgb, ts))
+
+    def _check_picture(self, rgb: np.ndarray) -> bool:
+        """Watch for frozen and black pictures and size changes; False: do not publish this one.
+
+        The signature is a sparse grid of pixels (about 3.6k values at 720p), cheap enough for
+        every frame. Equal signatures mean the same picture: a real sensor never repeats one.
+        """
+        sample = rgb[::_SIGNATURE_STEP, ::_SIGNATURE_STEP]
+        signature = sample.tobytes()
+        now = time.monotonic()
+        self.dark = float(sample.mean()) < DARK_LEVEL
+        size = (int(rgb.shape[1]), int(rgb.shape[0]))
+        if size != self.format.size:
+            self.size_changes += 1
+            log.warning("camera %d: picture size changed %dx%d -> %dx%d", self.index, *self.format.size, *size)
+            self.format = CameraFormat(self.format.requested_size, self.format.requested_fps, size, self.format.fps)
+        if signature != self._signature or self.dark:
+            # black pictures repeat exactly too; they are passed on so the tracker says "no face"
+            if self.frozen:
+                log.warning("camera %d: the picture moves again", self.index)
+            self._signature, self._same_since = signature, now
+            self.frozen = False
+            self._reopened_for_freeze = False
+            return True
+        held = now - (self._same_since or now)
+        if held >= FROZEN_AFTER_S and not self.frozen:
+            self.frozen = True
+            log.warning("camera %d: the picture has not changed for %.1f s (frozen driver?)", self.index, held)
+        if held >= FROZEN_REOPEN_AFTER_S and not self._reopened_for_freeze:
+            self._reopened_for_freeze = True  # once per freeze: a still source would loop forever
+            log.warning("camera %d: reopening the frozen camera", self.index)
+            self._drop_capture()
+        if not self.frozen:
+            return True  # until it counts as frozen a repeat is passed on (drivers resend a frame)
+        self.dropped_repeats += 1
+        return False
 
     def _reconnect(self) -> bool:
         if self._stop.wait(self._options.reconnect_interval_s):

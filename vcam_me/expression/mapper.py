@@ -154,7 +154,7 @@ class ExpressionMapper:
             gaze=np.asarray(gaze, np.float32),
             head_pose=np.asarray(pose, np.float32),
             source_timestamp_ms=src,
-            face_present=last.face,
+            face_present=last.face and not self._stale(last, t_ms),
             components={
                 "tracked": au,
                 "injected": np.zeros_like(au),
@@ -162,3 +162,8 @@ class ExpressionMapper:
             },
             baseline=last.baseline,
         )
+
+    def _stale(self, last: _Sample, t_ms: int) -> bool:
+        """True when the newest sample is too old to stand for the face now: the camera has
+        stalled or frozen, and holding its last expression would look like a frozen call."""
+        return t_ms - self.interpolation_delay_ms - last.t_ms > self.options.stale_after_ms
