@@ -49,6 +49,16 @@ class TrackingOptions:
     min_face_detection_confidence: float = 0.5
     min_face_presence_confidence: float = 0.5
     min_tracking_confidence: float = 0.5
+    #: MediaPipe looks for up to this many faces and the tracker follows the one chosen at
+    #: start (the largest, then the most central), never jumping to another person's face
+    #: (rule in vcam_me/tracking/selector.py). 1 is cheaper but cannot tell faces apart
+    #: when the chosen one leaves the frame.
+    follow_one_of: int = 2
+    #: How far (in face sizes) from where the chosen face was last seen a face may be and
+    #: still be taken for it.
+    follow_gate: float = 1.0
+    #: After the chosen face has been out of sight this long (ms), choose again.
+    reacquire_after_ms: int = 2000
 
 
 @dataclass(frozen=True)
@@ -257,6 +267,9 @@ _RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "tracking.min_face_detection_confidence": (lambda v: 0 <= v <= 1, "0..1"),
     "tracking.min_face_presence_confidence": (lambda v: 0 <= v <= 1, "0..1"),
     "tracking.min_tracking_confidence": (lambda v: 0 <= v <= 1, "0..1"),
+    "tracking.follow_one_of": (lambda v: 1 <= v <= 4, "1..4"),
+    "tracking.follow_gate": (lambda v: 0.1 <= v <= 5, "0.1..5 (face sizes)"),
+    "tracking.reacquire_after_ms": (lambda v: 0 <= v <= 60000, "0..60000"),
     "expression.min_cutoff_hz": (lambda v: 0 < v <= 30, "0 < value ≤ 30"),
     "expression.beta": (lambda v: 0 <= v <= 100, "0..100"),
     "expression.derivative_cutoff_hz": (lambda v: 0 < v <= 30, "0 < value ≤ 30"),

@@ -7,6 +7,10 @@ Two running modes, never guessed from context:
   * ``image`` (for :meth:`FaceTracker.detect_image`): one still image, several faces allowed.
 
 "No face" is an empty :class:`~vcam_me.types.FaceObservation`, not an error.
+
+In ``video`` and ``live_stream`` mode MediaPipe looks for up to ``[tracking] follow_one_of``
+faces and a :class:`~vcam_me.tracking.selector.FaceSelector` picks the one to follow: the
+face chosen at start, never another person's face that happens to be in view.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import numpy as np
 
 from vcam_me.config import TrackingOptions
 from vcam_me.errors import TrackingError
+from vcam_me.tracking.selector import FaceSelector
 from vcam_me.types import FaceObservation, Frame
 
 log = logging.getLogger(__name__)
@@ -121,10 +126,13 @@ class FaceTracker:
     Use as a context manager, or call :meth:`close` (idempotent) when done.
     """
 
-    def __init__(self, landmarker, mode: Mode, mp_module) -> None:
+    def __init__(self, landmarker, mode: Mode, mp_module, selector: FaceSelector | None = None) -> None:
+        """``selector`` picks the face to follow among the faces of a frame (``None``: the
+        first face MediaPipe reports)."""
         self._landmarker = landmarker
         self._mp = mp_module
         self.mode = mode
+        self.selector = selector
         self._last_ts = -1
         self._closed = False
         self._listener: Callable[[FaceObservation], None] | None = None
@@ -139,16 +147,21 @@ class FaceTracker:
         options: TrackingOptions | None = None,
         *,
         mode: Mode | None = None,
-        num_faces: int = 1,
+        num_faces: int | None = None,
         on_result: Callable[[FaceObservation], None] | None = None,
     ) -> "FaceTracker":
         """Load the model at ``model_path`` (already hash-checked by the caller).
 
         ``on_result`` is required in ``live_stream`` mode; it is called on MediaPipe's
-        thread with the newest observation (possibly empty).
+        thread with the newest observation (possibly empty). ``num_faces``: how many faces
+        MediaPipe looks for (default ``options.follow_one_of``); in ``video`` and
+        ``live_stream`` mode a :class:`FaceSelector` follows one of them.
         """
         options = options or TrackingOptions()
         mode = mode or options.mode
+        num_faces = options.follow_one_of if num_faces is None else int(num_faces)
+        if num_faces < 1:
+            raise ValueError(f"num_faces must be ≥ 1, got {num_faces}")
         mp, BaseOptions, vision = _import_mediapipe()
         running = {
             "video": vision.RunningMode.VIDEO,
@@ -166,8 +179,7 @@ class FaceTracker:
             try:
                 size = tracker._sizes.pop(timestamp_ms, (image.width, image.height))
                 faces = observations_from_result(result, timestamp_ms, size)
-                obs = faces[0] if faces else FaceObservation.empty(timestamp_ms, size)
-                tracker._listener(obs)
+                tracker._listener(tracker._choose(faces, timestamp_ms, size))
             except Exception:  # a callback error must not kill MediaPipe's thread
                 log.exception("face tracker result handler failed")
 
@@ -189,7 +201,8 @@ class FaceTracker:
         except Exception as err:  # MediaPipe raises RuntimeError/ValueError with long texts
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise TrackingError(f"cannot load face model {model_path}: {first}") from None
-        tracker = cls(landmarker, mode, mp)
+        selector = None if mode == "image" else FaceSelector(options.follow_gate, options.reacquire_after_ms)
+        tracker = cls(landmarker, mode, mp, selector)
         tracker._listener = on_result
         holder["t"] = tracker
         _open_trackers.add(tracker)
@@ -209,8 +222,14 @@ class FaceTracker:
         self._last_ts = timestamp_ms
         return True
 
+    def _choose(self, faces: list[FaceObservation], timestamp_ms: int, size: tuple[int, int]) -> FaceObservation:
+        if self.selector is not None:
+            return self.selector.select(faces, timestamp_ms, size)
+        return faces[0] if faces else FaceObservation.empty(timestamp_ms, size)
+
     def track(self, frame: Frame) -> FaceObservation:
-        """``video`` mode: the observation for ``frame`` (empty when no face).
+        """``video`` mode: the observation of the followed face in ``frame`` (empty when
+        that face is not in view, see :mod:`vcam_me.tracking.selector`).
 
         A frame whose timestamp does not increase is answered with an empty observation
         (MediaPipe would reject it).
@@ -221,9 +240,21 @@ class FaceTracker:
         size = frame.size
         if not self._check_ts(frame.timestamp_ms):
             return FaceObservation.empty(frame.timestamp_ms, size)
+        return self._choose(self._detect_video(frame), frame.timestamp_ms, size)
+
+    def track_all_faces(self, frame: Frame) -> list[FaceObservation]:
+        """``video`` mode: every face MediaPipe tracks in ``frame`` (``num_faces`` at most), in
+        MediaPipe's order, with no selection; empty for a non-increasing timestamp."""
+        if self.mode != "video":
+            raise RuntimeError(f"track_all_faces() needs video mode, tracker is in {self.mode} mode")
+        self._ensure_open()
+        if not self._check_ts(frame.timestamp_ms):
+            return []
+        return self._detect_video(frame)
+
+    def _detect_video(self, frame: Frame) -> list[FaceObservation]:
         result = self._landmarker.detect_for_video(self._image(frame.image), int(frame.timestamp_ms))
-        faces = observations_from_result(result, frame.timestamp_ms, size)
-        return faces[0] if faces else FaceObservation.empty(frame.timestamp_ms, size)
+        return observations_from_result(result, frame.timestamp_ms, frame.size)
 
     def submit(self, frame: Frame) -> bool:
         """``live_stream`` mode: hand ``frame`` over; the result arrives at ``on_result``.
