@@ -614,8 +614,62 @@ def cmd_avatar(args, cfg: AppConfig) -> int:
         if not folders:
             print(f"(no avatars of yours yet in {root}; make one with: vcam-me avatar create --photo FILE)")
         return 0
-    print("vcam-me: error: say what to do with avatars: vcam-me avatar create --photo FILE | vcam-me avatar list", file=sys.stderr)
+    if args.avatar_command == "export":
+        out = export_avatar(args.name, Path(args.out).expanduser())
+        print(f"vcam-me: avatar '{args.name}' written to {out}")
+        return 0
+    if args.avatar_command == "import":
+        archive = Path(args.archive).expanduser()
+        avatar = import_avatar(archive, args.name)
+        print(f"vcam-me: avatar '{avatar.folder.name}' imported into {avatar.folder}")
+        if not (avatar.folder / "consent.json").is_file():
+            print(f"vcam-me: it carries no consent record; before it can be used: vcam-me consent record --avatar "
+                  f"{avatar.folder} --name NAME, or vcam-me consent attest --avatar {avatar.folder} --licence TEXT")
+        return 0
+    print("vcam-me: error: say what to do with avatars: vcam-me avatar create --photo FILE | list | export NAME OUT.zip "
+          "| import ARCHIVE.zip", file=sys.stderr)
     return 2
+
+
+def avatar_folder_named(name: str) -> Path:
+    """An avatar folder given by its path, or by its name among the user's own avatars."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path
+    own = _avatar_cache_dir() / name
+    if own.is_dir():
+        return own
+    raise AvatarError(f"no avatar folder {path} and no avatar of yours named {name!r} (see: vcam-me avatar list)")
+
+
+def export_avatar(name: str, out: Path) -> Path:
+    """Write an avatar (folder path or own avatar's name) as a zip archive; never overwrites ``out``."""
+    from vcam_me.avatar.archive import export_avatar_archive
+
+    return export_avatar_archive(avatar_folder_named(name), out)
+
+
+def _check_carried_consent(folder: Path) -> None:
+    """A consent record that comes with an imported avatar must at least be a well-formed
+    record; whether it is valid here (trusted issuer, dates, hashes) is checked at each use."""
+    from vcam_me.consent.records import RecordError, record_from_json
+    from vcam_me.errors import ConsentError
+
+    path = folder / "consent.json"
+    if not path.is_file():
+        return
+    try:
+        record_from_json(path.read_bytes())
+    except RecordError as err:
+        raise ConsentError(f"the archive's consent.json is not a valid consent record: {err}") from None
+
+
+def import_avatar(archive: Path, name: str | None = None):
+    """Unpack an avatar archive among the user's own avatars (as ``name``, default the
+    archive's file name); refuses anything unsafe and never replaces an existing avatar."""
+    from vcam_me.avatar.archive import import_avatar_archive
+
+    return import_avatar_archive(archive, _avatar_cache_dir(), name or archive.stem, check_folder=_check_carried_consent)
 
 
 # --------------------------------------------------------------------------------------

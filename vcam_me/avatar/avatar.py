@@ -57,7 +57,10 @@ def read_photo(path: str | Path) -> np.ndarray:
     if data.size == 0:
         raise AvatarError(f"photo {path} is empty")
     # IMREAD_COLOR: 8-bit, 3 channels, EXIF orientation applied, alpha dropped
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    try:
+        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    except cv2.error:  # some decoders throw instead of returning None (e.g. a size over OpenCV's limit)
+        bgr = None
     if bgr is None or bgr.ndim != 3 or min(bgr.shape[:2]) < 8:
         raise AvatarError(f"photo {path} is not a readable image (corrupt, truncated or unsupported format)")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
@@ -127,13 +130,15 @@ class Avatar:
         except FileNotFoundError:
             raise AvatarError(f"{folder} is not an avatar folder (no avatar.json)") from None
         except (OSError, ValueError) as err:
-            raise AvatarError(f"{meta_path} cannot be read: {err}") from None
+            raise AvatarError(f"{meta_path} cannot be read: {str(err).splitlines()[0][:200]}") from None
+        except RecursionError:
+            raise AvatarError(f"{meta_path} cannot be read: nested too deeply") from None
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise AvatarError(f"{meta_path} is not a vcam_me avatar description")
         if meta.get("version") != VERSION:
             raise AvatarError(f"{meta_path}: avatar format version {meta.get('version')} is not supported (expected {VERSION})")
         files = meta.get("files", {})
-        if not isinstance(files, dict):
+        if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
             raise AvatarError(f"{meta_path}: 'files' must be a table of file name → sha256")
         for name in _FILES:
             if name not in files:
@@ -146,17 +151,45 @@ class Avatar:
                 raise AvatarError(f"avatar file missing: {path}")
             if _sha256(path) != files[name]:
                 raise AvatarError(f"avatar file {path} does not match its hash in avatar.json (modified or corrupt)")
+        _check_network(meta, files, meta_path)
         image = read_photo(folder / "reference.png")
-        try:
-            landmarks = np.load(folder / "landmarks.npy", allow_pickle=False).astype(np.float32)
-            transform = np.load(folder / "transform.npy", allow_pickle=False).astype(np.float32)
-            blend = np.load(folder / "blendshapes.npy", allow_pickle=False).astype(np.float32)
-        except (OSError, ValueError) as err:
-            raise AvatarError(f"avatar data in {folder} cannot be read: {err}") from None
-        if landmarks.shape != (NUM_LANDMARKS, 3) or transform.shape != (4, 4) or blend.shape != (52,):
-            raise AvatarError(f"avatar data in {folder} has the wrong shapes")
+        landmarks = _load_array(folder / "landmarks.npy", (NUM_LANDMARKS, 3))
+        transform = _load_array(folder / "transform.npy", (4, 4))
+        blend = _load_array(folder / "blendshapes.npy", (52,))
         rest = {k: v for k, v in meta.items() if k != "files"}
         return cls(image, landmarks, transform, blend, dict(files), rest, folder)
+
+
+def _load_array(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """A ``.npy`` file of finite numbers with ``shape``, as float32. Never unpickles: an object
+    array (which would need pickle to load, and could run code) is refused."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, TypeError, EOFError) as err:
+        raise AvatarError(f"avatar file {path} cannot be read: {str(err).splitlines()[0][:200]}") from None
+    if not isinstance(array, np.ndarray):  # np.load reads a .npz (a zip) as a mapping
+        array.close()
+        raise AvatarError(f"avatar file {path} is not a single .npy array")
+    if array.dtype.kind not in "iuf":
+        raise AvatarError(f"avatar file {path} holds {array.dtype} values, not numbers")
+    array = array.astype(np.float32)
+    if array.shape != shape:
+        raise AvatarError(f"avatar file {path} holds an array of shape {array.shape}, expected {shape}")
+    if not np.isfinite(array).all():
+        raise AvatarError(f"avatar file {path} holds values that are not finite numbers")
+    return array
+
+
+def _check_network(meta: dict, files: dict, meta_path: Path) -> None:
+    """``"network"`` in ``avatar.json``: ``{"fp32": file, "int8": file}`` naming hashed files."""
+    network = meta.get("network")
+    if network is None:
+        return
+    if not isinstance(network, dict) or not network.keys() <= {"fp32", "int8"} or "fp32" not in network:
+        raise AvatarError(f"{meta_path}: 'network' must be {{\"fp32\": file, \"int8\": file}}")
+    for kind, name in network.items():
+        if not isinstance(name, str) or name not in files:
+            raise AvatarError(f"{meta_path}: network.{kind} = {name!r} is not one of the hashed files")
 
 
 def _check_faces(faces: Sequence[FaceObservation], image_size: tuple[int, int], min_face_px: int) -> FaceObservation:
