@@ -1159,7 +1159,7 @@ def _describe_c2pa(info: dict) -> str:
 
 def cmd_run(args, cfg: AppConfig) -> int:
     from vcam_me.capture import open_source
-    from vcam_me.output import PreviewSink, RecorderSink, VirtualCameraSink
+    from vcam_me.output import PreviewSink, RecorderSink, RetryingVirtualCamera
 
     capture = cfg.capture
     if args.video:
@@ -1180,7 +1180,10 @@ def cmd_run(args, cfg: AppConfig) -> int:
     with open_source(capture) as source:
         try:
             if args.virtualcam or not (args.preview or args.record):
-                sinks.append(VirtualCameraSink.open(size, fps, cfg.output))
+                # No driver at all fails here with what to install; a busy or vanished device
+                # is retried while the stream (preview, recording) goes on, and said on stderr.
+                sinks.append(RetryingVirtualCamera.open(
+                    size, fps, cfg.output, on_status=lambda _ok, message: print(f"vcam-me: {message}", file=sys.stderr)))
             if args.preview:
                 sinks.append(PreviewSink.open("vcam-me preview"))
             if record is not None:
@@ -1316,10 +1319,12 @@ class LiveSession:
     the camera and outputs, loading models, checking consent) run on worker threads.
 
     ``listener`` hears what happens, from those threads: ``frame(frame, state, stats)`` for
-    every output frame, ``status(name)`` with "starting", "streaming", "stopped" or "error",
+    every output frame, ``status(name)`` with "starting", "streaming", "stopped" or "error"
+    (and "output_lost" / "output_back" while the virtual camera is gone and retried),
     ``notice(title, text)`` for something the user must act on, ``error(text)`` (one line).
     ``sinks``: outputs to use as they are (tests; never closed here); default: the virtual
-    camera, opened here and closed when the session ends. ``open_source(capture_options)``
+    camera (a :class:`~vcam_me.output.RetryingVirtualCamera`), opened here and closed when
+    the session ends. ``open_source(capture_options)``
     opens the input (default :func:`vcam_me.capture.open_source`).
     """
 
@@ -1370,7 +1375,7 @@ class LiveSession:
 
     def _run(self) -> None:
         from vcam_me.capture import open_source
-        from vcam_me.output import FanOutSink, VirtualCameraSink
+        from vcam_me.output import FanOutSink, RetryingVirtualCamera
         from vcam_me.pipeline import LivePipeline
 
         self.listener.status("starting")
@@ -1380,7 +1385,10 @@ class LiveSession:
             with contextlib.ExitStack() as stack:
                 source = stack.enter_context((self._open_source or open_source)(self.cfg.capture))
                 if self._given_sinks is None:
-                    opened.append(VirtualCameraSink.open(self.size, self.fps, self.cfg.output))
+                    # A busy or vanished device is retried while the stream goes on; only a
+                    # missing driver (a set-up problem) stops the session here.
+                    opened.append(RetryingVirtualCamera.open(self.size, self.fps, self.cfg.output,
+                                                             on_status=self._virtual_camera_changed))
                 sinks = list(self._given_sinks or []) + opened
                 parts = self._parts = build_avatar_parts(self.avatar, self.size, self.cfg)
                 self._warn_if_expiring(parts)
@@ -1418,6 +1426,17 @@ class LiveSession:
                 parts, self._parts = self._parts, None
             if parts is not None:
                 parts.close()
+
+    def _virtual_camera_changed(self, available: bool, message: str) -> None:
+        """The virtual camera went away or came back (render or retry thread): tell the user
+        once, and put the tray in (or out of) its "virtual camera lost" state."""
+        if available:
+            self.listener.notice("Virtual camera back", "The call gets the avatar again.")
+            self.listener.status("output_back")
+        else:
+            self.listener.notice("Virtual camera lost", f"{message[:1].upper()}{message[1:]}. The call sees no "
+                                 "picture meanwhile; the preview and any recording go on.")
+            self.listener.status("output_lost")
 
     def _fail(self, text: str) -> None:
         if "virtual camera" in text.lower() or "v4l2loopback" in text.lower():

@@ -111,8 +111,8 @@ def test_a_vanished_device_is_reported_once_dropped_and_reopened():
         assert camera.reopen_attempts >= 2 and not camera.available  # it keeps trying while the device is gone
         FlakyDevice.present = True
         assert wait_until(lambda: camera.available)
-        assert status.events[1:] == [(True, "virtual camera back")]
         camera.send(frame(99))
+        assert status.events[1:] == [(True, "virtual camera back")]  # said once a frame got through
         second = FlakyDevice.instances[-1]
         assert second is not first and int(second.frames[-1][0, 0, 0]) == 99
     assert second.closed and camera.outages == 1
@@ -135,6 +135,24 @@ def test_a_busy_device_at_start_streams_anyway_and_is_picked_up_when_freed():
         camera.send(frame(2))
     assert [e[0] for e in status.events] == [False, True]
     assert len(FlakyDevice.instances) == 1 and len(FlakyDevice.instances[0].frames) == 1
+
+
+def test_a_device_that_reopens_but_refuses_frames_is_one_outage(monkeypatch):
+    status = StatusLog()
+    with RetryingVirtualCamera.open((32, 24), 30, options(), on_status=status) as camera:
+        FlakyDevice.present = False
+        camera.send(frame(0))
+        for _ in range(3):  # it opens again, but the first frame fails again
+            monkeypatch.setattr(FlakyDevice, "present", True)
+            assert wait_until(lambda: camera.available)
+            monkeypatch.setattr(FlakyDevice, "present", False)
+            camera.send(frame(1))
+            assert not camera.available
+        FlakyDevice.present = True
+        assert wait_until(lambda: camera.available)
+        camera.send(frame(2))
+    assert [available for available, _ in status.events] == [False, True] and camera.outages == 1
+    assert len(FlakyDevice.instances) == 5
 
 
 def test_wrong_frames_are_still_refused_while_the_device_is_gone():

@@ -191,7 +191,8 @@ class RetryingVirtualCamera(SinkBase):
     """A virtual camera that outlives its device: while the device is gone or busy, frames
     are dropped (``send`` returns at once) and a worker thread tries to reopen it every
     ``retry_interval_s`` seconds; ``on_status`` hears "lost" once per outage and "back" once
-    it is open again.
+    a reopened device has taken a frame (a device that opens but still refuses frames is
+    the same outage, not a flurry of lost/back messages).
 
     Build it with :meth:`open`. ``__init__`` takes ``open_device``, which opens the real
     device (a :class:`VirtualCameraSink`) or raises :class:`OutputError`, and the camera
@@ -214,6 +215,7 @@ class RetryingVirtualCamera(SinkBase):
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
+        self._told_lost = False  # the user was told "lost" and not yet "back"
         #: Frames not delivered because the device was gone / outages so far / reopen attempts.
         self.frames_dropped = 0
         self.outages = 0
@@ -273,18 +275,28 @@ class RetryingVirtualCamera(SinkBase):
         except OutputError as err:  # the device went away under us
             self.frames_dropped += 1
             self._lose(camera, err)
+            return
+        if self._told_lost:
+            self._told_lost = False
+            log.info("virtual camera back after %d attempts", self.reopen_attempts)
+            self._report(True, "virtual camera back")
 
     def _lose(self, camera: VirtualCameraSink | None, err: BaseException) -> None:
         with self._lock:
             if self._camera is not camera or self._closed:
                 return
             self._camera = None
-            self.outages += 1
             self.lost_reason = _reason(err)
+            tell = not self._told_lost
+            self._told_lost = True
             # Closing a dead device can block in some drivers: the worker does it.
             self._worker = threading.Thread(target=self._reopen_loop, args=(camera,),
                                             name="vcam-virtualcam-retry", daemon=True)
             self._worker.start()
+        if not tell:  # still the same outage: the device reopened but refused frames again
+            log.debug("virtual camera refused frames again: %s", self.lost_reason)
+            return
+        self.outages += 1
         message = f"virtual camera lost: {self.lost_reason}; retrying every {self.retry_interval_s:g} s"
         log.warning(message)
         self._report(False, message)
@@ -306,10 +318,8 @@ class RetryingVirtualCamera(SinkBase):
                 if self._closed:  # closed while we were opening: give it straight back
                     camera.close()
                     return
-                self._camera = camera
+                self._camera = camera  # "back" is said once it has taken a frame
                 self.lost_reason = None
-            log.info("virtual camera back after %d attempts", self.reopen_attempts)
-            self._report(True, "virtual camera back")
             return
 
     def _report(self, available: bool, message: str) -> None:

@@ -32,7 +32,15 @@ class StreamStatus(enum.Enum):
     LIVE = "live"  # streaming, the face is tracked
     IDLE = "idle"  # streaming, no face: the avatar idles
     PAUSED = "paused"  # streaming, tracking paused by the user: the avatar idles
+    #: streaming, but the virtual camera vanished or is busy: the call sees nothing while
+    #: it is reopened (preview and recording go on). Outranks live/idle/paused: it is what
+    #: the user must know first.
+    NO_VIRTUAL_CAMERA = "no virtual camera"
     ERROR = "error"
+
+
+#: The statuses of a running stream (frames flow; the tray shows which of these it is).
+_STREAMING = (StreamStatus.LIVE, StreamStatus.IDLE, StreamStatus.PAUSED, StreamStatus.NO_VIRTUAL_CAMERA)
 
 
 @dataclass(frozen=True)
@@ -103,6 +111,7 @@ class PipelineBridge:
         self._meter = _RateMeter()
         self._stream_status = StreamStatus.STOPPED
         self._last_face: bool | None = None
+        self._output_lost = False
         self._woken = False
         #: Set by the controller: while True a streaming session reads as PAUSED.
         self.paused = False
@@ -121,16 +130,23 @@ class PipelineBridge:
         report = FrameReport(frame, state, self._meter.fps, latency, self._meter.cpu_cores)
         with self._lock:
             self._mail.frame = report
-            if self._stream_status in (StreamStatus.STARTING, StreamStatus.LIVE, StreamStatus.IDLE, StreamStatus.PAUSED):
+            if self._stream_status in (StreamStatus.STARTING, *_STREAMING):
                 self._set_status_locked(self._streaming_status(state.face_present))
         self._post()
 
     def status(self, name: str) -> None:
+        """``name``: "starting", "streaming", "stopped", "error", or "output_lost" /
+        "output_back" when the virtual camera vanishes and returns (also while starting)."""
         mapping = {"starting": StreamStatus.STARTING, "stopped": StreamStatus.STOPPED, "error": StreamStatus.ERROR}
         with self._lock:
             if name == "streaming":
                 self._set_status_locked(self._streaming_status(False))
+            elif name in ("output_lost", "output_back"):
+                self._output_lost = name == "output_lost"
+                if self._stream_status in _STREAMING:
+                    self._set_status_locked(self._streaming_status(bool(self._last_face)))
             elif name in mapping:
+                self._output_lost = False  # a new session opens its own virtual camera
                 self._set_status_locked(mapping[name])
             else:
                 raise ValueError(f"unknown session status {name!r}")
@@ -149,7 +165,7 @@ class PipelineBridge:
     def refresh(self) -> None:
         """Re-derive the status after :attr:`paused` changed (GUI thread)."""
         with self._lock:
-            if self._stream_status in (StreamStatus.LIVE, StreamStatus.IDLE, StreamStatus.PAUSED):
+            if self._stream_status in _STREAMING:
                 self._set_status_locked(self._streaming_status(bool(self._last_face)))
         self._post()
 
@@ -164,6 +180,8 @@ class PipelineBridge:
     # -- internals ---------------------------------------------------------------------------
     def _streaming_status(self, face_present: bool) -> StreamStatus:
         self._last_face = face_present
+        if self._output_lost:
+            return StreamStatus.NO_VIRTUAL_CAMERA
         if self.paused:
             return StreamStatus.PAUSED
         return StreamStatus.LIVE if face_present else StreamStatus.IDLE

@@ -14,6 +14,7 @@ STATUS_STYLE = {
     StreamStatus.IDLE: (QColor(219, 154, 4), "idle (no face)"),
     StreamStatus.PAUSED: (QColor(56, 118, 217), "paused"),
     StreamStatus.ERROR: (QColor(207, 34, 46), "error"),
+    StreamStatus.NO_VIRTUAL_CAMERA: (QColor(232, 106, 23), "virtual camera lost, retrying"),
     StreamStatus.STARTING: (QColor(130, 130, 130), "starting"),
     StreamStatus.STOPPED: (QColor(130, 130, 130), "stopped"),
 }
@@ -21,7 +22,8 @@ STATUS_STYLE = {
 
 def status_pixmap(status: StreamStatus, size: int = 64) -> QPixmap:
     """Live: a filled disc with a lens; idle: a ring with a lens; paused: a disc with two bars;
-    error: a disc with "!"; starting: a broken ring; stopped: an empty ring."""
+    error: a disc with "!"; no virtual camera: a broken ring with "!"; starting: a broken
+    ring; stopped: an empty ring."""
     colour, _ = STATUS_STYLE[status]
     pixmap = QPixmap(size, size)
     pixmap.fill(Qt.GlobalColor.transparent)
@@ -39,7 +41,7 @@ def status_pixmap(status: StreamStatus, size: int = 64) -> QPixmap:
         inner = disc.adjusted(0.06 * s, 0.06 * s, -0.06 * s, -0.06 * s)
         p.setPen(ring)
         p.setBrush(Qt.BrushStyle.NoBrush)
-        if status is StreamStatus.STARTING:
+        if status in (StreamStatus.STARTING, StreamStatus.NO_VIRTUAL_CAMERA):
             p.drawArc(inner, 90 * 16, -270 * 16)
         else:
             p.drawEllipse(inner)
@@ -55,8 +57,8 @@ def status_pixmap(status: StreamStatus, size: int = 64) -> QPixmap:
         p.setBrush(white)
         for x in (0.34, 0.56):
             p.drawRoundedRect(QRectF(x * s, 0.28 * s, 0.1 * s, 0.44 * s), 0.02 * s, 0.02 * s)
-    elif status is StreamStatus.ERROR:
-        p.setPen(white)
+    elif status in (StreamStatus.ERROR, StreamStatus.NO_VIRTUAL_CAMERA):
+        p.setPen(white if status is StreamStatus.ERROR else colour)
         font = QFont()
         font.setBold(True)
         font.setPixelSize(int(0.62 * s))
