@@ -154,25 +154,34 @@ def new_folder(path: str | Path) -> Iterator[Path]:
     folder is never replaced: :class:`FileExistsError`, before and after the block.
     """
     final = Path(path)
-
-    def check_free() -> None:
-        if final.exists() and (not final.is_dir() or any(final.iterdir())):
-            raise FileExistsError(17, "File exists", str(final))
-
-    check_free()
+    _check_free(final)
     staging = _temporary_name(final, FOLDER_SUFFIX)
     staging.mkdir()
     try:
         yield staging
-        _sync_tree(staging)
-        check_free()
-        if final.is_dir() and not _POSIX:
-            final.rmdir()  # Windows will not rename onto a folder; POSIX replaces an empty one
-        os.rename(staging, final)
+        publish_folder(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _check_free(final: Path) -> None:
+    if final.exists() and (not final.is_dir() or any(final.iterdir())):
+        raise FileExistsError(17, "File exists", str(final))
+
+
+def publish_folder(finished: str | Path, path: str | Path) -> Path:
+    """Sync every file of the finished folder ``finished`` and rename it to ``path`` (same
+    file system) in one step. ``path`` must not exist or be an empty folder; a non-empty
+    one is never replaced (:class:`FileExistsError`, and ``finished`` stays where it was)."""
+    finished, final = Path(finished), Path(path)
+    _sync_tree(finished)
+    _check_free(final)
+    if final.is_dir() and not _POSIX:
+        final.rmdir()  # Windows will not rename onto a folder; POSIX replaces an empty one
+    os.rename(finished, final)
     sync_folder(final.parent)
+    return final
 
 
 def remove_stale_temporaries(folder: str | Path, *, older_than_s: float = 3600.0) -> list[Path]:

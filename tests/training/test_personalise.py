@@ -123,3 +123,20 @@ def test_capture_checks_report_what_is_wrong():
     with pytest.raises(SetupError, match="only 6 frames with a face"):
         P.check_capture(short, 120.0)
     assert P.check_capture(moving, 120.0)["face_frames"] == 101
+
+
+def test_a_damaged_checkpoint_is_set_aside_and_training_starts_afresh(prior, tmp_path, caplog):
+    from vcam_me.training.reenact_data import load_clip
+    from vcam_me.training.train_prior import CHECKPOINT, TrainData
+
+    data = TrainData.stack([load_clip(CLIP, max_frames=6, stride=12, size=64, cache_dir=tmp_path / "cache")])
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / CHECKPOINT).write_bytes(b"half a checkpoint")
+    stages: list[tuple[str, int, int]] = []
+    with caplog.at_level("WARNING"):
+        history = P.fine_tune(P.load_prior(prior), data, steps=2, work=work, settings={"test": 1}, batch=2,
+                              progress=lambda *stage: stages.append(stage))
+    assert stages[0] == ("training", 0, 2) and len(history) == 2, "started from step 0, not from the junk"
+    assert "is damaged" in caplog.text
+    assert (work / (CHECKPOINT + ".damaged")).read_bytes() == b"half a checkpoint", "set aside, not deleted"

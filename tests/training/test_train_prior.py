@@ -63,7 +63,7 @@ def test_resume_from_a_checkpoint_continues_identically(data, tmp_path):
     history = T.train(first, opt1, data, steps=2, batch=2, seed=3)
     settings = {"seed": 3, "batch": 2}
     T.save_checkpoint(tmp_path / T.CHECKPOINT, first, opt1, 2, history, settings)
-    assert not (tmp_path / (T.CHECKPOINT + ".tmp")).exists()
+    assert [p.name for p in tmp_path.iterdir()] == [T.CHECKPOINT], "no temporary left beside it"
 
     resumed, opt2 = _fresh(seed=99)  # different init: everything must come from the checkpoint
     start, history = T.load_checkpoint(tmp_path / T.CHECKPOINT, resumed, opt2, settings)
@@ -78,6 +78,20 @@ def test_checkpoint_from_other_settings_is_refused(data, tmp_path):
     T.save_checkpoint(tmp_path / T.CHECKPOINT, net, opt, 0, [], {"seed": 0, "batch": 8})
     with pytest.raises(VcamError, match="other settings"):
         T.load_checkpoint(tmp_path / T.CHECKPOINT, net, opt, {"seed": 1, "batch": 8})
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_damaged_checkpoint_is_reported_not_used(data, tmp_path, damage):
+    net, opt = _fresh()
+    path = tmp_path / T.CHECKPOINT
+    T.save_checkpoint(path, net, opt, 3, [], {"seed": 0})
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2] if damage == "truncate" else b"not a checkpoint")
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    with pytest.raises(T.DamagedCheckpoint, match=f"checkpoint {path} is damaged") as caught:
+        T.load_checkpoint(path, net, opt, {"seed": 0})
+    assert "\n" not in str(caught.value)
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items()), "nothing of it was loaded"
 
 
 def test_onnx_export_matches_pytorch_and_int8_stays_close(data, tmp_path):

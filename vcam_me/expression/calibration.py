@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from vcam_me.errors import ConfigError
+from vcam_me.storage import atomic_write_text
 from vcam_me.types import AU_CHANNELS
 
 
@@ -57,9 +58,7 @@ class Calibration:
         }
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-        tmp.replace(path)
+        atomic_write_text(path, json.dumps(data, indent=1))
 
     @classmethod
     def load(cls, path: Path) -> "Calibration":

@@ -177,7 +177,7 @@ def fine_tune(net, data, *, steps: int, work: Path, settings: dict, device: str 
     """
     import torch
 
-    from vcam_me.training.train_prior import CHECKPOINT, load_checkpoint, save_checkpoint, train
+    from vcam_me.training.train_prior import CHECKPOINT, DamagedCheckpoint, load_checkpoint, save_checkpoint, train
 
     work.mkdir(parents=True, exist_ok=True)
     net.to(device)
@@ -185,8 +185,12 @@ def fine_tune(net, data, *, steps: int, work: Path, settings: dict, device: str 
     ckpt = work / CHECKPOINT
     start, history = 0, []
     if ckpt.is_file():
-        start, history = load_checkpoint(ckpt, net, optimiser, settings)
-        log.info("resuming the fine-tuning at step %d", start)
+        try:
+            start, history = load_checkpoint(ckpt, net, optimiser, settings)
+            log.info("resuming the fine-tuning at step %d", start)
+        except DamagedCheckpoint as err:  # reported and set aside, never half-used
+            log.warning("%s; starting the fine-tuning afresh", err)
+            ckpt.replace(ckpt.with_name(ckpt.name + ".damaged"))
     progress("training", start, steps)
 
     class _Stop(Exception):
@@ -228,6 +232,7 @@ def personalise(capture: Path, out_dir: Path, *, prior: Path, steps: int = DEFAU
     from vcam_me.avatar.avatar import add_network, create_avatar
     from vcam_me.errors import CaptureError
     from vcam_me.models import verified_model_path
+    from vcam_me.storage import publish_folder
     from vcam_me.tracking import FaceTracker
     from vcam_me.training.reenact_data import default_cache_dir, load_tracked, samples_from_tracked
     from vcam_me.training.train_prior import TrainData, face_l1
@@ -298,9 +303,10 @@ def personalise(capture: Path, out_dir: Path, *, prior: Path, steps: int = DEFAU
         avatar = create_avatar(rest_rgb, faces, staging / "avatar", source_name=source_name or f"setup capture {capture.name}")
         calibration.save(staging / "calibration.json")
         add_network(avatar, fp32, int8, staging / "calibration.json")
-        if out_dir.exists():
-            out_dir.rmdir()  # empty (checked above)
-        shutil.move(str(staging / "avatar"), str(out_dir))
+        try:
+            publish_folder(staging / "avatar", out_dir)  # whole or not at all
+        except FileExistsError:
+            raise SetupError(f"{out_dir} appeared meanwhile: choose a new avatar folder (nothing was changed)") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     progress("saving", 1, 1)

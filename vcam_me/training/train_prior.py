@@ -24,9 +24,9 @@ all figures in ``OUT/report.json``.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
-import os
 import sys
 import time
 import warnings
@@ -38,6 +38,7 @@ import torch
 from torch.nn import functional as F
 
 from vcam_me.errors import VcamError
+from vcam_me.storage import atomic_write_bytes
 from vcam_me.training.reenact_data import (
     CROP_SIZE,
     N_CONDITION,
@@ -160,14 +161,23 @@ def batch_index(n: int, batch: int, seed: int, step: int) -> np.ndarray:
 
 def save_checkpoint(path: Path, net: TransferNet, optimiser: torch.optim.Optimizer, step: int, history: list, settings: dict) -> None:
     """Write atomically: a crash mid-write leaves the previous checkpoint intact."""
-    tmp = path.with_name(path.name + ".tmp")
+    buffer = io.BytesIO()
     torch.save({"model": net.state_dict(), "optimiser": optimiser.state_dict(), "step": step,
-                "history": history, "settings": settings, "net_config": asdict(net.config)}, tmp)
-    os.replace(tmp, path)
+                "history": history, "settings": settings, "net_config": asdict(net.config)}, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+class DamagedCheckpoint(VcamError):
+    """A checkpoint file that cannot be read (truncated or altered): never used."""
 
 
 def load_checkpoint(path: Path, net: TransferNet, optimiser: torch.optim.Optimizer, settings: dict) -> tuple[int, list]:
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if not isinstance(state, dict) or not {"model", "optimiser", "step", "history", "settings"} <= state.keys():
+            raise ValueError("not a training checkpoint")
+    except Exception as err:  # torch raises many kinds (RuntimeError, UnpicklingError, EOFError …)
+        raise DamagedCheckpoint(f"checkpoint {path} is damaged ({' '.join(str(err).split())[:120]})") from None
     if state["settings"] != settings:
         diff = {k: (state["settings"].get(k), v) for k, v in settings.items() if state["settings"].get(k) != v}
         raise VcamError(f"{path} was made with other settings (checkpoint, now): {diff}; use another --out or --fresh")

@@ -4,7 +4,7 @@ There is one configuration system (:mod:`vcam_me.config`): defaults in
 ``config/default.toml``, the user's overrides in ``config.toml`` in the platform's config
 folder. The dialog only writes overrides into that file, after :func:`config_from_dict` has
 validated the result, so what it saves loads exactly like a hand-written file. The write is
-atomic (a temporary file, then a rename), and a file the user wrote by hand is first kept
+atomic (:mod:`vcam_me.storage`: a temporary file, fsync, then a rename), and a file the user wrote by hand is first kept
 beside it (``config.toml.bak``, or the next free name), because comments do not survive.
 
 Key combinations: Qt records them as "Ctrl+Alt+1"; the hotkeys use pynput's syntax,
@@ -14,14 +14,13 @@ Key combinations: Qt records them as "Ctrl+Alt+1"; the hotkeys use pynput's synt
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import tomllib
 from pathlib import Path
 from typing import Any
 
 from vcam_me.config import AppConfig, config_from_dict, load_config, user_config_path
 from vcam_me.errors import ConfigError
+from vcam_me.storage import atomic_write_text
 
 #: First line of a file this module wrote; a file without it is the user's own, kept on save.
 HEADER = "# vcam-me settings: written by the settings dialog (edit freely; the dialog keeps your values)"
@@ -160,13 +159,6 @@ def save_settings(changes: dict[str, dict[str, Any]], path: Path | None = None) 
         old = path.read_text(encoding="utf-8")
         if not old.startswith(HEADER):
             kept = _backup_name(path)
-            kept.write_text(old, encoding="utf-8")
-    fd, tmp = tempfile.mkstemp(prefix=".config-", suffix=".toml", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+            atomic_write_text(kept, old, exclusive=True)
+    atomic_write_text(path, text)
     return cfg, kept

@@ -18,15 +18,14 @@ event's ``apex_ms`` is where a verifier re-tracking that video should see its ap
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from vcam_me.errors import OutputError
+from vcam_me.storage import atomic_write_text
 
 Side = Literal["left", "right", "both"]
 Source = Literal["auto", "hotkey", "script", "api", "idle"]
@@ -98,14 +97,10 @@ def events_to_json(events: Iterable[MicroEvent], path: Path | str, *, force: boo
         raise OutputError(f"event log exists: {path} (choose another name, or pass --force to replace it)")
     doc = {"format": LOG_FORMAT, "version": 1, "timeline": LOG_TIMELINE, **metadata,
            "events": [e.to_json(origin_ms) for e in events]}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
-        tmp.replace(path)
+        atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
     except OSError as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         raise OutputError(f"cannot write the event log {path}: {err.strerror or err}") from None
     return path
 
