@@ -59,6 +59,9 @@ class TrackingOptions:
     follow_gate: float = 1.0
     #: After the chosen face has been out of sight this long (ms), choose again.
     reacquire_after_ms: int = 2000
+    #: A face with less than this share of its landmarks inside the frame counts as lost:
+    #: half out of the picture, MediaPipe guesses the rest and its head pose swings.
+    min_face_in_frame: float = 0.8
 
 
 @dataclass(frozen=True)
@@ -270,6 +273,7 @@ _RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "tracking.follow_one_of": (lambda v: 1 <= v <= 4, "1..4"),
     "tracking.follow_gate": (lambda v: 0.1 <= v <= 5, "0.1..5 (face sizes)"),
     "tracking.reacquire_after_ms": (lambda v: 0 <= v <= 60000, "0..60000"),
+    "tracking.min_face_in_frame": (lambda v: 0 <= v <= 1, "0..1"),
     "expression.min_cutoff_hz": (lambda v: 0 < v <= 30, "0 < value ≤ 30"),
     "expression.beta": (lambda v: 0 <= v <= 100, "0..100"),
     "expression.derivative_cutoff_hz": (lambda v: 0 < v <= 30, "0 < value ≤ 30"),
@@ -360,6 +364,12 @@ def _check_type(value: Any, tp: Any) -> bool:
     return isinstance(value, tp)
 
 
+def _shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters: an error message stays one readable line."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 12]}… ({len(text)} chars)"
+
+
 def _build_section(section: str, cls: type, values: dict[str, Any], base: Any) -> Any:
     hints = typing.get_type_hints(cls)
     known = {f.name for f in fields(cls)}
@@ -372,7 +382,7 @@ def _build_section(section: str, cls: type, values: dict[str, Any], base: Any) -
             raise ConfigError(f"{dotted}: unknown key (allowed in [{section}]: {', '.join(sorted(known))})")
         tp = hints[key]
         if not _check_type(value, tp):
-            raise ConfigError(f"{dotted} = {value!r}: expected {_describe(tp)}")
+            raise ConfigError(f"{dotted} = {_shown(value)}: expected {_describe(tp)}")
         if tp is float and isinstance(value, int):
             value = float(value)
         if get_origin(tp) is tuple:
@@ -380,7 +390,7 @@ def _build_section(section: str, cls: type, values: dict[str, Any], base: Any) -
         if dotted in _RANGES and not (value == "auto" and "auto" in _RANGES[dotted][1]):
             ok, allowed = _RANGES[dotted]
             if not ok(value):
-                raise ConfigError(f"{dotted} = {value!r}: allowed {allowed}")
+                raise ConfigError(f"{dotted} = {_shown(value)}: allowed {allowed}")
         changes[key] = value
     return dataclasses.replace(base, **changes)
 
@@ -409,6 +419,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file not found: {path}") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
+    except ValueError as err:  # tomllib lets int()'s own errors through (e.g. a 5000-digit number)
+        raise ConfigError(f"config file {path} is not valid TOML: {str(err).splitlines()[0][:200]}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} is not valid TOML: arrays or tables nested too deeply") from None
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"config file {path} cannot be read: {err}") from None
 

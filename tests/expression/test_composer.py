@@ -186,3 +186,40 @@ def test_hotkeys_trigger_from_their_own_thread_while_frames_render(library):
         done.set()
         thread.join()
     assert fired and {e.source for e in composer.events} == {"hotkey", "auto"}
+
+
+def _turned(t_ms: int, yaw_deg: float) -> FaceObservation:
+    """A neutral face turned by ``yaw_deg`` about the vertical axis."""
+    a = np.radians(yaw_deg)
+    transform = np.eye(4, dtype=np.float32)
+    transform[:3, :3] = [[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]]
+    return FaceObservation(t_ms, (640, 480), np.full((478, 3), 0.5, np.float32), np.zeros(52, np.float32), transform)
+
+
+def test_losing_the_face_fades_once_from_the_last_tracked_face():
+    """The hand-over to idle starts from the face last seen and follows its smoothstep: the
+    mapper's own decay of the lost face must not add a second, faster fade (a pose step)."""
+    from vcam_me.config import IdleOptions
+    from vcam_me.expression.idle import IdleAnimator
+
+    quiet = IdleOptions(sway_deg=0.0, breath_pitch_deg=0.0, blinks_per_min=0.0, gaze_range=0.0, micro_per_min=0.0)
+    composer = ExpressionComposer(ExpressionMapper(), idle=IdleAnimator(quiet, seed=1))
+    yaws, cam = [], 0
+    for k in range(int(2000 / FRAME_60)):
+        t = round(k * FRAME_60)
+        while cam <= t:
+            if cam < 400:
+                composer.update(_turned(cam, 0.0))  # the neutral pose is learnt here
+            elif cam < 1000:
+                composer.update(_turned(cam, 20.0))
+            else:
+                composer.update(FaceObservation.empty(cam, (640, 480)))
+            cam += 33
+        yaws.append(float(composer.state_at(t).head_pose[0]))
+    yaws = np.asarray(yaws)
+    held = abs(yaws[int(990 / FRAME_60)])
+    assert held > 15  # the turn was tracked before the face was lost
+    assert abs(yaws[-1]) < 0.5  # and the idle face is back at the neutral pose
+    # smoothstep's steepest slope is 1.5 × the distance / the hand-over time
+    steepest = 1.5 * held * FRAME_60 / quiet.handover_ms
+    assert np.abs(np.diff(yaws[int(1000 / FRAME_60):])).max() <= 1.1 * steepest

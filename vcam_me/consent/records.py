@@ -48,6 +48,7 @@ from types import MappingProxyType
 from typing import Any, Iterable, Literal, Mapping
 
 from vcam_me.consent.keys import IssuerKey, TrustedKeys
+from vcam_me.errors import ConsentError
 from vcam_me.models import sha256_of
 
 RECORD_VERSION = 1
@@ -79,8 +80,11 @@ _FIELDS = (
 )
 
 
-class RecordError(ValueError):
-    """A record that is malformed or whose signature does not verify (one-line message)."""
+class RecordError(ConsentError, ValueError):
+    """A record that is malformed or whose signature does not verify (one-line message).
+
+    A :class:`~vcam_me.errors.ConsentError`, so a damaged record file is reported like any
+    other bad input; also a ``ValueError``, as callers that predate that catch it."""
 
 
 # --------------------------------------------------------------------------- consent codes
@@ -375,7 +379,9 @@ def record_from_json(text: str | bytes) -> ConsentRecord:
     try:
         data = json.loads(text)
     except (ValueError, UnicodeDecodeError) as err:
-        raise RecordError(f"record is not valid JSON: {err}") from None
+        raise RecordError(f"record is not valid JSON: {str(err).splitlines()[0][:200]}") from None
+    except RecursionError:
+        raise RecordError("record is not valid JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise RecordError("record must be a JSON object")
     if data.get("v") != RECORD_VERSION:

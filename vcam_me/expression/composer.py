@@ -81,6 +81,8 @@ class ExpressionComposer:
         #: Render time of the first output frame (the output timeline's 0), once rendered.
         self.origin_ms: float | None = None
         self.last_ms: float | None = None
+        # The last state that showed the tracked face: the hand-over to idle fades from it.
+        self._last_live: ExpressionState | None = None
 
     # -- camera clock ----------------------------------------------------------------------------
     def update(self, obs: FaceObservation) -> None:
@@ -100,6 +102,16 @@ class ExpressionComposer:
         gaze, pose = live.gaze, live.head_pose
         idle_part = np.zeros_like(tracked_au)
         if self.idle is not None:
+            # While the face is lost the mapper decays its last expression toward neutral on
+            # its own; under the idle hand-over that fades the face twice over, and the head
+            # pose stepped by 1.2 degrees per 30 fps frame where the face left (bundled clip,
+            # tests/test_tracking_faults_end_to_end.py). The hand-over alone fades from the
+            # last tracked face along its smoothstep.
+            if live.face_present:
+                self._last_live = live
+            elif self._last_live is not None:
+                held = self._last_live
+                tracked_au, gaze, pose = np.asarray(held.au, np.float32), held.gaze, held.head_pose
             idle_au, idle_gaze, idle_pose, weight = self.idle.sample(t_ms, live.face_present)
             w = float(min(max(weight, 0.0), 1.0))
             tracked_au = (1.0 - w) * tracked_au

@@ -29,7 +29,7 @@ import numpy as np
 
 from vcam_me.config import TrackingOptions
 from vcam_me.errors import TrackingError
-from vcam_me.tracking.selector import FaceSelector
+from vcam_me.tracking.selector import FaceSelector, share_in_frame
 from vcam_me.types import FaceObservation, Frame
 
 log = logging.getLogger(__name__)
@@ -126,13 +126,16 @@ class FaceTracker:
     Use as a context manager, or call :meth:`close` (idempotent) when done.
     """
 
-    def __init__(self, landmarker, mode: Mode, mp_module, selector: FaceSelector | None = None) -> None:
+    def __init__(self, landmarker, mode: Mode, mp_module, selector: FaceSelector | None = None,
+                 min_in_frame: float = 0.0) -> None:
         """``selector`` picks the face to follow among the faces of a frame (``None``: the
-        first face MediaPipe reports)."""
+        first face MediaPipe reports); a face with less than ``min_in_frame`` of its
+        landmarks inside the frame counts as not seen (``video`` and ``live_stream`` mode)."""
         self._landmarker = landmarker
         self._mp = mp_module
         self.mode = mode
         self.selector = selector
+        self.min_in_frame = float(min_in_frame)
         self._last_ts = -1
         self._closed = False
         self._listener: Callable[[FaceObservation], None] | None = None
@@ -202,7 +205,7 @@ class FaceTracker:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise TrackingError(f"cannot load face model {model_path}: {first}") from None
         selector = None if mode == "image" else FaceSelector(options.follow_gate, options.reacquire_after_ms)
-        tracker = cls(landmarker, mode, mp, selector)
+        tracker = cls(landmarker, mode, mp, selector, 0.0 if mode == "image" else options.min_face_in_frame)
         tracker._listener = on_result
         holder["t"] = tracker
         _open_trackers.add(tracker)
@@ -223,6 +226,8 @@ class FaceTracker:
         return True
 
     def _choose(self, faces: list[FaceObservation], timestamp_ms: int, size: tuple[int, int]) -> FaceObservation:
+        if self.min_in_frame > 0.0:
+            faces = [f for f in faces if share_in_frame(f) >= self.min_in_frame]
         if self.selector is not None:
             return self.selector.select(faces, timestamp_ms, size)
         return faces[0] if faces else FaceObservation.empty(timestamp_ms, size)

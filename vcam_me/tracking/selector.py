@@ -60,6 +60,20 @@ class FacePlace:
         return math.hypot(self.centre[0] - other.centre[0], self.centre[1] - other.centre[1])
 
 
+def share_in_frame(face: FaceObservation) -> float:
+    """Share of a face's landmarks that lie inside the frame (0 … 1; 0 for no face).
+
+    MediaPipe keeps tracking a face that slides out of the picture, extrapolating the part it
+    cannot see; with less than about 80 % of it in view, its head pose swings by degrees
+    from one frame to the next (measured on the bundled clip slid out to the side), so a
+    face that far out is better treated as lost.
+    """
+    if face.landmarks is None:
+        return 0.0
+    xy = np.asarray(face.landmarks)[:, :2]
+    return float(np.mean(np.all((xy >= 0.0) & (xy <= 1.0), axis=1)))
+
+
 def choose_first(faces: Sequence[FaceObservation]) -> int | None:
     """Index of the face to follow from a standing start (rule 1), ``None`` when there is none."""
     places = [FacePlace.of(f) for f in faces if f.has_face]

@@ -292,6 +292,10 @@ class _Document:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as err:
             raise MicroExpressionError(f"{path}: not valid TOML: {err}") from None
+        except ValueError as err:  # tomllib lets int()'s own errors through (e.g. a 5000-digit number)
+            raise MicroExpressionError(f"{path}: not valid TOML: {str(err).splitlines()[0][:200]}") from None
+        except RecursionError:
+            raise MicroExpressionError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
         doc = cls(path, text, data)
         for key in data:
             if key not in _TOP_KEYS:
@@ -345,6 +349,8 @@ class _Document:
         table = self.data.get("held")
         if table is None:
             return current
+        if not isinstance(table, dict):
+            self.fail(self.header_line("held") or 1, "[held] must be a table: onset_ms = ms, offset_ms = ms")
         values = {}
         for key, value in table.items():
             line = self.key_line("held", key)
@@ -357,6 +363,8 @@ class _Document:
 
     def antagonists(self) -> set[tuple[int, int]]:
         table = self.data.get("conflicts", {})
+        if not isinstance(table, dict):
+            self.fail(self.header_line("conflicts") or 1, "[conflicts] must be a table: antagonists = [[AU, AU], ...]")
         out: set[tuple[int, int]] = set()
         for key, value in table.items():
             line = self.key_line("conflicts", key)
