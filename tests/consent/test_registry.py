@@ -229,6 +229,34 @@ def test_unreadable_record_file_is_tampered(registry: ConsentRegistry, avatar_di
     assert registry.check_avatar(hashes, NOW).status == TAMPERED
 
 
+def test_any_flipped_bit_in_a_record_file_is_tampered_and_names_the_file(registry: ConsentRegistry, avatar_dir: Path) -> None:
+    """Every byte of the stored record and of the avatar's copy, one bit flipped at a time:
+    never valid, always reported in one line that names the file."""
+    hashes = avatar_hashes(avatar_dir)
+    record = recorded(registry, hashes)
+    stored = registry.record_path(record.code)
+    copy = avatar_dir / "consent.json"
+    copy.write_bytes(stored.read_bytes())
+    original = stored.read_bytes()
+    assert registry.check(copy, hashes, NOW).ok
+    for i in range(len(original)):
+        damaged = bytearray(original)
+        damaged[i] ^= 0x01
+        copy.write_bytes(bytes(damaged))
+        verdict = registry.check(copy, hashes, NOW)
+        assert verdict.status == TAMPERED and str(copy) in verdict.reason, (i, verdict.reason)
+        assert "\n" not in verdict.reason
+    copy.write_bytes(original)
+    for i in range(0, len(original), 7):  # the stored copy: every seventh byte keeps this quick
+        damaged = bytearray(original)
+        damaged[i] ^= 0x01
+        stored.write_bytes(bytes(damaged))
+        verdict = registry.check(record.code, hashes, NOW)
+        assert verdict.status == TAMPERED and str(stored) in verdict.reason, (i, verdict.reason)
+    stored.write_bytes(original)
+    assert registry.check(record.code, hashes, NOW).ok
+
+
 def test_copy_that_differs_from_the_stored_record(registry: ConsentRegistry, avatar_dir: Path) -> None:
     """Two different records validly signed under one ID: the stored one is authoritative."""
     hashes = avatar_hashes(avatar_dir)
@@ -374,7 +402,13 @@ def test_incomplete_last_revocation_line_fails_closed(registry: ConsentRegistry,
     _, _, c = _two_revocations(registry, hashes)
     data = registry.revocations_path.read_bytes()
     registry.revocations_path.write_bytes(data[:-20])
-    assert registry.check(c.code, hashes, NOW).status == TAMPERED
+    verdict = registry.check(c.code, hashes, NOW)
+    assert verdict.status == TAMPERED
+    assert str(registry.revocations_path) in verdict.reason and "incomplete" in verdict.reason
+    assert "\n" not in str(consent_error(verdict))
+    with pytest.raises(ConsentError, match="incomplete"):  # nothing more is appended to a torn list
+        registry.revoke(c.code, "again", NOW)
+    assert registry.revocations_path.read_bytes() == data[:-20]
 
 
 def test_forged_revocation_line_still_revokes_but_flags_the_list(registry: ConsentRegistry, avatar_dir: Path) -> None:

@@ -39,7 +39,7 @@ import hashlib
 import json
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
@@ -166,6 +166,8 @@ class RevocationList:
     #: Lines and bytes parsed, so that appended lines can be parsed alone (``resume``).
     lines: int = 0
     parsed_bytes: int = 0
+    #: The file it was read from, for messages ("" when parsed from bytes alone).
+    source: str = ""
 
 
 def parse_revocations(data: bytes, trusted: TrustedKeys, *, resume: RevocationList | None = None) -> RevocationList:
@@ -252,7 +254,8 @@ def evaluate(
     if revocations.problems:
         return _verdict(
             TAMPERED,
-            f"the revocation list was altered ({revocations.problems[0]}); restore it from a backup before rendering",
+            f"the revocation list was altered ({revocations.problems[0]}); "
+            f"restore {revocations.source or 'it'} from a backup before rendering",
             record,
         )
     rev = revocations.revoked.get(record.consent_id)
@@ -460,7 +463,7 @@ class ConsentRegistry:
             _, cached, digest = self._rev_cache
             if len(data) >= cached.parsed_bytes and hashlib.sha256(data[: cached.parsed_bytes]).digest() == digest:
                 resume = cached
-        parsed = parse_revocations(data, self.trusted, resume=resume)
+        parsed = replace(parse_revocations(data, self.trusted, resume=resume), source=str(self.revocations_path))
         self._rev_cache = (stamp, parsed, hashlib.sha256(data).digest())
         return parsed
 
@@ -539,7 +542,9 @@ class ConsentRegistry:
         (:func:`~vcam_me.consent.records.hash_avatar_folder`); ``None`` only when verifying a
         recording (see :func:`evaluate`). ``now``: the wall clock, timezone-aware.
         """
+        source: Path | None = None  # the file the record was read from, named when it is damaged
         if isinstance(record_or_id, Path):
+            source = record_or_id
             try:
                 record = record_from_json(record_or_id.read_bytes())
             except FileNotFoundError:
@@ -553,18 +558,26 @@ class ConsentRegistry:
                 cid = parse_consent_code(record_or_id)
             except (TypeError, ValueError) as err:
                 return _verdict(UNKNOWN, str(err))
+            source = self.record_path(cid)
             try:
                 stored = self.get(cid)
             except RecordError as err:
-                return _verdict(TAMPERED, f"stored consent record {format_consent_code(cid)} is not trustworthy: {err}", consent_id=cid)
+                return _verdict(TAMPERED, f"stored consent record {format_consent_code(cid)} ({source}) is not trustworthy: {err}",
+                                consent_id=cid)
             if stored is None:
                 return _verdict(UNKNOWN, f"no consent record {format_consent_code(cid)} in {self.records_dir}", consent_id=cid)
             record = stored
+        if source is not None:  # a readable file whose signature fails: name the file
+            try:
+                verify_signature(record, self.trusted)
+            except RecordError as err:
+                return _verdict(TAMPERED, f"consent record file {source} is not trustworthy: {err}", record)
         if not isinstance(record_or_id, (int, str)):
             try:
                 stored = self.get(record.consent_id)
             except RecordError as err:
-                return _verdict(TAMPERED, f"stored consent record {record.code} is not trustworthy: {err}", record)
+                return _verdict(TAMPERED, f"stored consent record {record.code} ({self.record_path(record.consent_id)}) "
+                                          f"is not trustworthy: {err}", record)
             if stored is not None and (stored.signature != record.signature or stored.body() != record.body()):
                 return _verdict(TAMPERED, f"consent record {record.code} differs from the copy in {self.records_dir}", record)
         return evaluate(
