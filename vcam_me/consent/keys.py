@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InternalError, InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -40,6 +41,7 @@ TRUSTED_DIR = "trusted"
 PRIVATE_KEY_FILE = "issuer.key"
 PUBLIC_KEY_FILE = "issuer.pub"
 _POSIX = os.name == "posix"
+_KEY_ID_NAME = re.compile(r"[0-9a-f]{16}")
 
 
 def key_id_of(public_key: Ed25519PublicKey) -> str:
@@ -139,12 +141,20 @@ def _public_pem(public_key: Ed25519PublicKey) -> bytes:
     return public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
+#: What cryptography raises for a damaged PEM file (OpenSSL's own errors included).
+_UNREADABLE = (OSError, ValueError, TypeError, UnsupportedAlgorithm, InternalError)
+
+
+def _one_line(err: Exception) -> str:
+    return " ".join(str(err).split())[:200]
+
+
 def load_public_key(path: Path) -> Ed25519PublicKey:
     """An Ed25519 public key from a PEM file; :class:`ConsentError` if it is anything else."""
     try:
         key = serialization.load_pem_public_key(Path(path).read_bytes())
-    except (OSError, ValueError) as err:
-        raise ConsentError(f"public key {path} cannot be read: {err}") from None
+    except _UNREADABLE as err:
+        raise ConsentError(f"public key {path} cannot be read: {_one_line(err)}") from None
     if not isinstance(key, Ed25519PublicKey):
         raise ConsentError(f"public key {path} is not an Ed25519 key")
     return key
@@ -184,10 +194,16 @@ def load_issuer_key(folder: Path) -> IssuerKey:
         )
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except (OSError, ValueError, TypeError) as err:
-        raise ConsentError(f"issuer key {path} cannot be read: {err}") from None
+    except _UNREADABLE as err:
+        raise ConsentError(f"issuer key {path} cannot be read: {_one_line(err)}") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise ConsentError(f"issuer key {path} is not an Ed25519 key")
+    # A changed bit inside the key material still reads as *a* key, just not this issuer's:
+    # the public half written beside it at creation tells the two apart.
+    public_file = path.with_name(PUBLIC_KEY_FILE)
+    if public_file.is_file() and load_public_key(public_file) != key.public_key():
+        raise ConsentError(f"issuer key {path} does not match {public_file.name} beside it (one of them is damaged); "
+                           "restore both from a backup")
     return IssuerKey.from_private_key(key)
 
 
@@ -210,7 +226,12 @@ def load_trusted_keys(folders: Iterable[Path], *, own: IssuerKey | None = None) 
         if not folder.is_dir():
             continue
         for path in sorted(folder.glob("*.pub")):
-            trusted = trusted.with_key(load_public_key(path))
+            key = load_public_key(path)
+            # trust_public_key names each file by its key ID: a changed bit in the key shows
+            if _KEY_ID_NAME.fullmatch(path.stem) and key_id_of(key) != path.stem:
+                raise ConsentError(f"trusted key {path} does not match its name (damaged or altered); "
+                                   "restore it or remove it")
+            trusted = trusted.with_key(key)
     if own is not None:
         trusted = trusted.with_key(own.public_key)
     return trusted
