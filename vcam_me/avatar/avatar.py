@@ -23,6 +23,7 @@ import datetime as _dt
 import hashlib
 import io
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -42,6 +43,10 @@ MIN_FACE_PX = 96
 #: for a 1080p output, small enough to keep the folder light.
 MAX_STORED_FACE_PX = 640
 
+#: Largest photo accepted (pixels): above a 50-megapixel phone camera's, far below what
+#: would exhaust memory when decoded.
+MAX_PHOTO_PIXELS = 100_000_000
+
 _FILES = ("reference.png", "landmarks.npy", "transform.npy", "blendshapes.npy")
 
 
@@ -56,6 +61,7 @@ def read_photo(path: str | Path) -> np.ndarray:
         raise AvatarError(f"photo {path} cannot be read: {getattr(err, 'strerror', None) or err}") from None
     if data.size == 0:
         raise AvatarError(f"photo {path} is empty")
+    _probe_photo(data, path)
     # IMREAD_COLOR: 8-bit, 3 channels, EXIF orientation applied, alpha dropped
     try:
         bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
@@ -64,6 +70,33 @@ def read_photo(path: str | Path) -> np.ndarray:
     if bgr is None or bgr.ndim != 3 or min(bgr.shape[:2]) < 8:
         raise AvatarError(f"photo {path} is not a readable image (corrupt, truncated or unsupported format)")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _probe_photo(data: np.ndarray, path: Path) -> None:
+    """Refuse a photo by its header before OpenCV decodes it: one with more than
+    :data:`MAX_PHOTO_PIXELS` (OpenCV would try to allocate it whole), and one that Pillow finds
+    damaged (libpng would print its own complaint on stderr, beside our one line). A format
+    Pillow does not know is left to OpenCV."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data.tobytes())) as probe:
+                width, height = probe.size
+                if width * height > MAX_PHOTO_PIXELS:
+                    raise AvatarError(f"photo {path} is {width}x{height} pixels, more than the "
+                                      f"{MAX_PHOTO_PIXELS // 10**6} megapixels a portrait needs: use a smaller copy")
+                probe.verify()
+    except AvatarError:
+        raise
+    except Image.DecompressionBombError:
+        raise AvatarError(f"photo {path} claims a size of more than {MAX_PHOTO_PIXELS // 10**6} megapixels: "
+                          "use a smaller copy") from None
+    except UnidentifiedImageError:
+        return
+    except Exception:  # noqa: BLE001 - Pillow's decoders raise many types for a damaged file
+        raise AvatarError(f"photo {path} is not a readable image (corrupt, truncated or unsupported format)") from None
 
 
 def _sha256(path: Path) -> str:
