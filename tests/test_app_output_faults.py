@@ -5,6 +5,10 @@ device that vanishes mid-call, or is busy at start, and comes back."""
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from typing import ClassVar
@@ -150,3 +154,71 @@ def test_a_busy_virtual_camera_at_start_does_not_stop_the_session(private_user_d
     assert listener.errors == []
     assert listener.names == ["starting", "output_lost", "streaming", "output_back", "stopped"]
     assert "in use by another program" in listener.notices[0][1]
+
+
+# -- vcam-me run --record, and the disk fills ---------------------------------------------------
+RUN_IN_CHILD = """
+import json, resource, signal, sys
+
+import pyvirtualcam
+
+
+class Counting:
+    frames = 0
+
+    def __init__(self, **kw):
+        pass
+
+    def send(self, frame):
+        Counting.frames += 1
+
+    def close(self):
+        pass
+
+    def device(self):
+        return "counting"
+
+    def native_fourcc(self):
+        return None
+
+
+pyvirtualcam.register_backend("vcam-me-counting", Counting)
+limit = int(sys.argv[1])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG (a real filesystem error)
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+from vcam_me.app import main
+
+code = main(sys.argv[2:])
+print(json.dumps({"code": code, "virtual_camera_frames": Counting.frames}))
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE and SIGXFSZ are POSIX")
+def test_run_with_a_recording_whose_disk_fills_keeps_streaming_and_the_recording(private_user_dirs, tmp_path):
+    import av
+
+    from vcam_me.app import BUNDLED_DRIVING
+    from vcam_me.consent import provenance as pv
+
+    extra = tmp_path / "counting.toml"
+    extra.write_text('[output]\nvirtualcam_backend = "vcam-me-counting"\n', encoding="utf-8")
+    out = tmp_path / "call.mp4"
+    argv = ["--config", str(extra), "run", "--video", str(BUNDLED_DRIVING), "--loop", "--virtualcam", "--record", str(out),
+            "--duration", "8", "--size", "320x180", "--fps", "30", "--no-hotkeys"]
+    done = subprocess.run([sys.executable, "-c", RUN_IN_CHILD, "250000", *argv], capture_output=True, text=True,
+                          timeout=180, check=False, env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["code"] == 0
+    warnings = [line for line in done.stderr.splitlines() if line.startswith(f"vcam-me: warning: recording to {out}")]
+    assert len(warnings) == 2, done.stderr  # at once, and what was kept at the end
+    assert f"/.{out.name}" not in done.stderr and ".partial" not in done.stderr  # no temporary names
+    assert "stopped after about" in warnings[0] and "the stream goes on" in warnings[0]
+    assert "was cut short after" in warnings[1] and "not signed" in warnings[1]
+    assert "recording saved" not in done.stdout
+    with av.open(str(out)) as container:
+        kept = sum(1 for _ in container.decode(video=0))
+    assert 0 < kept < result["virtual_camera_frames"]
+    assert result["virtual_camera_frames"] >= 8 * 30 * 0.8  # the call kept its avatar all along
+    assert not pv.read_provenance(out).present  # a cut recording is not passed off as a signed, complete one

@@ -311,8 +311,11 @@ class RecordingSigner:
 
 
 def _report_signing(sink) -> None:
-    """One line when a recording could not be signed (it is kept, unsigned)."""
-    if getattr(sink, "finish_error", None):
+    """One line when a recording was cut short (what was written is kept, unsigned) or could
+    not be signed (it is kept, unsigned)."""
+    if getattr(sink, "cut_short_message", None):
+        print(f"vcam-me: warning: {sink.cut_short_message}", file=sys.stderr)
+    elif getattr(sink, "finish_error", None):
         print(f"vcam-me: warning: {sink.path} is not C2PA-signed ({sink.finish_error}); "
               f"the recording is kept without Content Credentials", file=sys.stderr)
 
@@ -1188,8 +1191,12 @@ def cmd_run(args, cfg: AppConfig) -> int:
                 sinks.append(PreviewSink.open("vcam-me preview"))
             if record is not None:
                 # Live: the encoder gets one thread and never blocks the render loop.
+                # A full disk stops the recording (said at once, what was written is kept) but
+                # not the stream: the virtual camera and preview go on.
                 sinks.append(RecorderSink.open(record, size, fps, cfg.output, overwrite=args.force,
-                                               preset="ultrafast", threads=1, block=False, finish=signer))
+                                               preset="ultrafast", threads=1, block=False, finish=signer,
+                                               on_cut_short=lambda message: print(f"vcam-me: warning: {message}",
+                                                                                  file=sys.stderr)))
             avatar = resolve_avatar(args.avatar, cfg)
             consent = require_consent(avatar, "live_call")
             if signer is not None:
@@ -1227,7 +1234,7 @@ def _stream(source, sinks, renderer, stamper, expression, fps, size, cfg, durati
     summary = stats.summary(fps)
     print(f"vcam-me: {summary['output_frames']} frames in {summary['wall_s']} s "
           f"({summary['sustained_fps']} fps), latency p50 {summary['latency_ms_p50']} ms")
-    if record is not None:
+    if record is not None and not any(getattr(s, "stopped_early", False) for s in sinks):
         print(f"vcam-me: recording saved to {record}")
     return 0
 

@@ -14,6 +14,17 @@ The file is written under a hidden temporary name in the same folder and renamed
 final name by :meth:`RecorderSink.close`, so a crash never leaves a half-written file under
 the name the user asked for. An existing file is never replaced unless ``overwrite=True``.
 
+The MP4 is *fragmented* (the ``moov`` header with the first fragment, then a ``moof``+``mdat``
+fragment per keyframe, one every :data:`KEYFRAME_INTERVAL_S`), so the file plays however it
+ends: when a write fails
+(disk full, file too large for the filesystem, the drive gone) the recording stops, the file
+is cut back to its last complete fragment and kept, playable, under the name the user asked
+for, and :attr:`RecorderSink.cut_short` says why (one line). It is not claimed as complete:
+``finish`` is not run on it. Live use passes ``on_cut_short(message)``: the user hears it at
+once and later frames are dropped, so the stream and its other outputs go on. Without it,
+the next :meth:`send` raises :class:`OutputError` (an offline render has nothing left to do),
+and so does :meth:`close`, after it has kept what was written.
+
 ``finish`` (optional) post-processes the complete file before it gets its name: it is called
 as ``finish(complete_mp4, out_path)`` and writes a new file at ``out_path`` (the composition
 root passes C2PA signing here; the recorder knows nothing of it). If it raises, the complete,
@@ -23,6 +34,7 @@ in one line; the recording is never lost to a failed finishing step.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import queue
@@ -45,6 +57,33 @@ _STOP = object()
 
 #: ``finish(complete_mp4, out_path)``: write a post-processed copy of the recording to ``out_path``.
 Finisher = Callable[[Path, Path], None]
+
+#: Seconds between keyframes, and so between fragments: at most this much is lost when the
+#: disk fills (the fragment being written when it did).
+KEYFRAME_INTERVAL_S = 2.0
+#: Fragmented MP4: a file cut at any point plays up to its last complete fragment.
+#: ``delay_moov`` (not ``empty_moov``) writes the header once the first fragment is known, so
+#: its edit list can undo x264's B-frame delay: frame n still plays at n / fps.
+MOVFLAGS = "frag_keyframe+delay_moov+default_base_moof"
+
+#: What a failed write means to a user, by errno.
+_WRITE_ERRORS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EFBIG: "the file is too large for this disk",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EIO: "the disk reported an input/output error",
+    errno.EROFS: "the disk became read-only",
+}
+
+
+def describe_write_error(err: BaseException) -> str:
+    """One line for a failed recording write, plain words first (``"the disk is full ([Errno 28] …)"``)."""
+    if isinstance(err, OSError) and err.errno and err.strerror:
+        text = f"[Errno {err.errno}] {err.strerror}"  # not the file name: ours is a hidden temporary one
+    else:
+        text = " ".join(str(err).split()) or type(err).__name__
+    words = _WRITE_ERRORS.get(getattr(err, "errno", None))
+    return f"{words} ({text})" if words else text
 
 
 def check_writable(path: Path, overwrite: bool) -> Path:
@@ -71,7 +110,7 @@ class RecorderSink(SinkBase):
 
     def __init__(self, container, stream, path: Path, temp_path: Path, size: tuple[int, int], fps: int, *,
                  overwrite: bool = False, queue_frames: int = 8, block: bool = True,
-                 finish: Finisher | None = None) -> None:
+                 finish: Finisher | None = None, on_cut_short: Callable[[str], None] | None = None) -> None:
         super().__init__()
         self.path = path
         self.temp_path = temp_path
@@ -84,6 +123,16 @@ class RecorderSink(SinkBase):
         self._finish = finish
         #: Why ``finish`` failed (one line), or ``None``; then the file is the unprocessed recording.
         self.finish_error: str | None = None
+        self._on_cut_short = on_cut_short
+        #: Why the recording stopped early (one line), or ``None``; then the file holds what
+        #: was written before, up to its last complete fragment, and is not finished.
+        self.cut_short: str | None = None
+        #: The one line that says what was kept after a cut (set by :meth:`close`), or ``None``.
+        self.cut_short_message: str | None = None
+        #: Frames and seconds of video the kept file holds (set by :meth:`close`).
+        self.frames_kept = 0
+        self.seconds_kept = 0.0
+        self._container_closed = False
         self._time_base = 1 / _rate(fps)  # one tick per frame: pts = frame index
         # Buffers go round: free → (send copies a frame in) → work → (thread converts) → free.
         w, h = self.size
@@ -100,6 +149,11 @@ class RecorderSink(SinkBase):
         self._thread = threading.Thread(target=self._encode_loop, name="vcam-recorder", daemon=True)
         self._thread.start()
 
+    @property
+    def stopped_early(self) -> bool:
+        """Whether a write failed, so the recording stopped before :meth:`close` (any thread)."""
+        return self._error is not None
+
     @classmethod
     def open(
         cls,
@@ -115,12 +169,15 @@ class RecorderSink(SinkBase):
         queue_frames: int = 8,
         block: bool = True,
         finish: Finisher | None = None,
+        on_cut_short: Callable[[str], None] | None = None,
     ) -> "RecorderSink":
         """Start an MP4 recording of ``size`` = (width, height) frames at ``fps``.
 
         ``crf`` defaults to ``options.record_crf``; ``preset`` is x264's speed/size trade-off;
         ``threads`` = 0 lets x264 choose. Raises :class:`OutputError` (one line) if the file
         exists and ``overwrite`` is false, or the folder is missing or not writable.
+        ``on_cut_short(message)``: called once (from the encoder thread) if a write fails;
+        then the stream may go on and later frames are dropped (see the module docstring).
         """
         import av
 
@@ -136,7 +193,7 @@ class RecorderSink(SinkBase):
         path = check_writable(Path(path), overwrite)
         temp_path = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
         try:
-            container = av.open(str(temp_path), mode="w", format="mp4")
+            container = av.open(str(temp_path), mode="w", format="mp4", options={"movflags": MOVFLAGS})
         except Exception as err:  # PermissionError, av.error.*: the path cannot be written
             raise OutputError(f"cannot record to {path}: {' '.join(str(err).split())}") from err
         try:
@@ -146,6 +203,7 @@ class RecorderSink(SinkBase):
             cc.width, cc.height, cc.pix_fmt = width, height, "yuv420p"
             cc.time_base = 1 / rate
             cc.options = {"crf": str(crf), "preset": preset}
+            cc.gop_size = max(1, round(float(rate) * KEYFRAME_INTERVAL_S))
             _tag_bt601_limited(cc)
             if threads:
                 cc.thread_count = int(threads)
@@ -155,12 +213,13 @@ class RecorderSink(SinkBase):
             raise OutputError(f"cannot start the H.264 encoder for {path}: {' '.join(str(err).split())}") from err
         log.info("recording %dx%d @ %s fps, crf %d, to %s", width, height, fps, crf, path)
         return cls(container, stream, path, temp_path, (width, height), fps, overwrite=overwrite,
-                   queue_frames=queue_frames, block=block, finish=finish)
+                   queue_frames=queue_frames, block=block, finish=finish, on_cut_short=on_cut_short)
 
     # -- caller side -------------------------------------------------------------------------
     def _send(self, frame: RenderedFrame) -> None:
-        self._raise_pending()
         check_image(frame.image, self.size)
+        if self._stopped_early():
+            return
         index = self._index
         self._index += 1
         if self._block:
@@ -169,7 +228,8 @@ class RecorderSink(SinkBase):
                     buffer = self._free.get(timeout=0.5)
                     break
                 except queue.Empty:
-                    self._raise_pending()
+                    if self._stopped_early():
+                        return
                     if not self._thread.is_alive():
                         raise OutputError(f"recorder for {self.path} stopped") from None
         else:
@@ -181,10 +241,20 @@ class RecorderSink(SinkBase):
         np.copyto(buffer, frame.image)  # the caller may reuse its image after send returns
         self._queue.put((index, buffer))
 
+    def _stopped_early(self) -> bool:
+        """True when the recording has stopped and the frame is to be dropped (live use);
+        raises :class:`OutputError` when there is no one to tell (offline use)."""
+        if self._error is None:
+            return False
+        if self._on_cut_short is None:
+            self._raise_pending()
+        self.frames_dropped += 1
+        return True
+
     def _raise_pending(self) -> None:
         if self._error is not None:
             err = self._error
-            raise OutputError(f"recording to {self.path} failed: {' '.join(str(err).split())}") from err
+            raise OutputError(f"recording to {self.path} failed: {describe_write_error(err)}") from err
 
     # -- encoder thread ----------------------------------------------------------------------
     def _encode_loop(self) -> None:
@@ -212,7 +282,8 @@ class RecorderSink(SinkBase):
                 for packet in self._stream.encode(None):
                     self._container.mux(packet)
         except BaseException as err:  # thread boundary: keep it for the caller
-            log.error("recorder failed: %s", err)
+            # info, not error: the caller hears it in one line (on_cut_short, or send/close raise)
+            log.info("recorder failed: %s", err)
             self._error = err
             while True:  # hand the buffers back so a waiting send() wakes up and sees the error
                 try:
@@ -221,19 +292,41 @@ class RecorderSink(SinkBase):
                     break
                 if item is not _STOP:
                     self._free.put(item[1])
+            self._close_container()  # now, not at the end of the call: let go of the file
+            if self._on_cut_short is not None:
+                try:
+                    self._on_cut_short(f"recording to {self.path} stopped after about "
+                                       f"{self.frames_written / float(_rate(self.fps)):.0f} s: "
+                                       f"{describe_write_error(err)}; the stream goes on, and what was "
+                                       f"written is kept")
+                except Exception:  # a listener's bug must not hide the failure
+                    log.exception("recorder: on_cut_short failed")
+
+    def _close_container(self) -> None:
+        """Close the container once; a failure (the trailer cannot be written either when the
+        disk is full) becomes the recorder's error if it has none yet."""
+        if self._container_closed:
+            return
+        self._container_closed = True
+        try:
+            self._container.close()
+        except Exception as err:  # noqa: BLE001 - kept and reported with the file name
+            if self._error is None:
+                self._error = err
+            else:
+                log.debug("recorder: closing after the failure failed too: %s", err)
 
     # -- finishing ---------------------------------------------------------------------------
     def _close(self) -> None:
         self._queue.put(_STOP)
         self._thread.join()
-        try:
-            self._container.close()
-        except Exception as err:  # noqa: BLE001 - reported below with the file name
-            if self._error is None:
-                self._error = err
+        self._close_container()
+        if self._error is None and self.frames_written and not _ends_with_a_whole_box(self.temp_path):
+            # PyAV does not report a failed write of the last fragment and trailer at close
+            self._error = OutputError("the end of the recording could not be written (is the disk full?)")
         if self._error is not None:
-            _unlink(self.temp_path)
-            self._raise_pending()
+            self._keep_what_was_written()
+            return
         if self.frames_written == 0:
             _unlink(self.temp_path)
             log.warning("recorder: no frames were sent; %s not written", self.path)
@@ -242,6 +335,29 @@ class RecorderSink(SinkBase):
         self._move_into_place(finished)
         if finished != self.temp_path:
             _unlink(self.temp_path)  # only now: until the processed file has its name, this is the recording
+
+    def _keep_what_was_written(self) -> None:
+        """After a failed write: cut the file back to its last complete fragment and give it
+        the user's name, unfinished; say why in :attr:`cut_short` (and raise it, offline)."""
+        reason = describe_write_error(self._error)
+        self.cut_short = reason
+        try:
+            self.frames_kept, self.seconds_kept = _trim_to_complete_fragments(self.temp_path)
+        except Exception as err:  # noqa: BLE001 - an unreadable remainder is as good as none
+            log.warning("recorder: what was written to %s cannot be read back: %s", self.path, err)
+            self.frames_kept, self.seconds_kept = 0, 0.0
+        if self.frames_kept == 0:
+            _unlink(self.temp_path)
+            message = f"recording to {self.path} failed before a playable part was written: {reason}"
+        else:
+            self._move_into_place(self.temp_path)
+            unsigned = "; it is not signed" if self._finish is not None else ""
+            message = (f"recording to {self.path} was cut short after {self.seconds_kept:.1f} s: {reason}; "
+                       f"those {self.seconds_kept:.1f} s are kept and play{unsigned}")
+        self.cut_short_message = message
+        log.info("recorder: %s", message)  # the caller says it (a CLI line, a notice) or it is raised below
+        if self._on_cut_short is None:
+            raise OutputError(message) from None
 
     def _finished_file(self) -> Path:
         """The file to put in place: ``finish``'s output, or the recording itself if it failed."""
@@ -275,6 +391,64 @@ class RecorderSink(SinkBase):
             os.rename(finished, self.path)
             return
         _unlink(finished)
+
+
+def _top_level_boxes(path: Path):
+    """``(type, start, end)`` of each top-level MP4 box, in order, as far as the file holds
+    whole boxes (a box cut off by the end of the file is not listed)."""
+    size_of_file = path.stat().st_size
+    with open(path, "rb") as f:
+        start = 0
+        while start + 8 <= size_of_file:
+            f.seek(start)
+            header = f.read(16)
+            size, kind = int.from_bytes(header[:4], "big"), header[4:8].decode("latin-1")
+            if size == 1:  # a 64-bit size follows the type
+                if len(header) < 16:
+                    return
+                size = int.from_bytes(header[8:16], "big")
+            elif size == 0:  # "to the end of the file": only the last box may say so
+                size = size_of_file - start
+            if size < 8 or start + size > size_of_file:
+                return
+            yield kind, start, start + size
+            start += size
+
+
+def _ends_with_a_whole_box(path: Path) -> bool:
+    """Whether the file is a run of whole top-level boxes, up to its last byte."""
+    end = 0
+    for _kind, _start, stop in _top_level_boxes(path):
+        end = stop
+    return end == path.stat().st_size
+
+
+def _trim_to_complete_fragments(path: Path) -> tuple[int, float]:
+    """Cut a fragmented MP4 back to its last complete ``moof``+``mdat`` pair (a write that
+    failed half way leaves a partial fragment that decoders stumble on); returns the frames
+    and seconds it then holds (0, 0.0 when not one fragment is complete)."""
+    import av
+
+    end = 0
+    previous = None
+    have_moov = False
+    for kind, _start, stop in _top_level_boxes(path):
+        have_moov = have_moov or kind == "moov"
+        if kind == "mdat" and previous == "moof" and have_moov:
+            end = stop
+        previous = kind
+    if end == 0:
+        return 0, 0.0
+    if path.stat().st_size > end:
+        os.truncate(path, end)  # shrinking needs no free space
+    frames, last = 0, 0.0
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        for packet in container.demux(stream):
+            if packet.size and packet.pts is not None:
+                frames += 1
+                last = max(last, float((packet.pts + (packet.duration or 0)) * packet.time_base))
+    return frames, last
 
 
 def _rate(fps: float) -> Fraction:
