@@ -1680,6 +1680,16 @@ def cmd_doctor(args, cfg: AppConfig) -> int:
 def cmd_bench(args, cfg: AppConfig) -> int:
     from vcam_me.bench import run_bench, write_results
 
+    if args.soak:
+        from vcam_me.soak import run_soak
+
+        def progress(row: dict) -> None:
+            print(f"vcam-me: {row['t_s']:7.1f} s  rss {row['rss_mb']} MB  threads {row['os_threads']}  "
+                  f"files {row['open_files']}  {row['fps']} fps  latency p50 {row['latency_ms_p50']} ms", file=sys.stderr)
+
+        result = run_soak(args, cfg, progress=progress)
+        write_results(result, args.out)
+        return 0 if all(result["verdict"]["targets"].values()) else 1
     write_results(run_bench(args, cfg), args.out)
     return 0
 

@@ -160,6 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--fps", type=_fps, default=60, help="output frame rate (default 60)")
     bench.add_argument("--size", type=_size, default=(1280, 720), metavar="WxH", help="output size (default 1280x720)")
     bench.add_argument("--out", metavar="FILE.json", help="write the results as JSON here too")
+    bench.add_argument("--soak", action="store_true",
+                       help="a long call watched for leaks: memory, threads, open files and latency every --window "
+                            "seconds, judged after --warmup (use with e.g. --seconds 1800)")
+    bench.add_argument("--window", type=_positive, default=10.0, metavar="S", help="soak: seconds per row (default 10)")
+    bench.add_argument("--warmup", type=_positive, default=None, metavar="S",
+                       help="soak: seconds before leaks are judged (default: a quarter of the run, at most 120)")
 
     ev = sub.add_parser("eval", help="closed-loop checks: expression fidelity (AED/APD, per-AU r) or micro-expressions")
     ev.add_argument("what", nargs="?", choices=("fidelity", "micro", "renderers", "identity"), default="fidelity",
