@@ -222,3 +222,46 @@ def test_other_portraits_render(tracker, name):
     au[AU_INDEX["AU26"]] = 0.7
     busy = r.render(ExpressionState(0, au, np.zeros((2, 2), np.float32), np.array([10, 5, 0], np.float32)))
     assert np.abs(busy.astype(np.int16) - neutral).mean() > 1.0
+
+
+def test_a_flipped_byte_in_any_avatar_file_is_reported_naming_it(tmp_path, sample):
+    made = _make(sample, tmp_path / "av")
+    folder = made.folder
+    for name in [*made.files, "avatar.json"]:
+        path = folder / name
+        original = path.read_bytes()
+        for i in sorted({0, len(original) // 3, len(original) // 2, len(original) - 1}):
+            damaged = bytearray(original)
+            damaged[i] ^= 0x01
+            path.write_bytes(bytes(damaged))
+            with pytest.raises(AvatarError) as caught:
+                Avatar.load(folder)
+            assert str(path) in str(caught.value) and "\n" not in str(caught.value), (name, i)
+        path.write_bytes(original)
+    assert Avatar.load(folder).content_id == made.content_id
+
+
+def test_every_flipped_bit_of_avatar_json_is_refused(tmp_path, sample):
+    """The manifest's own checksum: even a changed "source" or "created" is caught."""
+    folder = _make(sample, tmp_path / "av", source_name="portrait, CC0").folder
+    path = folder / "avatar.json"
+    original = path.read_bytes()
+    for i in range(len(original)):
+        damaged = bytearray(original)
+        damaged[i] ^= 0x01
+        path.write_bytes(bytes(damaged))
+        with pytest.raises(AvatarError, match="avatar.json"):
+            Avatar.load(folder)
+    path.write_bytes(original)
+    assert Avatar.load(folder).meta["source"] == "portrait, CC0"
+
+
+def test_an_avatar_without_a_manifest_checksum_still_loads(tmp_path, sample):
+    """Avatars saved before the checksum existed (the bundled sample among them) stay usable."""
+    from vcam_me.avatar.avatar import MANIFEST_CHECKSUM
+
+    folder = _make(sample, tmp_path / "av").folder
+    meta = json.loads((folder / "avatar.json").read_text())
+    del meta[MANIFEST_CHECKSUM]
+    (folder / "avatar.json").write_text(json.dumps(meta, indent=2))
+    assert Avatar.load(folder).files == meta["files"]

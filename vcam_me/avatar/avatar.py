@@ -103,6 +103,23 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+#: Key of ``avatar.json``'s own checksum (SHA-256 of its other fields, canonical JSON), so a
+#: changed byte in the manifest itself is caught too. Written since 2026-11; a manifest
+#: without it (older avatars) is still read.
+MANIFEST_CHECKSUM = "manifest_sha256"
+#: Every field ``avatar.json`` may hold. Another one means a damaged manifest (a changed bit
+#: in the checksum's own name would otherwise read as an older avatar without it) or one
+#: from a newer vcam-me.
+MANIFEST_FIELDS = frozenset({"format", "version", "created", "source", "image_size", "files", "network",
+                             "extra_files", MANIFEST_CHECKSUM})
+
+
+def manifest_checksum(meta: dict) -> str:
+    body = {k: v for k, v in meta.items() if k != MANIFEST_CHECKSUM}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def face_box(landmarks: np.ndarray, image_size: tuple[int, int]) -> tuple[float, float, float, float]:
     """``(x0, y0, width, height)`` in pixels of the landmarks' bounding box."""
     w, h = image_size
@@ -168,6 +185,11 @@ class Avatar:
             raise AvatarError(f"{meta_path} cannot be read: nested too deeply") from None
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise AvatarError(f"{meta_path} is not a vcam_me avatar description")
+        unknown = sorted(set(meta) - MANIFEST_FIELDS)
+        if unknown:
+            raise AvatarError(f"{meta_path} has an unknown field {unknown[0][:40]!r} (damaged, or made by a newer vcam-me)")
+        if MANIFEST_CHECKSUM in meta and meta[MANIFEST_CHECKSUM] != manifest_checksum(meta):
+            raise AvatarError(f"{meta_path} does not match its own checksum (modified or corrupt)")
         if meta.get("version") != VERSION:
             raise AvatarError(f"{meta_path}: avatar format version {meta.get('version')} is not supported (expected {VERSION})")
         files = meta.get("files", {})
@@ -189,7 +211,7 @@ class Avatar:
         landmarks = _load_array(folder / "landmarks.npy", (NUM_LANDMARKS, 3))
         transform = _load_array(folder / "transform.npy", (4, 4))
         blend = _load_array(folder / "blendshapes.npy", (52,))
-        rest = {k: v for k, v in meta.items() if k != "files"}
+        rest = {k: v for k, v in meta.items() if k not in ("files", MANIFEST_CHECKSUM)}
         return cls(image, landmarks, transform, blend, dict(files), rest, folder)
 
 
@@ -318,7 +340,9 @@ def _write_avatar_files(folder: Path, contents: dict[str, bytes], meta: dict) ->
         files[name] = hashlib.sha256(data).hexdigest()
     for name in meta.get("extra_files", []):  # written by add_network: keep them bound
         files[name] = _sha256(folder / name)
-    atomic_write_text(folder / "avatar.json", json.dumps(dict(meta, files=files), indent=2) + "\n")
+    manifest = {k: v for k, v in meta.items() if k != MANIFEST_CHECKSUM} | {"files": files}
+    manifest[MANIFEST_CHECKSUM] = manifest_checksum(manifest)
+    atomic_write_text(folder / "avatar.json", json.dumps(manifest, indent=2) + "\n")
     return files
 
 
