@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from vcam_me.avatar import Avatar
@@ -45,12 +45,15 @@ FEW = settings(FUZZ, max_examples=60)
 def only_own_errors(load: Callable[[], Any]) -> Any:
     """Run ``load``; a VcamError is a fine answer (one line); anything else fails the test."""
     try:
-        return load()
+        result = load()
     except VcamError as err:
         message = str(err)
         assert message and "\n" not in message, f"not one line: {message!r}"
         assert len(message) < 1000, f"message too long ({len(message)} chars): {message[:200]}..."
+        event(f"refused: {type(err).__name__}")  # --hypothesis-show-statistics: how deep the inputs got
         return None
+    event("accepted")
+    return result
 
 
 # -- values that break loaders ------------------------------------------------------------------
@@ -234,6 +237,52 @@ def library() -> MicroLibrary:
                                      max_size=5), max_size=4) | json_values)
 def test_micro_script_structured(library: MicroLibrary, data: Any) -> None:
     only_own_errors(lambda: parse_script(data, library, "fuzz.json"))
+
+
+SAMPLE_SCRIPT = json.dumps([{"t_ms": 1200, "type": "suppressed_smile", "side": "left", "peak": 0.4},
+                            {"t_ms": 3000, "type": "brow_raise", "hold_ms": 1500}], indent=1)
+
+
+@FUZZ
+@given(text=mutated_text(SAMPLE_SCRIPT, JSON_TOKENS) | st.sampled_from(JSON_TOKENS), data=random_bytes)
+def test_micro_script_file_text_and_bytes(scratch: Path, library: MicroLibrary, text: str, data: bytes) -> None:
+    from vcam_me.expression.micro.script import load_script
+
+    path = scratch / "script.json"
+    for content in (text.encode("utf-8", "surrogatepass"), data):
+        path.write_bytes(content)
+        only_own_errors(lambda: load_script(path, library))
+
+
+def _sample_calibration() -> str:
+    from vcam_me.types import AU_CHANNELS
+
+    n = len(AU_CHANNELS)
+    return json.dumps({"channels": list(AU_CHANNELS), "baseline": [0.05] * n, "maximum": [0.8] * n,
+                       "pose_zero": [1.0, -2.0, 0.5]}, indent=1)
+
+
+@FUZZ
+@given(changes=st.dictionaries(st.sampled_from(["channels", "baseline", "maximum", "pose_zero", "bogus"]), json_values,
+                               max_size=3),
+       text=mutated_text(_sample_calibration(), JSON_TOKENS))
+def test_calibration_file(scratch: Path, changes: dict, text: str) -> None:
+    """The owner's calibration, carried in a personalised avatar (``calibration.json``)."""
+    from vcam_me.expression.calibration import Calibration
+
+    path = scratch / "calibration.json"
+    path.write_text(json.dumps({**json.loads(_sample_calibration()), **changes}, allow_nan=True), encoding="utf-8")
+    only_own_errors(lambda: Calibration.load(path))
+    path.write_text(text, encoding="utf-8")
+    only_own_errors(lambda: Calibration.load(path))
+
+
+def test_the_calibration_seed_is_valid(scratch: Path) -> None:
+    from vcam_me.expression.calibration import Calibration
+
+    path = scratch / "calibration.json"
+    path.write_text(_sample_calibration(), encoding="utf-8")
+    assert Calibration.load(path).pose_zero.shape == (3,)
 
 
 # -- (d) avatar folders --------------------------------------------------------------------------

@@ -68,10 +68,16 @@ class Calibration:
             baseline = np.array(data["baseline"], np.float32)
             maximum = None if data.get("maximum") is None else np.array(data["maximum"], np.float32)
             pose_zero = None if data.get("pose_zero") is None else np.array(data["pose_zero"], np.float32)
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            raise ConfigError(f"calibration file {path} is unreadable: {err}") from None
-        if list(channels) != list(AU_CHANNELS):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            raise ConfigError(f"calibration file {path} is unreadable: {str(err).splitlines()[0][:200]}") from None
+        except RecursionError:
+            raise ConfigError(f"calibration file {path} is unreadable: nested too deeply") from None
+        if not isinstance(channels, list) or channels != list(AU_CHANNELS):
             raise ConfigError(f"calibration file {path} was made for other AU channels; run the setup again")
+        for name, values, shape in (("baseline", baseline, (len(AU_CHANNELS),)), ("maximum", maximum, (len(AU_CHANNELS),)),
+                                    ("pose_zero", pose_zero, (3,))):
+            if values is not None and (values.shape != shape or not np.isfinite(values).all()):
+                raise ConfigError(f"calibration file {path}: {name} must be {shape[0]} finite numbers")
         return cls(baseline, maximum, pose_zero)
 
 

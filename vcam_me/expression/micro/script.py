@@ -105,6 +105,10 @@ def load_script(path: Path | str, library: MicroLibrary) -> list[ScriptEntry]:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise MicroExpressionError(f"{path}, line {err.lineno}, column {err.colno}: not valid JSON: {err.msg}") from None
+    except ValueError as err:  # int()'s own limit on digits, which json lets through
+        raise MicroExpressionError(f"{path}: not valid JSON: {str(err).splitlines()[0][:200]}") from None
+    except RecursionError:
+        raise MicroExpressionError(f"{path}: not valid JSON: nested too deeply") from None
     return parse_script(data, library, where=str(path))
 
 
