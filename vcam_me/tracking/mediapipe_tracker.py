@@ -157,12 +157,14 @@ class FaceTracker:
 
         ``on_result`` is required in ``live_stream`` mode; it is called on MediaPipe's
         thread with the newest observation (possibly empty). ``num_faces``: how many faces
-        MediaPipe looks for (default ``options.follow_one_of``); in ``video`` and
-        ``live_stream`` mode a :class:`FaceSelector` follows one of them.
+        MediaPipe looks for (default 1 in ``image`` mode, else ``options.follow_one_of``); in
+        ``video`` and ``live_stream`` mode a :class:`FaceSelector` follows one of them.
         """
         options = options or TrackingOptions()
         mode = mode or options.mode
-        num_faces = options.follow_one_of if num_faces is None else int(num_faces)
+        if num_faces is None:  # a still is measured face by face; a stream follows one of several
+            num_faces = 1 if mode == "image" else options.follow_one_of
+        num_faces = int(num_faces)
         if num_faces < 1:
             raise ValueError(f"num_faces must be ≥ 1, got {num_faces}")
         mp, BaseOptions, vision = _import_mediapipe()
