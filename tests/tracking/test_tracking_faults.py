@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -101,3 +102,27 @@ def test_a_face_mostly_out_of_the_frame_counts_as_lost(sliding_out):
     with build_tracker(loose, "video") as tracker:
         shares = [share_in_frame(o) for o in track_all(frames, tracker) if o.has_face]
     assert min(shares) < cfg.tracking.min_face_in_frame
+
+
+def test_live_stream_mode_follows_the_chosen_face_too(two_faces):
+    """The live path: MediaPipe's own thread delivers each result through the same selector."""
+    import threading
+
+    frames = _frames(two_faces)
+    seen: list = []
+    done = threading.Event()
+
+    def on_result(obs) -> None:
+        seen.append(obs)
+        if obs.timestamp_ms == frames[-1].timestamp_ms:
+            done.set()
+
+    with build_tracker(load_config(None), "live_stream", on_result=on_result) as tracker:
+        for frame in frames:
+            tracker.submit(frame)
+            time.sleep(0.02)  # about the clip's own pace, so that few frames are dropped
+        done.wait(5.0)
+    sides = [_side(o) for o in seen if o.has_face]
+    assert len(sides) > len(frames) // 2
+    assert set(sides) == {"left"}
+    assert any(not o.has_face for o in seen if GONE_S[0] * 1000 + 50 <= o.timestamp_ms <= GONE_S[1] * 1000)
