@@ -150,7 +150,7 @@ def _session(private_user_dirs, webcam):
     opened: list[CameraSource] = []
 
     def open_camera(options):
-        opened.append(CameraSource.open(options, capture_factory=webcam.open))
+        opened.append(CameraSource.open(options, capture_factory=webcam.open, wait=True))  # as the desktop app does
         return opened[0]
 
     session = LiveSession(cfg, listener, sinks=[sink], hotkeys=False, microphone=False, open_source=open_camera)
@@ -238,3 +238,25 @@ def test_a_resolution_change_mid_stream_is_followed(private_user_dirs, webcam_fr
     assert opened[0].size_changes == 2 and sink.frames[-1].image.shape == (180, 320, 3)
     rows = listener.window(changed_at, float("inf"))
     assert min(img.mean() for _, _, _, img in rows) > 25
+
+
+@pytest.mark.parametrize("fault", ["busy", "unplugged"])
+def test_a_session_starts_idle_while_the_camera_is_busy_or_missing_and_picks_it_up(
+        private_user_dirs, webcam_frames, fault):
+    frames, rate = webcam_frames
+    webcam = FaultyWebcam(frames, rate)
+    webcam.set_fault(fault)  # another app holds the camera, or it is not plugged in yet
+    session, listener, sink, opened = _session(private_user_dirs, webcam)
+    session.start()
+    try:
+        assert wait_until(lambda: len(listener.window(0, float("inf"))) >= 2 * FPS), (listener.statuses, listener.errors)
+        waited_until = time.monotonic()
+        webcam.set_fault(None)
+        assert wait_until(lambda: _face_tracked_since(listener, waited_until), timeout_s=10)
+    finally:
+        session.stop()
+    assert listener.errors == [] and listener.statuses == ["starting", "streaming", "stopped"]
+    assert listener.notices == ["Waiting for the camera", "Camera back"]
+    idle = listener.window(0, waited_until)
+    assert not any(face for _, face, _, _ in idle) and min(img.mean() for *_, img in idle) > 25
+    assert opened[0].reconnects == 1

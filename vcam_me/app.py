@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -1390,7 +1391,10 @@ class LiveSession:
         try:
             limit_opencv_threads()
             with contextlib.ExitStack() as stack:
-                source = stack.enter_context((self._open_source or open_source)(self.cfg.capture))
+                # The desktop app starts even while the camera is busy or unplugged: the avatar
+                # idles and the camera is picked up when it comes (see _frame_hook's notices).
+                opener = self._open_source or functools.partial(open_source, wait_for_camera=True)
+                source = stack.enter_context(opener(self.cfg.capture))
                 if self._given_sinks is None:
                     # A busy or vanished device is retried while the stream goes on; only a
                     # missing driver (a set-up problem) stops the session here.
@@ -1467,6 +1471,11 @@ class LiveSession:
 
     def _frame_hook(self, source):
         seen = {"connected": True, "frozen": False, "dark": False}
+        waiting = getattr(source, "waiting_reason", "")
+        if waiting:  # started without its camera: say why once, and "Camera back" when it comes
+            seen["connected"] = False
+            self.listener.notice("Waiting for the camera", f"{waiting}. The avatar idles until the camera "
+                                 "can be opened; close the other app using it, or plug it in.")
 
         def on_frame(frame, state) -> None:
             for name, before in seen.items():

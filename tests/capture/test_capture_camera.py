@@ -211,3 +211,16 @@ def test_a_size_change_is_followed(fakecam):
             time.sleep(0.01)
         frame = cam.wait_newer(cam.latest().index, timeout_s=1.0)
         assert cam.size == (32, 24) and cam.size_changes == 1 and frame.image.shape == (24, 32, 3)
+
+
+def test_wait_starts_without_the_camera_and_opens_it_when_it_comes(fakecam):
+    device = fakecam.Device(period_s=0.005)
+    device.present = False
+    with pytest.raises(CaptureError):
+        CameraSource.open(FAST_RECONNECT, capture_factory=fakecam.factory({0: device}))
+    with CameraSource.open(FAST_RECONNECT, capture_factory=fakecam.factory({0: device}), wait=True) as cam:
+        assert not cam.connected and "no camera at index 0" in cam.waiting_reason
+        assert cam.wait_newer(-1, timeout_s=0.2) is None and not cam.finished
+        device.present = True
+        assert cam.wait_reconnected(timeout_s=2.0)
+        assert cam.connected and cam.wait_newer(-1, timeout_s=1.0) is not None

@@ -25,19 +25,23 @@ __all__ = [
 
 
 def open_source(options: CaptureOptions | None = None, *, capture_factory=None,
-                on_reconnect: Callable[[int], None] | None = None) -> CameraSource | VideoFileSource | ImageSource:
+                on_reconnect: Callable[[int], None] | None = None,
+                wait_for_camera: bool = False) -> CameraSource | VideoFileSource | ImageSource:
     """Open what ``options.source`` names: ``"camera"``, a still image, or a video file.
 
     Images are recognised by their suffix or, failing that, their first bytes; they repeat
     at ``options.fps``. Videos use ``options.pace`` and ``options.loop``. A camera starts its
     thread at once; a file starts on the first ``wait_newer`` (or is iterated instead).
+    ``wait_for_camera``: a missing or busy camera starts disconnected and is waited for
+    (see :meth:`CameraSource.open`) instead of raising.
 
     Raises:
         CaptureError: the camera or file cannot be opened (one line saying why).
     """
     options = options or CaptureOptions()
     if options.source == "camera":
-        return CameraSource.open(options, capture_factory=capture_factory, on_reconnect=on_reconnect)
+        return CameraSource.open(options, capture_factory=capture_factory, on_reconnect=on_reconnect,
+                                 wait=wait_for_camera)
     if not options.source:
         raise CaptureError('capture.source is empty: use "camera" or a path to a video or image')
     path = Path(options.source).expanduser()

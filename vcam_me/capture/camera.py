@@ -138,7 +138,7 @@ class CameraSource(LiveSource):
 
     kind = "camera"
 
-    def __init__(self, capture: VideoCaptureLike, index: int, capture_factory: CaptureFactory,
+    def __init__(self, capture: VideoCaptureLike | None, index: int, capture_factory: CaptureFactory,
                  options: CaptureOptions, fmt: CameraFormat, first_image: np.ndarray | None = None,
                  on_reconnect: Callable[[int], None] | None = None, fourcc: str | None = "MJPG") -> None:
         super().__init__()
@@ -150,6 +150,8 @@ class CameraSource(LiveSource):
         self.format = fmt
         self.on_reconnect = on_reconnect
         self.connected = True
+        #: Why a source opened with ``wait=True`` started without its camera ("" otherwise).
+        self.waiting_reason = ""
         self.dropped_non_monotonic = 0
         self.frozen = False
         self.dark = False
@@ -169,7 +171,7 @@ class CameraSource(LiveSource):
     @classmethod
     def open(cls, options: CaptureOptions | None = None, *, capture_factory: CaptureFactory | None = None,
              on_reconnect: Callable[[int], None] | None = None, start: bool = True,
-             fourcc: str | None = "MJPG") -> "CameraSource":
+             fourcc: str | None = "MJPG", wait: bool = False) -> "CameraSource":
         """Open camera ``options.camera_index``, ask for its size and rate, start its thread.
 
         ``fourcc`` is the pixel format asked for first: most USB webcams give 720p at 30 fps
@@ -177,12 +179,30 @@ class CameraSource(LiveSource):
         request. ``None`` leaves the driver's choice. ``on_reconnect(count)`` is called on
         the camera thread after each reconnect.
 
+        ``wait=True`` (the desktop app): a camera that is missing or taken by another app is
+        not an error; the source starts disconnected (``connected`` False, ``waiting_reason``
+        says why) and its thread keeps trying to open it, so the stream can start idle and
+        pick the camera up when it comes.
+
         Raises:
             CaptureError: no camera at that index (the message lists the ones found), or it
                 opened but gave no frame.
         """
         options = options or CaptureOptions()
         factory = capture_factory or default_capture_factory
+        if wait:
+            try:
+                return cls.open(options, capture_factory=factory, on_reconnect=on_reconnect, start=start, fourcc=fourcc)
+            except CaptureError as err:
+                log.warning("%s; waiting for it", err)
+                requested = (options.width, options.height)
+                fmt = CameraFormat(requested, float(options.fps), requested, 0.0)
+                source = cls(None, options.camera_index, factory, options, fmt, None, on_reconnect, fourcc)
+                source.connected = False
+                source.waiting_reason = str(err)
+                if start:
+                    source.start()
+                return source
         index = options.camera_index
         try:
             cap = factory(index)
