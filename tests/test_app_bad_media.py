@@ -120,3 +120,31 @@ def test_run_refuses_a_bad_video_in_one_line(tmp_path, private_user_dirs, capfd,
     _one_line_refusal(capfd, ["run", "--video", str(video), "--record", str(out), "--duration", "1", "--fast",
                                "--no-hotkeys", "--size", "320x180"], expected)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("name", ["truncated.png", "huge.png", "not_an_image.jpg", "empty.jpg"])
+def test_run_refuses_a_bad_still_image_in_one_line(tmp_path, private_user_dirs, capfd, name: str) -> None:
+    make, _ = PHOTOS[name]
+    image = tmp_path / name
+    image.write_bytes(make())
+    out = tmp_path / "out.mp4"
+    expected = {"huge.png": "more than 100 megapixels", "empty.jpg": "is empty"}.get(name, "not a readable image")
+    _one_line_refusal(capfd, ["run", "--image", str(image), "--record", str(out), "--duration", "1", "--no-hotkeys",
+                              "--size", "320x180"], expected)
+    assert not out.exists()
+
+
+def test_setup_refuses_a_file_that_is_not_a_video_in_one_line(tmp_path, private_user_dirs, bad_videos) -> None:
+    """In a child process: FFmpeg's log level is set once per process, when OpenCV first
+    opens a video, so only a fresh ``vcam-me`` shows what a user sees."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("torch", reason="vcam-me setup needs the [train] extra")
+    video, _ = bad_videos["not_a_video.mp4"]
+    run = subprocess.run([sys.executable, "-m", "vcam_me", "setup", "--from-video", str(video), "--out",
+                          str(tmp_path / "mine")], capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 2
+    lines = [line for line in run.stderr.splitlines() if not line.startswith("checking the capture")]
+    assert lines == [f"vcam-me: error: {video} is not a readable video"], run.stderr
+    assert not (tmp_path / "mine").exists()

@@ -53,6 +53,9 @@ def _quiet_native_logs() -> None:
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     os.environ.setdefault("GLOG_minloglevel", "2")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # OpenCV's FFmpeg reader prints FFmpeg's errors ("moov atom not found") for a damaged
+    # video; -8 is FFmpeg's AV_LOG_QUIET. We say what was wrong in one line ourselves.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 
 def limit_opencv_threads() -> None:

@@ -23,7 +23,6 @@ import datetime as _dt
 import hashlib
 import io
 import json
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -32,6 +31,7 @@ import cv2
 import numpy as np
 
 from vcam_me.errors import AvatarError
+from vcam_me.media import image_problem
 from vcam_me.storage import atomic_copy, atomic_write_bytes, atomic_write_text, new_folder
 from vcam_me.types import NUM_LANDMARKS, FaceObservation
 
@@ -42,10 +42,6 @@ MIN_FACE_PX = 96
 #: The stored reference is downscaled so the face box is at most this tall (pixels): enough
 #: for a 1080p output, small enough to keep the folder light.
 MAX_STORED_FACE_PX = 640
-
-#: Largest photo accepted (pixels): above a 50-megapixel phone camera's, far below what
-#: would exhaust memory when decoded.
-MAX_PHOTO_PIXELS = 100_000_000
 
 _FILES = ("reference.png", "landmarks.npy", "transform.npy", "blendshapes.npy")
 
@@ -73,30 +69,10 @@ def read_photo(path: str | Path) -> np.ndarray:
 
 
 def _probe_photo(data: np.ndarray, path: Path) -> None:
-    """Refuse a photo by its header before OpenCV decodes it: one with more than
-    :data:`MAX_PHOTO_PIXELS` (OpenCV would try to allocate it whole), and one that Pillow finds
-    damaged (libpng would print its own complaint on stderr, beside our one line). A format
-    Pillow does not know is left to OpenCV."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data.tobytes())) as probe:
-                width, height = probe.size
-                if width * height > MAX_PHOTO_PIXELS:
-                    raise AvatarError(f"photo {path} is {width}x{height} pixels, more than the "
-                                      f"{MAX_PHOTO_PIXELS // 10**6} megapixels a portrait needs: use a smaller copy")
-                probe.verify()
-    except AvatarError:
-        raise
-    except Image.DecompressionBombError:
-        raise AvatarError(f"photo {path} claims a size of more than {MAX_PHOTO_PIXELS // 10**6} megapixels: "
-                          "use a smaller copy") from None
-    except UnidentifiedImageError:
-        return
-    except Exception:  # noqa: BLE001 - Pillow's decoders raise many types for a damaged file
-        raise AvatarError(f"photo {path} is not a readable image (corrupt, truncated or unsupported format)") from None
+    """Refuse a photo by its header before OpenCV decodes it (see :mod:`vcam_me.media`)."""
+    problem = image_problem(data.tobytes())
+    if problem:
+        raise AvatarError(f"photo {path} {problem}")
 
 
 def _sha256(path: Path) -> str:

@@ -15,6 +15,7 @@ import numpy as np
 from vcam_me.capture.base import LiveSource
 from vcam_me.clock import Pacer
 from vcam_me.errors import CaptureError
+from vcam_me.media import image_problem
 from vcam_me.types import Frame
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,15 @@ def read_image_rgb(path: str | Path) -> np.ndarray:
         raise CaptureError(f"image file not found: {path}") from None
     except OSError as err:
         raise CaptureError(f"cannot read image {path}: {err.strerror or err}") from None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if data.size == 0:
+        raise CaptureError(f"image {path} is empty")
+    problem = image_problem(data.tobytes())
+    if problem:
+        raise CaptureError(f"image {path} {problem}")
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    except cv2.error:  # some decoders throw instead of returning None
+        image = None
     if image is None:
         raise CaptureError(f"not a readable image: {path}")
     return np.ascontiguousarray(image[:, :, ::-1])
