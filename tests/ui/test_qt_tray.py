@@ -178,3 +178,23 @@ def test_notices_and_errors_reach_the_user(qtbot, session_cfg, private_user_dirs
     assert "error" in tray.status_line.text() and tray.actions["start_stop"].text() == "Start"
     bridge.listener.notice("Camera lost", "The camera stopped delivering frames")  # as the session says it
     qtbot.waitUntil(lambda: tray.notifications[-1][0] == "Camera lost", timeout=2000)
+
+
+def test_a_lost_virtual_camera_shows_in_the_icon_and_status_line_until_it_is_back(qtbot, session_cfg, private_user_dirs):
+    """As the live session reports it (app.LiveSession._virtual_camera_changed): the stream
+    stays on (Stop in the menu), the icon and status line say the call sees nothing."""
+    tray, _controller, bridge, *_ = make_tray(session_cfg, lambda *a, **k: None, private_user_dirs)
+    listener = bridge.listener
+    listener.status("starting")
+    listener.status("streaming")
+    listener.notice("Virtual camera lost", "Virtual camera lost: device gone; retrying every 2 s.")
+    listener.status("output_lost")
+    qtbot.waitUntil(lambda: "virtual camera lost, retrying" in tray.status_line.text() and bool(tray.notifications),
+                    timeout=2000)
+    assert bridge.stream_status is StreamStatus.NO_VIRTUAL_CAMERA
+    assert tray.actions["start_stop"].text() == "Stop"
+    assert tray.tray.icon().pixmap(32).toImage() == status_pixmap(StreamStatus.NO_VIRTUAL_CAMERA, 32).toImage()
+    assert tray.notifications[-1][0] == "Virtual camera lost"
+    listener.status("output_back")
+    qtbot.waitUntil(lambda: "idle" in tray.status_line.text(), timeout=2000)  # drawn once the GUI thread has it
+    assert bridge.stream_status is StreamStatus.IDLE
