@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from vcam_me.avatar import Avatar
 from vcam_me.avatar import archive as archive_module
@@ -336,3 +338,59 @@ def test_command_line_round_trip_and_one_line_refusals(tmp_path: Path, private_u
 
     assert main(["avatar", "export", "nobody", str(tmp_path / "x.zip")]) == 2
     assert "no avatar of yours named 'nobody'" in capsys.readouterr().err
+
+
+# -- fuzz: damaged and made-up archives ------------------------------------------------------------
+_FUZZ = settings(max_examples=60, deadline=None, derandomize=True, database=None,
+                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+_VALID = io.BytesIO()
+with zipfile.ZipFile(_VALID, "w", compression=zipfile.ZIP_DEFLATED) as _z:
+    for _name, _data in _sample_members().items():
+        _z.writestr(_name, _data)
+VALID_ARCHIVE = _VALID.getvalue()
+_NAMES = [*_sample_members(), "network/", "network/appearance.onnx", "../x", "/abs", "a\\b", "C:x", "x/../../y", "dup",
+          "dup", "DUP", "", "consent.json"]
+
+
+@st.composite
+def damaged_archives(draw) -> bytes:
+    data = bytearray(VALID_ARCHIVE)
+    for _ in range(draw(st.integers(1, 8))):
+        data[draw(st.integers(0, len(data) - 1))] = draw(st.integers(0, 255))
+    if draw(st.booleans()):
+        data = data[: draw(st.integers(0, len(data)))]
+    return bytes(data)
+
+
+@st.composite
+def made_up_archives(draw) -> bytes:
+    members = _sample_members()
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with zipfile.ZipFile(buffer, "w") as z:
+            for name in draw(st.lists(st.sampled_from(_NAMES) | st.text(max_size=12), max_size=8)):
+                info = zipfile.ZipInfo(name or "x")
+                info.filename = name
+                info.create_system = 3
+                info.external_attr = draw(st.sampled_from([0, stat.S_IFREG | 0o644, stat.S_IFLNK | 0o777,
+                                                           stat.S_IFDIR | 0o755, stat.S_IFIFO | 0o644])) << 16
+                z.writestr(info, members.get(name, draw(st.binary(max_size=64))))
+    return buffer.getvalue()
+
+
+@_FUZZ
+@given(data=damaged_archives() | made_up_archives())
+def test_any_archive_is_imported_whole_or_refused_leaving_nothing(tmp_path_factory, data: bytes) -> None:
+    root = tmp_path_factory.mktemp("fuzz")
+    avatars = root / "avatars"
+    avatars.mkdir()
+    (root / "a.zip").write_bytes(data)
+    try:
+        avatar = import_avatar_archive(root / "a.zip", avatars, "friend")
+    except VcamError as err:
+        assert "\n" not in str(err)
+        assert _tree(root) == {"a.zip", "avatars"}, "a refused import left something behind"
+        return
+    assert avatar.folder == avatars / "friend"
+    assert {p.relative_to(root).parts[0] for p in root.rglob("*")} == {"a.zip", "avatars"}
