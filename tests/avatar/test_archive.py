@@ -394,3 +394,32 @@ def test_any_archive_is_imported_whole_or_refused_leaving_nothing(tmp_path_facto
         return
     assert avatar.folder == avatars / "friend"
     assert {p.relative_to(root).parts[0] for p in root.rglob("*")} == {"a.zip", "avatars"}
+
+
+def test_a_network_that_reads_weights_from_outside_its_folder_is_refused_when_opened(tmp_path, avatars) -> None:
+    """ONNX can keep weights in an "external data" file named by a relative path; one that
+    points out of the avatar's folder would read a file of the user's into the network.
+    ONNX Runtime refuses such a path; this guards that with the version we install."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    from vcam_me.avatar.appearance import open_session
+    from vcam_me.avatar.avatar import add_network, save_avatar
+    from vcam_me.errors import ModelError
+
+    (tmp_path / "secret.bin").write_bytes(b"the user's private bytes!")
+    weights = TensorProto(name="w", data_type=TensorProto.INT32, dims=[4], data_location=TensorProto.EXTERNAL)
+    for key, value in (("location", "../../../../secret.bin"), ("offset", "0"), ("length", "16")):
+        entry = weights.external_data.add()
+        entry.key, entry.value = key, value
+    x = helper.make_tensor_value_info("x", TensorProto.INT32, [4])
+    y = helper.make_tensor_value_info("y", TensorProto.INT32, [4])
+    graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "g", [x], [y], [weights])
+    net = tmp_path / "net.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(net))
+    own = save_avatar(Avatar.load(SAMPLE), tmp_path / "own")
+    add_network(own, net)
+    imported = import_avatar_archive(export_avatar_archive(own.folder, tmp_path / "own.zip"), avatars, "own")
+    assert (imported.folder / "network" / "../../../../secret.bin").resolve() == tmp_path / "secret.bin"
+    with pytest.raises(ModelError, match="escapes"):
+        open_session(imported.network_files()["fp32"], device="cpu")
