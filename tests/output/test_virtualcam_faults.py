@@ -283,3 +283,17 @@ def test_the_live_pipeline_keeps_streaming_to_other_sinks_through_an_outage(tmp_
     assert camera.frames_dropped >= 15
     assert pipeline.stats.output_frames == len(first.frames) + camera.frames_dropped + len(second.frames)
     assert second.frames[-1].shape == (96, 160, 3)  # labelled avatar frames through pyvirtualcam.Camera
+
+
+def test_a_busy_system_device_is_not_told_to_install_a_driver(monkeypatch):
+    """The driver is there (doctor's check says so) and only the device is taken: the message
+    says what the device said, not how to install v4l2loopback."""
+    FlakyDevice.busy = True
+    monkeypatch.setattr(vc, "_system", lambda: "Linux")
+    monkeypatch.setitem(vc.DEFAULT_BACKENDS, "Linux", (BACKEND,))
+    monkeypatch.setattr(vc, "virtual_camera_status", lambda options: (True, "v4l2loopback: /dev/video9"))
+    status = StatusLog()
+    with RetryingVirtualCamera.open((32, 24), 30, OutputOptions(virtualcam_retry_s=60), on_status=status):
+        pass
+    (lost,) = status.events
+    assert "in use by another program" in lost[1] and "modprobe" not in lost[1] and "install" not in lost[1]

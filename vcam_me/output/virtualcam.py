@@ -116,12 +116,13 @@ class VirtualCameraSink(SinkBase):
         *,
         backend: str | None = None,
         device: str | None = None,
+        hint: bool = True,
     ) -> "VirtualCameraSink":
         """Open the virtual camera for ``size`` = (width, height) frames at ``fps``.
 
         ``backend``/``device`` override ``options.virtualcam_backend``/``virtualcam_device``.
-        Raises :class:`OutputError` (one line, naming the driver to install) when no backend
-        can be opened.
+        Raises :class:`OutputError` (one line, naming the driver to install unless ``hint`` is
+        false: a busy device needs no new driver) when no backend can be opened.
         """
         import pyvirtualcam
 
@@ -145,6 +146,8 @@ class VirtualCameraSink(SinkBase):
         why = "; ".join(reasons)
         if backend and backend != "auto":
             raise OutputError(f"cannot open the virtual camera ({why})")
+        if not hint:
+            raise OutputError(f"no virtual camera available ({why})")
         raise OutputError(f"no virtual camera available ({why}): {driver_hint()}")
 
     @property
@@ -240,13 +243,16 @@ class RetryingVirtualCamera(SinkBase):
         _candidate_backends(options.virtualcam_backend, pyvirtualcam.camera.BACKENDS)
 
         def open_device() -> VirtualCameraSink:
-            return VirtualCameraSink.open(size, fps, options)
+            # no "install the driver" hint: it is installed, the device is busy or gone
+            return VirtualCameraSink.open(size, fps, options, hint=False)
 
         try:
             camera = open_device()
         except OutputError as err:
             installed, _ = virtual_camera_status(options)
             if not installed:
+                if options.virtualcam_backend in ("", "auto"):
+                    raise OutputError(f"{err}: {driver_hint()}") from None
                 raise
             sink = cls(open_device, size, options.virtualcam_retry_s, on_status=on_status)
             sink._lose(None, err)
