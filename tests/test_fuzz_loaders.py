@@ -439,6 +439,40 @@ def test_consent_record_file_checked_by_the_registry(scratch: Path, registry, te
                                                      "not-yet-valid", "wrong-avatar", "out-of-scope")
 
 
+def _revocation_line(registry) -> bytes:
+    """One genuine signed line of a revocation list, to mutate."""
+    from vcam_me.consent.registry import Revocation, revocation_line
+
+    key = registry.issuer
+    moment = datetime(2026, 11, 24, tzinfo=UTC)
+    return revocation_line(Revocation(0x123456789A, "fuzz", moment, key.key_id), "", key)
+
+
+@FUZZ
+@given(text=st.sampled_from(JSON_TOKENS) | st.text(max_size=200), data=random_bytes, cut=st.integers(0, 400))
+def test_revocation_list_never_raises(registry, text: str, data: bytes, cut: int) -> None:
+    """The registry's revocation list: damage is reported as problems (every check then fails
+    closed as tampered), never raised."""
+    from vcam_me.consent.registry import parse_revocations
+
+    line = _revocation_line(registry)
+    for content in (line + text.encode("utf-8", "surrogatepass") + b"\n", data, line[:cut], line + data):
+        result = parse_revocations(content, registry.trusted)
+        assert isinstance(result.problems, tuple)
+
+
+@FEW
+@given(data=random_bytes | st.sampled_from([b"-----BEGIN PUBLIC KEY-----\n",
+                                             b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"]))
+def test_public_key_files(scratch: Path, data: bytes) -> None:
+    """Keys a user adds to ``trusted/`` (and the issuer's own ``.pub``)."""
+    from vcam_me.consent.keys import load_public_key
+
+    path = scratch / "friend.pub"
+    path.write_bytes(data)
+    only_own_errors(lambda: load_public_key(path))
+
+
 # -- a small TOML writer for the structured library documents --------------------------------------
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):

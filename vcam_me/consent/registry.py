@@ -199,8 +199,8 @@ def parse_revocations(data: bytes, trusted: TrustedKeys, *, resume: RevocationLi
                 consent_id,
                 Revocation(consent_id, str(entry.get("reason", "")), parse_time(entry["revoked_at"]), str(entry.get("key_id", ""))),
             )
-        except (ValueError, KeyError, TypeError) as err:
-            problems.append(f"line {number} cannot be read ({err})")
+        except (ValueError, KeyError, TypeError, RecursionError) as err:  # RecursionError: JSON nested too deeply
+            problems.append(f"line {number} cannot be read ({str(err).splitlines()[0][:200] if str(err) else type(err).__name__})")
             prev = hashlib.sha256(raw).hexdigest()
             continue
         if entry.get("prev") != prev:
