@@ -230,14 +230,17 @@ def test_a_hand_over_the_mouth_is_followed_without_jumps(renders):
 
 
 def test_an_extreme_roll_degrades_to_idle_and_back_smoothly(renders):
-    """Rolled to 75 degrees MediaPipe loses the face: the avatar follows the roll as far as it
-    is tracked, then fades to idle along the hand-over's smoothstep (never faster), and the
-    expression steps no more than on the clean clip."""
+    """Rolled to 75 degrees MediaPipe loses the face: the avatar follows the roll, bending into
+    its limit ([expression] max_head_turn_deg) instead of folding the portrait over, fades to
+    idle along the hand-over's smoothstep (never faster), and the expression steps no more
+    than on the clean clip."""
     r = renders["extreme_turn"]
     steps, clean = r.steps(), renders["clean"].steps()
     print("extreme_turn", _figures(renders, "extreme_turn"), f"; hand-over slope {_handover_slope(r):.3f} deg")
     present = np.array([s.face_present for s in r.states])
-    assert np.abs([s.head_pose[2] for s in r.states]).max() > 45  # the avatar did follow the roll
+    roll = np.abs([s.head_pose[2] for s in r.states])
+    limit = load_config(None).expression.max_head_turn_deg
+    assert 0.85 * limit < roll.max() <= limit  # the avatar followed the roll up to its limit
     assert not present.all() and present[-1]  # lost at the far end of the roll, found on the way back
     assert steps["au"].max() <= _bound(clean["au"])
     rotation = 75 * (1000 / FPS) / 600  # the video's own roll per output frame (75 degrees in 0.6 s)

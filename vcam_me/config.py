@@ -86,6 +86,9 @@ class ExpressionOptions:
     #: A tracked face whose newest sample is older than this (ms) counts as lost, so the
     #: avatar idles instead of holding a stale face when the camera stalls or freezes.
     stale_after_ms: int = 500
+    #: The avatar's head turns at most this far (degrees, each axis), bending smoothly toward
+    #: it: past about 30 degrees the portrait warp folds the head over the background.
+    max_head_turn_deg: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -283,6 +286,7 @@ _RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "expression.baseline_rise_rate": (lambda v: 0 <= v <= 1, "0..1"),
     "expression.interpolation_delay_ms": (lambda v: v == "auto" or 0 <= v <= 200, '"auto" or 0..200'),
     "expression.stale_after_ms": (lambda v: 100 <= v <= 10000, "100..10000"),
+    "expression.max_head_turn_deg": (lambda v: 5 <= v <= 90, "5..90"),
     "expression.gain": (lambda v: 0 <= v <= 3, "0..3"),
     "micro.mode": (lambda v: v in ("none", "auto") or v.lower().endswith(".json"), '"none", "auto" or the path of a .json script'),
     "micro.rate_per_min": (lambda v: 0 <= v <= 60, "0..60"),

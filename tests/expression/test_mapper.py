@@ -123,3 +123,26 @@ def test_a_face_with_no_new_sample_for_too_long_counts_as_lost():
     assert not m.state_at(last + 600).face_present
     m.update(_obs(last + 700, jaw=0.5))  # the camera is back
     assert m.state_at(last + 700).face_present
+
+
+def test_soft_limit_keeps_small_turns_and_bends_large_ones_smoothly_into_the_limit():
+    from vcam_me.expression.mapper import soft_limit
+
+    angles = np.linspace(-120, 120, 2401)
+    bent = soft_limit(angles, 30.0)
+    small = np.abs(angles) <= 18
+    np.testing.assert_allclose(bent[small], angles[small], atol=1e-4)  # up to 60 % of the limit: as tracked
+    assert np.all(np.abs(bent) < 30.0) and np.abs(bent).max() > 29.9
+    slope = np.diff(bent) / np.diff(angles)
+    assert np.all(slope >= 0) and slope.max() <= 1.0 + 1e-3  # never backwards, never faster than the head
+    assert np.abs(np.diff(slope)).max() < 0.01  # no kink where the bend starts
+
+
+def test_an_extreme_head_turn_is_drawn_within_the_limit():
+    mapper = ExpressionMapper(ExpressionOptions(max_head_turn_deg=30.0))
+    for k in range(12):  # the neutral pose is learnt over the first frames
+        mapper.update(_obs(k * 33))
+    for k in range(12, 40):
+        mapper.update(_obs(k * 33, pose=(70.0, 0.0, 0.0)))
+    yaw = abs(float(mapper.state_at(39 * 33).head_pose[0]))
+    assert 27 < yaw < 30

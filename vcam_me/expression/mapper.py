@@ -30,6 +30,26 @@ _LOSS_DECAY = 0.25
 _POSE_BASELINE_FRAMES = 10
 
 
+#: The soft limit leaves a turn unchanged up to this share of the limit, then bends it over.
+_KNEE = 0.6
+
+
+def soft_limit(angles: np.ndarray, limit_deg: float) -> np.ndarray:
+    """Head-pose angles (degrees) bent smoothly into ``(-limit_deg, limit_deg)``.
+
+    Unchanged up to 60 % of the limit, then a tanh knee with the same slope where it starts,
+    so a turn toward the limit slows down and stops there instead of hitting a wall. Past
+    about 30 degrees (yaw, roll; less for pitch) the portrait warp folds the head over the
+    background (rendered with the sample avatar), so a user who turns far or a tracker that
+    reads a rolled camera does not drive the avatar into a torn face.
+    """
+    a = np.asarray(angles, np.float64)
+    knee = _KNEE * limit_deg
+    span = limit_deg - knee
+    bent = np.sign(a) * (knee + span * np.tanh((np.abs(a) - knee) / span))
+    return np.where(np.abs(a) <= knee, a, bent).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class _Sample:
     t_ms: int
@@ -104,7 +124,7 @@ class ExpressionMapper:
                 if len(self._pose_samples) >= _POSE_BASELINE_FRAMES:
                     self._pose_zero = np.mean(self._pose_samples, axis=0).astype(np.float32)
             zero = self._pose_zero if self._pose_zero is not None else np.mean(self._pose_samples, axis=0)
-            pose = self._pose_filter(angles - zero, t)
+            pose = soft_limit(self._pose_filter(angles - zero, t), self.options.max_head_turn_deg)
         return _Sample(t, au.astype(np.float32), gaze.astype(np.float32), pose.astype(np.float32), True, base.copy())
 
     def _lost_sample(self, t_ms: int) -> _Sample:
