@@ -158,6 +158,15 @@ def test_import_refuses_a_name_that_is_not_one_plain_folder(tmp_path: Path, avat
     assert _tree(avatars) == set()
 
 
+@pytest.mark.parametrize("stem, name", [("my avatar (1)", "my avatar -1"), ("Jane's face", "Jane-s face"),
+                                        ("...", "avatar"), ("../../x", "x"), ("ü" * 80, "avatar"), ("a" * 80, "a" * 64)])
+def test_a_default_name_is_made_valid_from_the_archive_name(stem: str, name: str) -> None:
+    from vcam_me.avatar.archive import avatar_name_from, check_avatar_name
+
+    assert avatar_name_from(stem) == name
+    check_avatar_name(name)
+
+
 # -- hostile archives ----------------------------------------------------------------------------
 def _symlink_member(name: str) -> zipfile.ZipInfo:
     info = zipfile.ZipInfo(name)
@@ -324,6 +333,10 @@ def test_command_line_round_trip_and_one_line_refusals(tmp_path: Path, private_u
     assert main(["avatar", "import", str(out), "--name", "friend"]) == 0
     assert Avatar.load(own_avatars_dir() / "friend").content_id == Avatar.load(SAMPLE).content_id
     assert main(["avatar", "export", "friend", str(tmp_path / "again.zip")]) == 0, "an own avatar by its name"
+    odd = tmp_path / "Jane's face (1).zip"
+    odd.write_bytes(out.read_bytes())
+    assert main(["avatar", "import", str(odd)]) == 0
+    assert (own_avatars_dir() / "Jane-s face -1" / "avatar.json").is_file()
     capsys.readouterr()
 
     assert main(["avatar", "import", str(out), "--name", "friend"]) == 2

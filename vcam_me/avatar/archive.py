@@ -62,6 +62,13 @@ def check_avatar_name(name: str) -> str:
     return name
 
 
+def avatar_name_from(text: str) -> str:
+    """A valid avatar name made from ``text`` (an archive's file name): other characters
+    become '-', and the result is cut to 64 characters; "avatar" if nothing is left."""
+    name = re.sub(r"[^A-Za-z0-9._ -]+", "-", text).replace("..", "-").strip(" .-_")[:64].rstrip(" .")
+    return name if name and _NAME.fullmatch(name) else "avatar"
+
+
 def export_avatar_archive(folder: str | Path, out: str | Path) -> Path:
     """Write the avatar in ``folder`` as the zip archive ``out`` (which must not exist).
 
@@ -203,11 +210,11 @@ def import_avatar_archive(
     """
     archive_path = Path(archive_path)
     label = f"avatar archive {archive_path}"
+    if not archive_path.is_file():
+        raise AvatarError(f"{label} not found" if not archive_path.exists() else f"{label} is not a file")
     dest = Path(avatars_dir) / check_avatar_name(name)
     if dest.exists():
         raise AvatarError(f"an avatar named {name!r} already exists ({dest}); choose another name with --name")
-    if not archive_path.is_file():
-        raise AvatarError(f"{label} not found" if not archive_path.exists() else f"{label} is not a file")
     try:
         with zipfile.ZipFile(archive_path) as archive:
             members = _checked_members(archive, label)
