@@ -674,9 +674,10 @@ def _check_carried_consent(folder: Path) -> None:
 def import_avatar(archive: Path, name: str | None = None):
     """Unpack an avatar archive among the user's own avatars (as ``name``, default the
     archive's file name); refuses anything unsafe and never replaces an existing avatar."""
-    from vcam_me.avatar.archive import import_avatar_archive
+    from vcam_me.avatar.archive import avatar_name_from, import_avatar_archive
 
-    return import_avatar_archive(archive, _avatar_cache_dir(), name or archive.stem, check_folder=_check_carried_consent)
+    return import_avatar_archive(archive, _avatar_cache_dir(), name or avatar_name_from(archive.stem),
+                                 check_folder=_check_carried_consent)
 
 
 # --------------------------------------------------------------------------------------
