@@ -148,3 +148,12 @@ def test_setup_refuses_a_file_that_is_not_a_video_in_one_line(tmp_path, private_
     lines = [line for line in run.stderr.splitlines() if not line.startswith("checking the capture")]
     assert lines == [f"vcam-me: error: {video} is not a readable video"], run.stderr
     assert not (tmp_path / "mine").exists()
+
+
+@pytest.mark.parametrize("name", VIDEOS)
+def test_verify_and_consent_record_refuse_a_bad_video_in_one_line(tmp_path, private_user_dirs, capfd, bad_videos,
+                                                                  name) -> None:
+    video, expected = bad_videos[name]
+    _one_line_refusal(capfd, ["verify", str(video)], expected)
+    _one_line_refusal(capfd, ["consent", "record", "--avatar", str(BUNDLED_AVATAR), "--name", "Jane Doe",
+                              "--recording", str(video), "--challenge", "RIVER-4821"], expected)
