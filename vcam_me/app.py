@@ -22,7 +22,7 @@ from pathlib import Path
 
 from vcam_me.clock import now_ms
 from vcam_me.config import PROJECT_ROOT, AppConfig, load_config, user_config_path
-from vcam_me.errors import AvatarError, OutputError, TrackingError, VcamError
+from vcam_me.errors import AvatarError, ConfigError, OutputError, TrackingError, VcamError
 
 log = logging.getLogger("vcam_me")
 
@@ -2148,7 +2148,7 @@ def cmd_default(args, cfg: AppConfig) -> int:
     if desktop_available():
         from vcam_me.ui.qt_app import run_desktop
 
-        return run_desktop(cfg)
+        return run_desktop(cfg, notice=getattr(args, "config_notice", None))
     from vcam_me.cli import build_parser
 
     build_parser().print_help()
@@ -2163,6 +2163,27 @@ COMMANDS = {
 }
 
 
+def load_config_for(args) -> tuple[AppConfig, str | None]:
+    """The configuration for this command, and a notice when the user's settings were set aside.
+
+    A settings file that cannot be read is a one-line error at a terminal (the user fixes
+    it). The tray app has no terminal: it starts with the default settings instead and says
+    so (on stderr and in a tray notice), never silently."""
+    path = Path(args.config) if args.config else None
+    try:
+        return load_config(path), None
+    except ConfigError as err:
+        if args.command is not None or not desktop_available():
+            raise
+        try:
+            cfg = load_config(path, use_user_config=False)
+        except ConfigError:
+            raise err from None
+        notice = f"{err}; started with the default settings"
+        print(f"vcam-me: {notice}", file=sys.stderr)
+        return cfg, notice
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``vcam-me`` command. Returns the process exit code."""
     _quiet_native_logs()
@@ -2172,7 +2193,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        cfg = load_config(Path(args.config) if args.config else None)
+        cfg, args.config_notice = load_config_for(args)
         return COMMANDS[args.command](args, cfg)
     except VcamError as err:
         print(f"vcam-me: error: {err}", file=sys.stderr)

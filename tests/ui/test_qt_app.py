@@ -22,10 +22,52 @@ def test_without_a_display_bare_vcam_me_prints_the_help(monkeypatch, capsys, pri
 def test_on_a_desktop_bare_vcam_me_opens_the_tray_app(monkeypatch, private_user_dirs):
     calls = []
     monkeypatch.setenv("DISPLAY", ":0")
-    monkeypatch.setattr("vcam_me.ui.qt_app.run_desktop", lambda cfg: calls.append(cfg) or 0)
+    monkeypatch.setattr("vcam_me.ui.qt_app.run_desktop", lambda cfg, notice=None: calls.append(cfg) or 0)
     assert desktop_available()
     assert main([]) == 0
     assert len(calls) == 1 and calls[0].output.fps in (30, 60)
+
+
+def test_unreadable_settings_stop_a_command_with_one_line(monkeypatch, capsys, private_user_dirs):
+    from vcam_me.config import user_config_path
+
+    path = user_config_path()
+    path.parent.mkdir(parents=True)
+    path.write_text("[output\nfps = ", encoding="utf-8")
+    assert main(["avatar", "list"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and str(path) in err and "not valid TOML" in err
+
+
+def test_the_tray_app_starts_with_defaults_and_says_so_when_settings_are_unreadable(monkeypatch, capsys,
+                                                                                    private_user_dirs):
+    from vcam_me.config import load_config, user_config_path
+
+    path = user_config_path()
+    path.parent.mkdir(parents=True)
+    path.write_text("[output]\nfps = 30\n\x00garbage", encoding="utf-8")
+    calls = []
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setattr("vcam_me.ui.qt_app.run_desktop", lambda cfg, notice=None: calls.append((cfg, notice)) or 0)
+    assert main([]) == 0
+    (cfg, notice), = calls
+    assert cfg == load_config(use_user_config=False), "the defaults, not a half-read file"
+    assert str(path) in notice and "default settings" in notice and "\n" not in notice
+    assert notice in capsys.readouterr().err
+    assert path.read_text(encoding="utf-8").endswith("garbage"), "the user's file is left as it was"
+
+
+def test_the_tray_shows_the_settings_notice(qapp, private_user_dirs, monkeypatch):
+    from vcam_me.config import load_config
+    from vcam_me.ui import qt_tray
+    from vcam_me.ui.qt_app import run_desktop
+
+    shown = []
+    real_notify = qt_tray.TrayApp.notify
+    monkeypatch.setattr(qt_tray.TrayApp, "notify", lambda self, title, text: shown.append(text) or real_notify(self, title, text))
+    QTimer.singleShot(300, qapp.quit)
+    assert run_desktop(load_config(), start_streaming=False, notice="config.toml is not valid TOML") == 0
+    assert "config.toml is not valid TOML" in shown
 
 
 def test_the_tray_app_starts_and_quits(qapp, private_user_dirs):

@@ -33,8 +33,9 @@ def show_first_run(tray, cfg: AppConfig):
     return dialog
 
 
-def run_desktop(cfg: AppConfig, *, start_streaming: bool = True) -> int:
-    """Run the tray app until Quit; returns the process exit code."""
+def run_desktop(cfg: AppConfig, *, start_streaming: bool = True, notice: str | None = None) -> int:
+    """Run the tray app until Quit; returns the process exit code. ``notice``: a problem to
+    show as soon as the tray is up (a settings file that could not be read, say)."""
     from PySide6.QtWidgets import QApplication
 
     from vcam_me.ui.controller import TrayController
@@ -48,6 +49,8 @@ def run_desktop(cfg: AppConfig, *, start_streaming: bool = True) -> int:
     controller = TrayController(cfg, bridge.listener)
     tray = TrayApp(controller, bridge)
     tray.show()
+    if notice:
+        tray.notify("Settings not loaded", notice)
     tray.first_run_dialog = show_first_run(tray, cfg)
     if start_streaming:
         controller.start()
