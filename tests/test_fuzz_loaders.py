@@ -203,9 +203,11 @@ def test_micro_library_with_mutated_lines(scratch: Path, text: str) -> None:
 
 
 @FUZZ
-@given(table=st.dictionaries(st.sampled_from(["intensity", "held", "conflicts", "type", "bogus"]), toml_values, max_size=4),
+@given(table=st.dictionaries(st.sampled_from(["intensity", "held", "conflicts", "type", "bogus", HUGE_TEXT[:5000]]),
+                             toml_values, max_size=4),
        entry=st.dictionaries(st.sampled_from(["description", "source", "note", "clips", "weight", "aus", "variants",
-                                              "optional", "laterality", "onset_ms", "offset_ms", "total_ms", "bogus"]),
+                                              "optional", "laterality", "onset_ms", "offset_ms", "total_ms", "bogus",
+                                              HUGE_TEXT[:5000]]),
                              toml_values, max_size=8))
 def test_micro_library_structured(scratch: Path, table: dict, entry: dict) -> None:
     import tomllib
@@ -233,7 +235,8 @@ def library() -> MicroLibrary:
 
 
 @FUZZ
-@given(data=st.lists(st.dictionaries(st.sampled_from(["t_ms", "type", "side", "peak", "hold_ms", "bogus"]), json_values,
+@given(data=st.lists(st.dictionaries(st.sampled_from(["t_ms", "type", "side", "peak", "hold_ms", "bogus", HUGE_TEXT]),
+                                     json_values,
                                      max_size=5), max_size=4) | json_values)
 def test_micro_script_structured(library: MicroLibrary, data: Any) -> None:
     only_own_errors(lambda: parse_script(data, library, "fuzz.json"))

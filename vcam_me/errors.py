@@ -61,3 +61,10 @@ class MicroExpressionError(VcamError):
 
 class SetupError(VcamError):
     """A personalisation capture that cannot be used (no face, too short, too little expression, too dark…)."""
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for quoting a user's value in an error
+    message: a 20 000-character string in a file must not make a 20 000-character line."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 12]}… ({len(text)} chars)"

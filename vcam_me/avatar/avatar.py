@@ -212,15 +212,19 @@ def _load_array(path: Path, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _check_network(meta: dict, files: dict, meta_path: Path) -> None:
-    """``"network"`` in ``avatar.json``: ``{"fp32": file, "int8": file}`` naming hashed files."""
+    """``"network"`` (``{"fp32": file, "int8": file}``) and ``"extra_files"`` in ``avatar.json``
+    name only files that ``"files"`` hashes."""
     network = meta.get("network")
     if network is None:
-        return
-    if not isinstance(network, dict) or not network.keys() <= {"fp32", "int8"} or "fp32" not in network:
+        network = {}
+    if not isinstance(network, dict) or not network.keys() <= {"fp32", "int8"} or (network and "fp32" not in network):
         raise AvatarError(f"{meta_path}: 'network' must be {{\"fp32\": file, \"int8\": file}}")
     for kind, name in network.items():
         if not isinstance(name, str) or name not in files:
             raise AvatarError(f"{meta_path}: network.{kind} = {name!r} is not one of the hashed files")
+    extra = meta.get("extra_files", [])
+    if not isinstance(extra, list) or not all(isinstance(name, str) and name in files for name in extra):
+        raise AvatarError(f"{meta_path}: 'extra_files' must list files that 'files' hashes")
 
 
 def _check_faces(faces: Sequence[FaceObservation], image_size: tuple[int, int], min_face_px: int) -> FaceObservation:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from vcam_me.config import PROJECT_ROOT
-from vcam_me.errors import MicroExpressionError
+from vcam_me.errors import MicroExpressionError, shown
 from vcam_me.types import AU_INDEX, DERIVED_AU_CHANNELS
 
 DEFAULT_LIBRARY_PATH = PROJECT_ROOT / "config" / "micro_expressions.toml"
@@ -62,7 +62,7 @@ def check_au_name(name: str) -> str | None:
         return None
     if is_sided(name):
         return None
-    return f"unknown AU {name!r} (use a channel of AU_CHANNELS without its side, e.g. AU12, AU1, AU17_lower)"
+    return f"unknown AU {shown(name)} (use a channel of AU_CHANNELS without its side, e.g. AU12, AU1, AU17_lower)"
 
 
 def expand_aus(aus: Mapping[str, float], side: str) -> dict[str, float]:
@@ -233,7 +233,7 @@ class MicroLibrary:
         try:
             return self.types[name]
         except KeyError:
-            raise MicroExpressionError(f"unknown micro-expression type {name!r} (known: {', '.join(self.types)})") from None
+            raise MicroExpressionError(f"unknown micro-expression type {shown(name)} (known: {', '.join(self.types)})") from None
 
     def intensity_range(self, spec: str) -> tuple[float, float]:
         """A FACS letter or range ("B", "A-B") → fractions of the calibrated range."""
@@ -254,10 +254,10 @@ def parse_intensity(spec: str) -> tuple[str, str]:
     """"A-B" → ("A", "B"); "C" → ("C", "C"). Raises ValueError with the reason."""
     m = re.fullmatch(r"\s*([A-E])\s*(?:[-–]\s*([A-E])\s*)?", str(spec))
     if not m:
-        raise ValueError(f"intensity {spec!r}: expected a FACS letter A..E or a range like A-B")
+        raise ValueError(f"intensity {shown(spec)}: expected a FACS letter A..E or a range like A-B")
     lo, hi = m.group(1), m.group(2) or m.group(1)
     if _FACS_LETTERS.index(lo) > _FACS_LETTERS.index(hi):
-        raise ValueError(f"intensity {spec!r}: the range must go from the weaker letter to the stronger")
+        raise ValueError(f"intensity {shown(spec)}: the range must go from the weaker letter to the stronger")
     return lo, hi
 
 
@@ -327,6 +327,8 @@ class _Document:
         return start
 
     def fail(self, line: int, reason: str):
+        if len(reason) > 400:  # a name from the file can be any length: keep the message one readable line
+            reason = f"{reason[:380]}… ({len(reason)} chars)"
         raise MicroExpressionError(f"{self.path}, line {line}: {reason}")
 
     # -- sections ---------------------------------------------------------------------------
@@ -338,10 +340,10 @@ class _Document:
         for letter, value in table.items():
             line = self.key_line("intensity", letter)
             if letter not in _FACS_LETTERS:
-                self.fail(line, f"intensity letter {letter!r}: FACS letters are A..E")
+                self.fail(line, f"intensity letter {shown(letter)}: FACS letters are A..E")
             if (not isinstance(value, list) or len(value) != 2 or not all(_is_number(v) for v in value)
                     or not 0 < value[0] < value[1] <= 1):
-                self.fail(line, f"intensity {letter} = {value!r}: expected [low, high] with 0 < low < high ≤ 1")
+                self.fail(line, f"intensity {letter} = {shown(value)}: expected [low, high] with 0 < low < high ≤ 1")
             out[letter] = (float(value[0]), float(value[1]))
         return out
 
@@ -357,7 +359,7 @@ class _Document:
             if key not in ("onset_ms", "offset_ms"):
                 self.fail(line, f"[held] {key}: unknown key (allowed: onset_ms, offset_ms)")
             if not _is_number(value) or not 50 <= value <= 5000:
-                self.fail(line, f"[held] {key} = {value!r}: expected a number of ms in 50..5000")
+                self.fail(line, f"[held] {key} = {shown(value)}: expected a number of ms in 50..5000")
             values[key] = float(value)
         return replace(current, **values)
 
@@ -375,7 +377,7 @@ class _Document:
             for pair in value:
                 if (not isinstance(pair, list) or len(pair) != 2 or not all(isinstance(a, str) for a in pair)
                         or None in (au_number(pair[0]), au_number(pair[1]))):
-                    self.fail(line, f"antagonists: {pair!r} is not a pair of AU names like [\"AU12\", \"AU15\"]")
+                    self.fail(line, f"antagonists: {shown(pair)} is not a pair of AU names like [\"AU12\", \"AU15\"]")
                 a, b = au_number(pair[0]), au_number(pair[1])
                 out |= {(a, b), (b, a)}
         return out
@@ -400,7 +402,7 @@ class _Document:
             fail(None, "must be a table")
         for key in entry:
             if key not in _TYPE_KEYS:
-                fail(key, f"unknown key {key!r} (allowed: {', '.join(sorted(_TYPE_KEYS))})")
+                fail(key, f"unknown key {shown(key)} (allowed: {', '.join(sorted(_TYPE_KEYS))})")
         for key in _REQUIRED:
             if key not in entry:
                 fail(None, f"missing {key}")
@@ -422,9 +424,9 @@ class _Document:
             fail("laterality", "laterality must be { left = p, right = p, both = p }")
         for side, p in laterality.items():
             if side not in SIDES:
-                fail("laterality", f"laterality side {side!r}: allowed left, right, both")
+                fail("laterality", f"laterality side {shown(side)}: allowed left, right, both")
             if not _is_number(p) or p < 0:
-                fail("laterality", f"laterality {side} = {p!r}: expected a probability ≥ 0")
+                fail("laterality", f"laterality {side} = {shown(p)}: expected a probability ≥ 0")
         if abs(sum(laterality.values()) - 1.0) > 0.01:
             fail("laterality", f"laterality probabilities sum to {sum(laterality.values()):.3f}, not 1")
         lat = {s: float(laterality.get(s, 0.0)) for s in SIDES}
@@ -436,10 +438,10 @@ class _Document:
                              f"{TOTAL_CAP_MS:g} ms (use a held expression for longer)")
         weight = entry.get("weight", 1.0)
         if not _is_number(weight) or weight < 0:
-            fail("weight", f"weight = {weight!r}: expected a number ≥ 0")
+            fail("weight", f"weight = {shown(weight)}: expected a number ≥ 0")
         clips = entry.get("clips")
         if clips is not None and (not isinstance(clips, int) or isinstance(clips, bool) or clips < 1):
-            fail("clips", f"clips = {clips!r}: expected a whole number ≥ 1")
+            fail("clips", f"clips = {shown(clips)}: expected a whole number ≥ 1")
         mtype = MicroType(
             name=name, description=entry["description"], source=entry["source"], variants=variants,
             optional=optional, laterality=lat, onset=durations["onset_ms"], offset=durations["offset_ms"],
@@ -459,7 +461,7 @@ class _Document:
             if why:
                 fail(why)
             if not _is_number(rel) or not 0 < rel <= 1:
-                fail(f"{au} = {rel!r}: a relative peak is in (0, 1]")
+                fail(f"{au} = {shown(rel)}: a relative peak is in (0, 1]")
         return {au: float(rel) for au, rel in aus.items()}
 
     def _patterns(self, items: Any, fail, key: str) -> tuple[AUPattern, ...]:
@@ -468,9 +470,9 @@ class _Document:
         out = []
         for item in items:
             if not isinstance(item, dict) or set(item) != {"p", "aus"}:
-                fail(f"each of {key} is {{ p = probability, aus = {{ ... }} }}, got {item!r}")
+                fail(f"each of {key} is {{ p = probability, aus = {{ ... }} }}, got {shown(item)}")
             if not _is_number(item["p"]) or not 0 <= item["p"] <= 1:
-                fail(f"{key}: p = {item['p']!r} is not a probability")
+                fail(f"{key}: p = {shown(item['p'])} is not a probability")
             out.append(AUPattern(float(item["p"]), self._aus(item["aus"], fail)))
         return tuple(out)
 

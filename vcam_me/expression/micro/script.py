@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from vcam_me.errors import MicroExpressionError
+from vcam_me.errors import MicroExpressionError, shown
 from vcam_me.expression.micro.engine import MicroEngine
 from vcam_me.expression.micro.events import MicroEvent
 from vcam_me.expression.micro.library import SIDES, MicroLibrary, read_user_text
@@ -67,31 +67,31 @@ def parse_script(data: Any, library: MicroLibrary, where: str = "script") -> lis
             raise MicroExpressionError(f"{where}, event {number}: {reason}")
 
         if not isinstance(item, dict):
-            fail(f"expected an object with t_ms and type, got {item!r}")
+            fail(f"expected an object with t_ms and type, got {shown(item)}")
         unknown = set(item) - _KEYS
         if unknown:
-            fail(f"unknown key {min(unknown)!r} (allowed: {', '.join(sorted(_KEYS))})")
+            fail(f"unknown key {shown(min(unknown))} (allowed: {', '.join(sorted(_KEYS))})")
         for key in ("t_ms", "type"):
             if key not in item:
                 fail(f"missing {key}")
         t = item["t_ms"]
         if not _number(t) or t < 0:
-            fail(f"t_ms = {t!r}: expected a time in ms ≥ 0")
+            fail(f"t_ms = {shown(t)}: expected a time in ms ≥ 0")
         name = item["type"]
         if not isinstance(name, str) or name not in library:
-            fail(f"unknown type {name!r} (known: {', '.join(library.names)})")
+            fail(f"unknown type {shown(name)} (known: {', '.join(library.names)})")
         side = item.get("side")
         if side is not None:
             if side not in SIDES:
-                fail(f"side = {side!r}: allowed left, right, both")
+                fail(f"side = {shown(side)}: allowed left, right, both")
             if side != "both" and not library[name].has_sided_au:
-                fail(f"side = {side!r}: {name} has no AU with sides, so it is always drawn on both")
+                fail(f"side = {shown(side)}: {name} has no AU with sides, so it is always drawn on both")
         peak = item.get("peak")
         if peak is not None and (not _number(peak) or not 0 < peak <= 1):
-            fail(f"peak = {peak!r}: expected a fraction of the calibrated range in (0, 1]")
+            fail(f"peak = {shown(peak)}: expected a fraction of the calibrated range in (0, 1]")
         hold = item.get("hold_ms")
         if hold is not None and (not _number(hold) or not 0 < hold <= 60_000):
-            fail(f"hold_ms = {hold!r}: expected ms in (0, 60000]")
+            fail(f"hold_ms = {shown(hold)}: expected ms in (0, 60000]")
         entries.append(ScriptEntry(float(t), name, side, None if peak is None else float(peak),
                                    None if hold is None else float(hold)))
     return sorted(entries, key=lambda e: e.t_ms)
