@@ -77,6 +77,19 @@ def test_cache_is_used_on_the_second_load(samples, cache_dir, monkeypatch):
     np.testing.assert_array_equal(again.condition, samples.condition)
 
 
+def test_a_damaged_cache_is_reported_and_tracked_again(tmp_path, caplog):
+    first = R.load_clip(CLIP, max_frames=3, stride=12, cache_dir=tmp_path)
+    (cached,) = tmp_path.glob("*.npz")
+    data = cached.read_bytes()
+    cached.write_bytes(data[: len(data) // 2])  # as a crash mid-write would leave it
+    with caplog.at_level("WARNING"):
+        again = R.load_clip(CLIP, max_frames=3, stride=12, cache_dir=tmp_path)
+    assert "is damaged" in caplog.text and cached.name in caplog.text
+    np.testing.assert_array_equal(again.condition, first.condition)
+    assert cached.read_bytes() == data, "rewritten whole"
+    assert [p.name for p in tmp_path.iterdir()] == [cached.name], "no temporary left"
+
+
 def test_warp_with_equal_geometry_is_identity():
     rng = np.random.default_rng(0)
     image = cv2.GaussianBlur(rng.integers(0, 255, (128, 128, 3), dtype=np.uint8), (5, 5), 0)

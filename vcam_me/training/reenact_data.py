@@ -27,6 +27,7 @@ keyed by the clip's path, size, mtime and the extraction settings.
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ from vcam_me.avatar import mesh
 from vcam_me.avatar.crop import ALIGN_IDS, CROP_SIZE, POSE_UNIT_DEG, crop_points
 from vcam_me.errors import CaptureError, TrackingError
 from vcam_me.geometry import pose_from_transform
+from vcam_me.storage import atomic_write_bytes
 from vcam_me.training.features import (
     FEATURE_NAMES,
     blendshapes_to_au_and_gaze,
@@ -349,11 +351,14 @@ def load_tracked(path: Path, *, max_frames: int = 300, stride: int = 2, size: in
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cached = cache_dir / f"{path.stem}-{_cache_key(path, max_frames, stride, size)}.npz"
     if cached.is_file():
-        with np.load(cached) as z:
-            return TrackedClip(**{k: z[k] for k in TrackedClip.__dataclass_fields__})
+        try:
+            with np.load(cached, allow_pickle=False) as z:
+                return TrackedClip(**{k: z[k] for k in TrackedClip.__dataclass_fields__})
+        except Exception as err:  # noqa: BLE001 - numpy and zipfile raise many kinds for a damaged file
+            log.warning("tracking cache %s is damaged (%s); tracking the clip again", cached, " ".join(str(err).split())[:120])
     t = _track(path, max_frames, stride, size, progress)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(".tmp.npz")
-    np.savez(tmp, **{k: getattr(t, k) for k in TrackedClip.__dataclass_fields__})
-    tmp.replace(cached)
+    buffer = io.BytesIO()
+    np.savez(buffer, **{k: getattr(t, k) for k in TrackedClip.__dataclass_fields__})
+    atomic_write_bytes(cached, buffer.getvalue())
     return t
