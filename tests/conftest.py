@@ -51,9 +51,9 @@ def shared_file(shared_data: Path) -> Callable[[str], Path]:
 
 @pytest.fixture
 def private_user_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point the user's home, data, config and state folders into ``tmp_path`` (returned), so
+    """Point the user's home, data, config, state and cache folders into ``tmp_path`` (returned), so
     a test never reads or writes the real user's avatars, consent records or settings."""
-    for var in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME"):
+    for var in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
         monkeypatch.setenv(var, str(tmp_path / var.lower()))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     return tmp_path

@@ -76,6 +76,13 @@ def user_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("vcam-me", appauthor=False))
 
 
+def user_cache_dir() -> Path:
+    """Where vcam-me keeps what it can always recompute (precomputed avatar warps)."""
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("vcam-me", appauthor=False))
+
+
 def _log_path() -> Path:
     import platformdirs
 
@@ -271,7 +278,7 @@ def build_renderer(avatar, size: tuple[int, int], cfg: AppConfig, *, live: bool 
     on its own thread at the camera's rate; otherwise inline, every frame (deterministic)."""
     from vcam_me import avatar as avatar_stage
 
-    warp = avatar_stage.AvatarRenderer.create(avatar, size, cfg.avatar)
+    warp = avatar_stage.AvatarRenderer.create(avatar, size, cfg.avatar, cache_dir=user_cache_dir() / "warp")
     mode = cfg.avatar.appearance
     if mode == "warp" or (mode == "auto" and not avatar.network_files()):
         return warp
@@ -1365,6 +1372,8 @@ class LiveSession:
         self._thread = None
         self._stopping = False
         self._lock = threading.Lock()
+        #: Set once the other avatars of the menu have been prepared (see _prepare_other_avatars).
+        self.avatars_prepared = threading.Event()
 
     # -- life cycle ----------------------------------------------------------------------
     @property
@@ -1426,6 +1435,8 @@ class LiveSession:
                 if self._stopping:
                     return
                 self.listener.status("streaming")
+                threading.Thread(target=self._prepare_other_avatars, args=(parts.name,), name="vcam-prepare",
+                                 daemon=True).start()
                 pipeline.run()
         except VcamError as err:
             self._fail(str(err))
@@ -1452,6 +1463,29 @@ class LiveSession:
             self.listener.notice("Virtual camera lost", f"{message[:1].upper()}{message[1:]}. The call sees no "
                                  "picture meanwhile; the preview and any recording go on.")
             self.listener.status("output_lost")
+
+    def _prepare_other_avatars(self, current: str) -> None:
+        """Precompute the warp of every other avatar in the menu (into the user's cache), at a
+        low priority, so that switching to one later takes a fraction of a second."""
+        from vcam_me import avatar as avatar_stage
+
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)  # this thread only (Linux)
+        except (AttributeError, OSError):
+            pass
+        try:
+            for name, folder in avatar_choices():
+                if self._stopping:
+                    return
+                if name == current:
+                    continue
+                try:
+                    avatar_stage.AvatarRenderer.create(avatar_stage.Avatar.load(folder), self.size, self.cfg.avatar,
+                                                       cache_dir=user_cache_dir() / "warp")
+                except Exception as err:  # an avatar that cannot be prepared now says why when chosen
+                    log.info("could not prepare avatar %s: %s", name, err)
+        finally:
+            self.avatars_prepared.set()
 
     def _fail(self, text: str) -> None:
         if "virtual camera" in text.lower() or "v4l2loopback" in text.lower():

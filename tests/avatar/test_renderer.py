@@ -253,3 +253,22 @@ def test_drive_applies_the_cross_talk_mixing():
     low = r.drive(state({"AU4_L": 1.0}, gaze=[[-1.0, 1.0], [-1.0, 1.0]]))
     assert low[FEATURE_NAMES.index("AU2_L")] == pytest.approx(-0.3 * gain[FEATURE_NAMES.index("AU2_L")])
     assert low[FEATURE_NAMES.index("gaze_left_h")] == pytest.approx(-1.0 * gain[FEATURE_NAMES.index("gaze_left_h")])
+
+
+def test_the_warp_cache_gives_the_same_frames_and_a_damaged_one_is_recomputed(renderer, tmp_path, caplog):
+    avatar = Avatar.load(SAMPLE)
+    first = AvatarRenderer.create(avatar, cache_dir=tmp_path)  # computes and stores the warp
+    files = list(tmp_path.glob("warp-*.npz"))
+    assert len(files) == 1
+    again = AvatarRenderer.create(avatar, cache_dir=tmp_path)  # reads it back
+    smile = state({"AU12_L": 0.8, "AU12_R": 0.7, "AU26": 0.5, "AU43_L": 0.6}, gaze=[[0.3, 0.1], [0.3, 0.1]], pose=(8.0, -5.0, 2.0))
+    for r in (first, again):
+        assert np.array_equal(r.render(smile), renderer.render(smile))
+    AvatarRenderer.create(avatar, size=(640, 360), cache_dir=tmp_path)  # another size: another entry
+    assert len(list(tmp_path.glob("warp-*.npz"))) == 2
+    files[0].write_bytes(files[0].read_bytes()[:1000])  # cut short
+    with caplog.at_level("WARNING"):
+        healed = AvatarRenderer.create(avatar, cache_dir=tmp_path)
+    assert "damaged warp cache" in caplog.text
+    assert np.array_equal(healed.render(smile), renderer.render(smile))
+    assert files[0].stat().st_size > 1000  # rewritten whole

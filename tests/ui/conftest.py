@@ -73,14 +73,15 @@ def wait_until(condition, timeout_s: float = 20.0, step=None) -> bool:
 
 def second_avatar(folder):
     """An avatar of the user's own (the sample photo mirrored) with an attested licence, made
-    through the command line as a user would."""
+    through the command line as a user would, among the user's avatars (so the tray lists it)."""
     import cv2
 
-    from vcam_me.app import BUNDLED_AVATAR, main
+    from vcam_me.app import BUNDLED_AVATAR, main, own_avatars_dir
 
     photo = folder / "portrait.png"
     cv2.imwrite(str(photo), cv2.imread(str(BUNDLED_AVATAR / "reference.png"))[:, ::-1])
-    avatar = folder / "mirrored"
+    own_avatars_dir().mkdir(parents=True, exist_ok=True)
+    avatar = own_avatars_dir() / "mirrored"
     assert main(["avatar", "create", "--photo", str(photo), "--out", str(avatar)]) == 0
     assert main(["consent", "attest", "--avatar", str(avatar), "--licence", "test", "--name", "Mirror"]) == 0
     return avatar

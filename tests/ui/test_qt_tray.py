@@ -81,8 +81,11 @@ def test_the_tray_menu_drives_a_real_stream(qtbot, session_cfg, make_session, me
     # switching avatar from the menu: the same sink gets the new avatar's frames within 0.5 s
     tray.menu.aboutToShow.emit()  # as when the user opens the menu: the avatar list is read again
     assert tray.actions["avatar:sample"].isChecked()
+    # the session prepares the menu's other avatars in the background once it streams
+    qtbot.waitUntil(session.avatars_prepared.is_set, timeout=30_000)
     ready_ms = []
     old = memory_sink.frames[-1].image.astype(np.int16)  # the sample avatar, before the switch is asked for
+    clicked_ms = now_ms()
     tray.actions["avatar:mirrored"].trigger()
     tray.pending_switch.add_done_callback(lambda _: ready_ms.append(now_ms()))
     qtbot.waitUntil(lambda: bool(ready_ms), timeout=30_000)
@@ -95,7 +98,9 @@ def test_the_tray_menu_drives_a_real_stream(qtbot, session_cfg, make_session, me
         return np.abs(image - new).mean() < np.abs(image - old).mean()
 
     first_new = next(f for f in frames if f.timestamp_ms >= ready_ms[0] and shows_new(f.image))
-    assert first_new.timestamp_ms - ready_ms[0] <= 500
+    print(f"avatar switch: new avatar's frames {first_new.timestamp_ms - clicked_ms} ms after the click "
+          f"({ready_ms[0] - clicked_ms} ms to build it, {first_new.timestamp_ms - ready_ms[0]} ms to show it)")
+    assert first_new.timestamp_ms - clicked_ms <= 500
     assert all(shows_new(f.image) for f in frames if f.timestamp_ms > ready_ms[0] + 500)
     assert controller.session is session and session.pipeline.sink.sinks[0] is memory_sink  # nothing reopened
     tray.menu.aboutToShow.emit()

@@ -24,6 +24,7 @@ How a frame is made (design.md §4):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -321,6 +322,71 @@ def _lid_colour(canvas: np.ndarray, rest: np.ndarray, upper: np.ndarray, down: n
     return np.median(px[lum >= np.percentile(lum, 40)], axis=0)
 
 
+#: Bump when _triangulation, _barycentric_rows, _build_warp or _detail_patch change what
+#: they compute: cached warps of an older version are then ignored.
+WARP_CACHE_VERSION = 1
+
+
+def _warp_cache_key(v2: np.ndarray, size: tuple[int, int], k: int, follow: float) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    digest.update(np.ascontiguousarray(v2, np.float64).tobytes())
+    digest.update(repr((WARP_CACHE_VERSION, tuple(size), int(k), float(follow), EXPRESSION_FALLOFF)).encode())
+    return digest.hexdigest()[:32]
+
+
+def _csr_arrays(prefix: str, matrix) -> dict[str, np.ndarray]:
+    return {f"{prefix}_data": matrix.data, f"{prefix}_indices": matrix.indices, f"{prefix}_indptr": matrix.indptr,
+            f"{prefix}_shape": np.asarray(matrix.shape, np.int64)}
+
+
+def _csr_from(prefix: str, data) -> object:
+    from scipy.sparse import csr_matrix
+
+    return csr_matrix((data[f"{prefix}_data"], data[f"{prefix}_indices"], data[f"{prefix}_indptr"]),
+                      shape=tuple(int(n) for n in data[f"{prefix}_shape"]))
+
+
+def _save_warp(path, matrix, bbox, grid, patches) -> None:
+    """Write the precomputed warp (data only: .npz, no pickle), atomically."""
+    import io
+
+    from vcam_me.storage import atomic_write_bytes
+
+    arrays = {"bbox": np.asarray(bbox, np.int64), "grid": np.asarray(grid, np.int64), **_csr_arrays("warp", matrix)}
+    for i, patch in enumerate(patches):
+        if patch is not None:
+            arrays[f"patch{i}_box"] = np.asarray(patch.box, np.int64)
+            arrays.update(_csr_arrays(f"patch{i}", patch.matrix))
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _load_warp(path, n_patches: int):
+    """``(matrix, bbox, grid, patches)`` from a cached warp, or None when missing or unreadable."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            matrix = _csr_from("warp", data)
+            bbox = tuple(int(v) for v in data["bbox"])
+            grid = tuple(int(v) for v in data["grid"])
+            patches = []
+            for i in range(n_patches):
+                if f"patch{i}_box" in data:
+                    patches.append(_patch_from(tuple(int(v) for v in data[f"patch{i}_box"]), _csr_from(f"patch{i}", data)))
+                else:
+                    patches.append(None)
+    except FileNotFoundError:
+        return None
+    except Exception as err:  # our own cache: a damaged one is recomputed, never trusted
+        import logging
+
+        logging.getLogger(__name__).warning("ignoring damaged warp cache %s: %s", path, err)
+        return None
+    return matrix, bbox, grid, patches
+
+
 @dataclass(frozen=True)
 class DetailPatch:
     """A small box (eyes, mouth) warped again at full resolution with a converged inverse,
@@ -351,6 +417,13 @@ def _detail_patch(v2: np.ndarray, tris: np.ndarray, points: np.ndarray, owner: n
         return None
     matrix = csr_matrix((np.concatenate(vals).astype(np.float32), (np.concatenate(rows), np.concatenate(cols))),
                         shape=(w * h, NUM_LANDMARKS))
+    return _patch_from((x0, y0, x1, y1), matrix)
+
+
+def _patch_from(box: tuple[int, int, int, int], matrix) -> DetailPatch:
+    """The patch over ``box`` with its warp ``matrix``: the pixel grid and the feathered rim."""
+    x0, y0, x1, y1 = box
+    w, h = x1 - x0, y1 - y0
     gx, gy = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
     rim = max(2.0, min(w, h) / 6.0)
     fx = np.minimum(np.arange(w) + 0.5, w - np.arange(w) - 0.5) / rim
@@ -436,10 +509,14 @@ class AvatarRenderer:
         size: tuple[int, int] = (1280, 720),
         options: AvatarOptions | None = None,
         basis: AUBasis | None = None,
+        cache_dir: Path | None = None,
     ) -> "AvatarRenderer":
         """Precompute everything for ``avatar`` at output ``size = (W, H)``.
 
         ``basis`` defaults to the shipped, hash-checked ``models/au_basis.npz``.
+        ``cache_dir``: where the warp (the slow part, about half a second) is kept once
+        computed, keyed by the avatar's mesh, the size and the options, so switching to an
+        avatar shown before is quick. A damaged cache file is recomputed.
         """
         options = options or AvatarOptions()
         basis = basis if basis is not None else AUBasis.load()
@@ -460,14 +537,31 @@ class AvatarRenderer:
         centre = 0.5 * (v2[list(M.RIGHT_EYE)].mean(0) + v2[list(M.LEFT_EYE)].mean(0))
         ctrl = np.array([centre, centre + (fw, 0.0), centre + (0.0, fw)])
         tris, rig_data, points, owner = _triangulation(v2)
-        matrix, bbox, grid = _build_warp(v2, tris, points, owner, ctrl, size, options.warp_downscale, options.head_follow_falloff)
         ctrl_z = float(rest[list(M.FACE_OVAL), 2].mean())
         ctrl3 = np.column_stack([ctrl, np.full(3, ctrl_z)])
         iod = M.interocular(rest)
-        patches = [
-            _detail_patch(v2, tris, points, owner, M.RIGHT_EYE, (0.12, 0.22, 0.12, 0.1), iod, size),
-            _detail_patch(v2, tris, points, owner, M.LEFT_EYE, (0.12, 0.22, 0.12, 0.1), iod, size),
-        ]
+        cache = None
+        if cache_dir is not None:
+            key = _warp_cache_key(v2, size, options.warp_downscale, options.head_follow_falloff)
+            cache = Path(cache_dir) / f"warp-{key}.npz"
+        cached = _load_warp(cache, 2) if cache is not None else None
+        if cached is not None:
+            matrix, bbox, grid, patches = cached
+        else:
+            matrix, bbox, grid = _build_warp(v2, tris, points, owner, ctrl, size, options.warp_downscale,
+                                             options.head_follow_falloff)
+            patches = [
+                _detail_patch(v2, tris, points, owner, M.RIGHT_EYE, (0.12, 0.22, 0.12, 0.1), iod, size),
+                _detail_patch(v2, tris, points, owner, M.LEFT_EYE, (0.12, 0.22, 0.12, 0.1), iod, size),
+            ]
+            if cache is not None:
+                try:
+                    cache.parent.mkdir(parents=True, exist_ok=True)
+                    _save_warp(cache, matrix, bbox, grid, patches)
+                except OSError as err:  # a cache that cannot be written only costs time
+                    import logging
+
+                    logging.getLogger(__name__).warning("cannot cache the avatar's warp in %s: %s", cache.parent, err)
         eyes = []
         for (upper, pair, mu, ml, iris), side in zip(rig_data, ("R", "L")):
             down = rest[ml] - rest[mu]

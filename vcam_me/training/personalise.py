@@ -297,7 +297,9 @@ def personalise(capture: Path, out_dir: Path, *, prior: Path, steps: int = DEFAU
     after = face_l1(net, data)
 
     progress("saving", 0, 1)
-    staging = Path(tempfile.mkdtemp(prefix=".vcam-setup-", dir=out_dir.parent if out_dir.parent.exists() else None))
+    # staged beside its final place: the last step is a rename, which only works on one file system
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".vcam-setup-", dir=out_dir.parent))
     try:
         fp32, int8 = export_network(net, data, staging)
         avatar = create_avatar(rest_rgb, faces, staging / "avatar", source_name=source_name or f"setup capture {capture.name}")
