@@ -257,6 +257,21 @@ def test_any_flipped_bit_in_a_record_file_is_tampered_and_names_the_file(registr
     assert registry.check(record.code, hashes, NOW).ok
 
 
+def test_open_clears_temporaries_a_crashed_writer_left(registry: ConsentRegistry, avatar_dir: Path) -> None:
+    from vcam_me import storage
+
+    record = recorded(registry, avatar_hashes(avatar_dir))
+    final = registry.record_path(record.code)
+    old = storage._temporary_name(final, storage.FILE_SUFFIX)
+    young = storage._temporary_name(final, storage.FILE_SUFFIX)
+    old.write_bytes(final.read_bytes()[:40])
+    young.write_bytes(final.read_bytes()[:40])
+    os.utime(old, (0, 0))
+    reopened = ConsentRegistry.open(registry.folder)
+    assert not old.exists() and young.exists(), "only what no running writer can still own"
+    assert reopened.ids() == [record.consent_id]
+
+
 def test_copy_that_differs_from_the_stored_record(registry: ConsentRegistry, avatar_dir: Path) -> None:
     """Two different records validly signed under one ID: the stored one is authoritative."""
     hashes = avatar_hashes(avatar_dir)

@@ -74,6 +74,7 @@ from vcam_me.consent.records import (
     verify_signature,
 )
 from vcam_me.errors import ConsentError
+from vcam_me.storage import remove_stale_temporaries
 
 RECORDS_DIR = "records"
 REVOCATIONS_FILE = "revocations.jsonl"
@@ -338,6 +339,8 @@ class ConsentRegistry:
         folder = Path(folder) if folder is not None else default_consent_dir()
         ensure_private_dir(folder)
         ensure_private_dir(folder / RECORDS_DIR)
+        for sub in (folder, folder / RECORDS_DIR, folder / KEYS_DIR, folder / TRUSTED_DIR):
+            remove_stale_temporaries(sub)  # left by a writer that crashed (never read as data)
         key_file = folder / KEYS_DIR / PRIVATE_KEY_FILE
         if key_file.exists():
             issuer = load_issuer_key(folder)

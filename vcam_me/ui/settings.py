@@ -20,7 +20,7 @@ from typing import Any
 
 from vcam_me.config import AppConfig, config_from_dict, load_config, user_config_path
 from vcam_me.errors import ConfigError
-from vcam_me.storage import atomic_write_text
+from vcam_me.storage import atomic_write_text, remove_stale_temporaries
 
 #: First line of a file this module wrote; a file without it is the user's own, kept on save.
 HEADER = "# vcam-me settings: written by the settings dialog (edit freely; the dialog keeps your values)"
@@ -154,6 +154,7 @@ def save_settings(changes: dict[str, dict[str, Any]], path: Path | None = None) 
     if tomllib.loads(text) != {s: dict(v) for s, v in data.items()}:  # what we write reads back the same
         raise ConfigError("settings could not be written faithfully as TOML")
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path.parent)  # left by a save that crashed
     kept = None
     if path.is_file():
         old = path.read_text(encoding="utf-8")
