@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Smoke test of the built Linux bundle, run the way a user runs it: a copy of dist/vcam-me in a
+# temporary folder outside the source tree, a fresh empty HOME, and an environment holding only
+# PATH, HOME and QT_QPA_PLATFORM (no venv, no PYTHONPATH, no VCAM_ME_* overrides).
+#
+#   bash installers/linux/smoke_test.sh [BUNDLE_DIR]      (default: dist/vcam-me)
+#
+# Checks: `vcam-me --version`, `vcam-me doctor` (exit 0: every essential found), `vcam-me avatar
+# create` on the portrait inside the bundle, `consent attest` for it, `vcam-me render` of a 2-second cut of the clip inside
+# the bundle onto that avatar, and that the MP4 decodes to the expected frames (ffprobe).
+# Needs ffmpeg/ffprobe on the machine (to cut the clip and to check the result).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+bundle=$(cd "${1:-dist/vcam-me}" && pwd)
+[ -x "$bundle/vcam-me" ] || { echo "smoke: no bundle at $bundle: run installers/linux/build.sh" >&2; exit 2; }
+for tool in ffmpeg ffprobe; do
+  command -v "$tool" >/dev/null || { echo "smoke: needs $tool" >&2; exit 2; }
+done
+
+work=$(mktemp -d /tmp/vcam-me-smoke.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+cp -a "$bundle" "$work/vcam-me"
+mkdir "$work/home" "$work/out"
+exe=$work/vcam-me/vcam-me
+data=$work/vcam-me/_internal
+portrait=$data/assets/avatars/sample/reference.png
+clip=$data/assets/driving/pyfeat_WolfgangLanger_Pexels.mp4
+[ -f "$portrait" ] && [ -f "$clip" ] || { echo "smoke: the bundle lacks its portrait or clip" >&2; exit 1; }
+case "$work" in "$PWD"/*) echo "smoke: temp folder inside the source tree" >&2; exit 1;; esac
+
+# Run from inside the temp folder with nothing inherited but these three variables.
+bare() { (cd "$work/out" && env -i PATH=/usr/bin:/bin HOME="$work/home" QT_QPA_PLATFORM=offscreen "$@"); }
+step() { echo "smoke: $*"; }
+
+step "vcam-me --version"
+bare "$exe" --version
+
+step "vcam-me doctor"
+bare "$exe" doctor | tee "$work/doctor.txt"
+# The shipped network must open, and doctor must name the provider really running it.
+grep -Eq '^ok +appearance network +runs on [A-Za-z]+ExecutionProvider' "$work/doctor.txt" ||
+  { echo "smoke: doctor does not report the appearance network's provider" >&2; exit 1; }
+
+step "vcam-me avatar create (bundled portrait)"
+bare "$exe" avatar create --photo "$portrait" --name smoke --out "$work/out/smoke-avatar"
+[ -f "$work/out/smoke-avatar/avatar.json" ] || { echo "smoke: avatar create wrote no avatar.json" >&2; exit 1; }
+
+step "vcam-me consent attest (no avatar renders without a consent record; makes this HOME's keys)"
+bare "$exe" consent attest --avatar "$work/out/smoke-avatar" --licence "bundled sample portrait, see its SOURCE.md" --days 1
+
+step "vcam-me render (2 s of the bundled clip, 640x360 at 30 fps)"
+ffmpeg -v error -y -i "$clip" -t 2 -c:v libx264 -pix_fmt yuv420p -an "$work/out/clip2s.mp4"
+bare "$exe" render --avatar "$work/out/smoke-avatar" --driving "$work/out/clip2s.mp4" \
+  --out "$work/out/render.mp4" --fps 30 --size 640x360 --micro none
+
+step "the render decodes"
+frames=$(ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=nb_read_frames,width,height,codec_name \
+  -of default=noprint_wrappers=1 "$work/out/render.mp4" | tee /dev/stderr | sed -n 's/^nb_read_frames=//p')
+ffmpeg -v error -i "$work/out/render.mp4" -f null - 2> "$work/decode.txt"
+if [ -s "$work/decode.txt" ]; then cat "$work/decode.txt" >&2; echo "smoke: decode errors" >&2; exit 1; fi
+if [ "${frames:-0}" -lt 50 ]; then echo "smoke: only ${frames:-0} frames decoded (expected about 60)" >&2; exit 1; fi
+
+step "vcam-me verify (the consent mark survives in the frozen build's output)"
+bare "$exe" verify "$work/out/render.mp4"
+
+if [ -n "$(ls -A "$work/home")" ]; then step "files the bundle wrote under HOME:"; (cd "$work/home" && find . -type f | head -20); fi
+echo "smoke: passed ($frames frames decoded; bundle $(du -sh "$bundle" | cut -f1))"

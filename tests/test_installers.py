@@ -1,0 +1,120 @@
+"""The installers' sources (installers/): the PyInstaller spec parses and bundles every folder
+the app reads at run time, the runtime never needs what the spec leaves out, the scripts are
+valid shell, the desktop entry and the driver options are right, and CI builds the bundle only
+when asked. This cannot replace the build: scripts/build_bundle_ci.sh builds and smoke-tests it."""
+
+from __future__ import annotations
+
+import ast
+import configparser
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import vcam_me
+from vcam_me import app
+from vcam_me.config import DEFAULT_CONFIG_PATH, PROJECT_ROOT
+from vcam_me.models import load_manifest, models_dir
+
+INSTALLERS = PROJECT_ROOT / "installers"
+SPEC = INSTALLERS / "vcam_me.spec"
+
+
+def spec_assignment(name: str):
+    """The literal value the spec assigns to ``name`` at its top level."""
+    tree = ast.parse(SPEC.read_text(encoding="utf-8"), filename=str(SPEC))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            try:
+                return ast.literal_eval(node.value)
+            except ValueError:  # an expression: evaluate the list part only
+                return [ast.literal_eval(e) for e in node.value.left.elts] if isinstance(node.value, ast.BinOp) else None
+    raise AssertionError(f"{SPEC.name} assigns no {name}")
+
+
+def test_the_spec_is_valid_python():
+    compile(SPEC.read_text(encoding="utf-8"), str(SPEC), "exec")
+
+
+def test_the_spec_bundles_every_folder_the_app_reads_and_they_exist():
+    folders = spec_assignment("DATA_FOLDERS")
+    assert sorted(folders) == ["assets", "config", "models"]
+    assert all((PROJECT_ROOT / f).is_dir() for f in folders)
+    bundled = [PROJECT_ROOT / f for f in folders]
+    # What the app opens relative to the project root lies inside one of them.
+    read_at_run_time = [DEFAULT_CONFIG_PATH, app.BUNDLED_AVATAR, app.BUNDLED_DRIVING, app.TRUSTED_KEYS_DIR]
+    read_at_run_time += [models_dir() / entry.file for entry in load_manifest().values()]
+    for path in read_at_run_time:
+        assert path.exists(), path
+        assert any(path.resolve().is_relative_to(folder.resolve()) for folder in bundled), path
+
+
+def test_what_the_spec_leaves_out_is_only_imported_inside_functions():
+    """The bundle excludes training (PyTorch): no runtime module may import it at load time."""
+    excludes = spec_assignment("excludes")
+    assert {"torch", "vcam_me.training"} <= set(excludes)
+    package = Path(vcam_me.__file__).parent
+    offenders = []
+    for source in package.rglob("*.py"):
+        if "training" in source.relative_to(package).parts:
+            continue
+        for node in ast.parse(source.read_text(encoding="utf-8")).body:  # module level only
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n == "torch" or n.startswith(("torch.", "vcam_me.training")) for n in names):
+                offenders.append(str(source.relative_to(package)))
+    assert not offenders
+
+
+SCRIPTS = ["linux/build.sh", "linux/smoke_test.sh", "linux/install.sh", "linux/install-v4l2loopback.sh",
+           "macos/build.sh"]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_the_shell_scripts_parse(script):
+    path = INSTALLERS / script
+    assert path.is_file()
+    result = subprocess.run(["bash", "-n", str(path)], check=False, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_driver_script_loads_what_chrome_and_zoom_need_and_keeps_it():
+    text = (INSTALLERS / "linux" / "install-v4l2loopback.sh").read_text(encoding="utf-8")
+    assert "OPTIONS='devices=1 exclusive_caps=1 card_label=\"vcam-me\"'" in text
+    assert "/etc/modules-load.d/" in text and "/etc/modprobe.d/" in text
+    for manager in ("apt-get", "dnf", "pacman"):
+        assert manager in text
+    assert "mokutil" in text  # the Secure Boot explanation
+
+
+def test_the_desktop_entry_is_complete():
+    entry = configparser.ConfigParser(interpolation=None)
+    entry.optionxform = str
+    entry.read(INSTALLERS / "linux" / "vcam-me.desktop", encoding="utf-8")
+    section = entry["Desktop Entry"]
+    assert section["Type"] == "Application" and section["Exec"].startswith("vcam-me") and section["Name"]
+    if shutil.which("desktop-file-validate"):
+        result = subprocess.run(["desktop-file-validate", str(INSTALLERS / "linux" / "vcam-me.desktop")],
+                                check=False, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_windows_and_macos_sources_are_there():
+    iss = (INSTALLERS / "windows" / "vcam-me.iss").read_text(encoding="utf-8")
+    assert "[Setup]" in iss and "regsvr32" in iss and "{A3FCE0F5-3493-419F-958A-ABA1250EC20B}" in iss
+    assert (INSTALLERS / "windows" / "build.ps1").is_file()
+    mac = (INSTALLERS / "macos" / "build.sh").read_text(encoding="utf-8")
+    assert "hdiutil create" in mac
+    spec = SPEC.read_text(encoding="utf-8")
+    assert "NSCameraUsageDescription" in spec and "NSMicrophoneUsageDescription" in spec and "LSUIElement" in spec
+
+
+def test_ci_builds_the_bundle_only_when_asked():
+    lines = (PROJECT_ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    run = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+    default_part, _, asked_part = run.partition('if [ "${VCAM_CI_BUNDLE:-0}" = "1" ]; then')
+    assert "bash scripts/test.sh -q" in default_part and "build_bundle_ci.sh" not in default_part
+    assert "scripts/build_bundle_ci.sh" in asked_part
+    assert (PROJECT_ROOT / "scripts" / "build_bundle_ci.sh").is_file()
