@@ -37,9 +37,9 @@ from vcam_me.expression.micro.script import parse_script
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "assets" / "avatars" / "sample"
 
-FUZZ = settings(max_examples=120, deadline=None, derandomize=True, database=None,
+FUZZ = settings(max_examples=100, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large])
-FEW = settings(FUZZ, max_examples=60)
+FEW = settings(FUZZ, max_examples=50)
 
 
 def only_own_errors(load: Callable[[], Any]) -> Any:

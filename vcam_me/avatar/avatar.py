@@ -32,6 +32,7 @@ import numpy as np
 
 from vcam_me.errors import AvatarError
 from vcam_me.media import image_problem
+from vcam_me.models import sha256_of
 from vcam_me.storage import atomic_copy, atomic_write_bytes, atomic_write_text, new_folder
 from vcam_me.types import NUM_LANDMARKS, FaceObservation
 
@@ -76,7 +77,8 @@ def _probe_photo(data: np.ndarray, path: Path) -> None:
 
 
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    # in blocks: a listed file can be of any size, and it is hashed before it is known to be ours
+    return sha256_of(path)
 
 
 #: Key of ``avatar.json``'s own checksum (SHA-256 of its other fields, canonical JSON), so a
