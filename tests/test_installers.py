@@ -118,3 +118,20 @@ def test_ci_builds_the_bundle_only_when_asked():
     assert "bash scripts/test.sh -q" in default_part and "build_bundle_ci.sh" not in default_part
     assert "scripts/build_bundle_ci.sh" in asked_part
     assert (PROJECT_ROOT / "scripts" / "build_bundle_ci.sh").is_file()
+
+
+@pytest.mark.parametrize("frozen, words", [(True, "this installed build leaves PyTorch out"),
+                                           (False, "pip install 'vcam-me[train]'")])
+def test_personalisation_without_pytorch_says_where_to_get_it(monkeypatch, tmp_path, frozen, words):
+    """The bundle leaves training out: the set-up then fails with one clear line, which in the
+    frozen app does not tell the user to run pip."""
+    import sys
+
+    from vcam_me.errors import SetupError
+
+    monkeypatch.setitem(sys.modules, "vcam_me.training.personalise", None)  # import fails as without torch
+    if frozen:
+        monkeypatch.setattr(sys, "frozen", True, raising=False)
+    with pytest.raises(SetupError, match="needs PyTorch") as err:
+        app.personalise_avatar(tmp_path / "capture.mp4", tmp_path / "avatar")
+    assert words in str(err.value) and "\n" not in str(err.value)

@@ -690,6 +690,15 @@ def import_avatar(archive: Path, name: str | None = None):
 # --------------------------------------------------------------------------------------
 # personalisation: the owner's setup capture → an avatar with its own network
 # --------------------------------------------------------------------------------------
+def _how_to_get_torch() -> str:
+    """Where PyTorch comes from: pip for a Python install; the installed (frozen) app leaves it
+    out (about 750 MB, installers/vcam_me.spec), so it points to a Python install instead."""
+    if getattr(sys, "frozen", False):
+        return ("this installed build leaves PyTorch out (about 750 MB); personalise with vcam-me installed from "
+                "Python (pip install 'vcam-me[train]', see the README), then import the avatar here")
+    return "pip install 'vcam-me[train]'"
+
+
 def personalise_avatar(capture: Path, out: Path, *, steps: int = 500, device: str = "auto", progress=None,
                        cancel=None):
     """Check a setup capture, fine-tune the shipped prior on it and write the avatar folder
@@ -701,7 +710,7 @@ def personalise_avatar(capture: Path, out: Path, *, steps: int = 500, device: st
     try:
         from vcam_me.training.personalise import personalise
     except ImportError as err:
-        raise SetupError(f"personalisation needs PyTorch ({err.name} is not installed): pip install 'vcam-me[train]'") from None
+        raise SetupError(f"personalisation needs PyTorch ({err.name} is not installed): {_how_to_get_torch()}") from None
     from vcam_me.models import verified_model_path
 
     kwargs = {} if progress is None else {"progress": progress}
@@ -1867,7 +1876,7 @@ def cmd_eval_renderers(args, cfg: AppConfig) -> int:
     try:
         from vcam_me.training.personalise import personalise_clip_part
     except ImportError as err:
-        raise SetupError(f"the personalised renderer needs PyTorch ({err.name} is missing): pip install 'vcam-me[train]'") from None
+        raise SetupError(f"the personalised renderer needs PyTorch ({err.name} is missing): {_how_to_get_torch()}") from None
     if args.driving:
         clips = [Path(p) for p in args.driving]
     else:
