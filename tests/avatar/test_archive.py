@@ -188,6 +188,7 @@ def test_absolute_member_is_refused(tmp_path: Path, avatars: Path) -> None:
 
 @pytest.mark.parametrize("bad, reason", [
     ("C:/evil", "absolute path"), ("..\\evil", "backslash"), ("network\\..\\..\\evil", "backslash"),
+    ("nul.npy", "Windows reserves"), ("network/COM1", "Windows reserves"), ("trailing. ", "Windows reserves"),
     ("ok/./x", r"'\.'"), ("a\x01b", "control characters"), ("a\x00b", "not listed"), ("stream:evil", "':'"),
 ])
 def test_windows_and_odd_names_are_refused(tmp_path: Path, avatars: Path, bad: str, reason: str) -> None:

@@ -51,6 +51,8 @@ MAX_TOTAL_BYTES = 256 * 1024 * 1024
 #: Largest ``avatar.json`` (it holds a few hashes).
 MAX_MANIFEST_BYTES = 1024 * 1024
 _CHUNK = 1 << 16
+#: File names that are devices on Windows whatever their extension ("nul.npy" too).
+_WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]{0,63}")
 
 
@@ -112,6 +114,8 @@ def _member_problem(info: zipfile.ZipInfo) -> str | None:
     parts = name.rstrip("/").split("/")
     if any(part in ("", ".", "..") for part in parts):
         return "has an empty, '.' or '..' part in its path"
+    if any(part.split(".")[0].upper() in _WINDOWS_DEVICES or part.endswith((".", " ")) for part in parts):
+        return "has a name Windows reserves or changes (CON, NUL, COM1..., or a trailing dot or space)"
     kind = stat.S_IFMT(info.external_attr >> 16)
     if kind == stat.S_IFLNK:
         return "is a symbolic link"
