@@ -636,7 +636,15 @@ def cmd_avatar(args, cfg: AppConfig) -> int:
         archive = Path(args.archive).expanduser()
         avatar = import_avatar(archive, args.name)
         print(f"vcam-me: avatar '{avatar.folder.name}' imported into {avatar.folder}")
-        if not (avatar.folder / "consent.json").is_file():
+        if (avatar.folder / "consent.json").is_file():
+            # said now, not at the first call: a record signed on another machine is only
+            # trusted here once its issuer's public key is (consent/trusted/)
+            from vcam_me.consent.records import hash_avatar_folder, utc_now
+
+            verdict = open_registry().check(avatar.folder / "consent.json", hash_avatar_folder(avatar.folder), utc_now())
+            print(f"vcam-me: its consent record {verdict.code or ''}: {verdict.status}"
+                  + ("" if verdict.ok else f" ({verdict.reason})"))
+        else:
             print(f"vcam-me: it carries no consent record; before it can be used: vcam-me consent record --avatar "
                   f"{avatar.folder} --name NAME, or vcam-me consent attest --avatar {avatar.folder} --licence TEXT")
         return 0

@@ -331,8 +331,11 @@ def test_command_line_round_trip_and_one_line_refusals(tmp_path: Path, private_u
 
     out = tmp_path / "sample.zip"
     assert main(["avatar", "export", str(SAMPLE), str(out)]) == 0
+    capsys.readouterr()
     assert main(["avatar", "import", str(out), "--name", "friend"]) == 0
     assert Avatar.load(own_avatars_dir() / "friend").content_id == Avatar.load(SAMPLE).content_id
+    said = capsys.readouterr().out
+    assert "its consent record" in said and ": valid" in said, said  # the sample's issuer is trusted everywhere
     assert main(["avatar", "export", "friend", str(tmp_path / "again.zip")]) == 0, "an own avatar by its name"
     odd = tmp_path / "Jane's face (1).zip"
     odd.write_bytes(out.read_bytes())
