@@ -8,7 +8,8 @@ until it has been checked whole:
 
 * before a byte is extracted, every member is refused that could land outside the new
   folder or be something other than plain data: an absolute name, a drive letter, a ``..``
-  part, a backslash, a control character, a symbolic link or other special file (the Unix
+  part, a backslash, a control character, a name Windows reserves (``NUL``, ``COM1``…) or
+  would change (a trailing dot or space), a symbolic link or other special file (the Unix
   mode in the member's external attributes), an encrypted member, a name given twice (also
   when only letter case differs, for case-insensitive disks), a file ``avatar.json`` does not
   list; and the whole archive when it has more than :data:`MAX_MEMBERS` members or would
