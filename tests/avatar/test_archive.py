@@ -205,6 +205,19 @@ def test_symlink_member_is_refused_even_when_listed(tmp_path: Path, avatars: Pat
     _refused(_zip(tmp_path / "a.zip", items), avatars, "symbolic link")
 
 
+def test_an_encrypted_member_is_refused(tmp_path: Path, avatars: Path) -> None:
+    path = _zip(tmp_path / "a.zip", _sample_members())
+    data = bytearray(path.read_bytes())
+    # zipfile writes no encrypted members: set the "encrypted" bit in the headers by hand
+    for signature, flags_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        start = 0
+        while (at := data.find(signature, start)) >= 0:
+            data[at + flags_at] |= 0x1
+            start = at + 4
+    path.write_bytes(bytes(data))
+    _refused(path, avatars, "encrypted")
+
+
 def test_duplicate_members_are_refused(tmp_path: Path, avatars: Path) -> None:
     items = [*_sample_members().items(), ("landmarks.npy", b"second copy")]
     _refused(_zip(tmp_path / "a.zip", items), avatars, "appears twice")
