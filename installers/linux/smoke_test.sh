@@ -63,5 +63,26 @@ if [ "${frames:-0}" -lt 50 ]; then echo "smoke: only ${frames:-0} frames decoded
 step "vcam-me verify (the consent mark survives in the frozen build's output)"
 bare "$exe" verify "$work/out/render.mp4"
 
+if command -v Xvfb >/dev/null; then
+  # The desktop app on a bare X server: Qt's xcb plugin and the tray code load from the bundle,
+  # the first-run welcome writes the settings file, and the app is still running after 12 s.
+  step "vcam-me (the tray app) on Xvfb for 12 s"
+  # -displayfd: Xvfb picks a free display and writes its number when it is ready.
+  Xvfb -displayfd 3 -screen 0 1280x720x24 -nolisten tcp 3> "$work/display" >/dev/null 2>&1 &
+  xvfb=$!
+  for _ in $(seq 50); do [ -s "$work/display" ] && break; sleep 0.2; done
+  display=:$(tr -d '[:space:]' < "$work/display")
+  set +e
+  (cd "$work/out" && env -i PATH=/usr/bin:/bin HOME="$work/home" DISPLAY=$display LANG=C.UTF-8 timeout 12 "$exe") \
+    > "$work/tray.txt" 2>&1
+  tray_rc=$?
+  set -e
+  kill "$xvfb" 2>/dev/null || true
+  if [ "$tray_rc" -ne 124 ]; then cat "$work/tray.txt" >&2; echo "smoke: the tray app exited ($tray_rc) before 12 s" >&2; exit 1; fi
+  [ -f "$work/home/.config/vcam-me/config.toml" ] || { echo "smoke: the first run wrote no settings file" >&2; exit 1; }
+else
+  step "Xvfb missing: the tray app was not started"
+fi
+
 if [ -n "$(ls -A "$work/home")" ]; then step "files the bundle wrote under HOME:"; (cd "$work/home" && find . -type f | head -20); fi
 echo "smoke: passed ($frames frames decoded; bundle $(du -sh "$bundle" | cut -f1))"
