@@ -65,9 +65,10 @@ class Calibration:
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
             channels = data["channels"]
-            baseline = np.array(data["baseline"], np.float32)
-            maximum = None if data.get("maximum") is None else np.array(data["maximum"], np.float32)
-            pose_zero = None if data.get("pose_zero") is None else np.array(data["pose_zero"], np.float32)
+            with np.errstate(over="ignore"):  # a number too big for float32 becomes inf, refused below
+                baseline = np.array(data["baseline"], np.float32)
+                maximum = None if data.get("maximum") is None else np.array(data["maximum"], np.float32)
+                pose_zero = None if data.get("pose_zero") is None else np.array(data["pose_zero"], np.float32)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
             raise ConfigError(f"calibration file {path} is unreadable: {str(err).splitlines()[0][:200]}") from None
         except RecursionError:
