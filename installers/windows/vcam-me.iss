@@ -74,7 +74,7 @@ Root: HKCU; Subkey: "Software\Microsoft\Windows\CurrentVersion\Run"; ValueType: 
 Filename: "{sys}\regsvr32.exe"; Parameters: "/s ""{app}\unitycapture\UnityCaptureFilter64.dll"""; StatusMsg: "Registering the UnityCapture virtual camera (64-bit)…"; Flags: runhidden waituntilterminated; Check: WantUnityCapture
 Filename: "{syswow64}\regsvr32.exe"; Parameters: "/s ""{app}\unitycapture\UnityCaptureFilter32.dll"""; StatusMsg: "Registering the UnityCapture virtual camera (32-bit)…"; Flags: runhidden waituntilterminated; Check: WantUnityCapture
 Filename: "{app}\{#AppExe}"; Description: "Start vcam-me now"; Flags: nowait postinstall skipifsilent
-Filename: "https://obsproject.com/download"; Description: "Open the OBS Studio download page"; Flags: shellexec postinstall skipifsilent unchecked; Check: WantObsLater
+Filename: "https://obsproject.com/download"; Description: "Open the OBS Studio download page"; Flags: shellexec postinstall skipifsilent; Check: WantObsLater
 
 [UninstallRun]
 ; The Check runs at install time: the entries are kept for the uninstaller only when this
