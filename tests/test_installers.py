@@ -135,3 +135,13 @@ def test_personalisation_without_pytorch_says_where_to_get_it(monkeypatch, tmp_p
     with pytest.raises(SetupError, match="needs PyTorch") as err:
         app.personalise_avatar(tmp_path / "capture.mp4", tmp_path / "avatar")
     assert words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_doctor_in_the_frozen_app_points_to_the_gpu_build_not_pip(monkeypatch, capsys, private_user_dirs):
+    import sys
+
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    app.main(["doctor"])
+    gpu_line = next(line for line in capsys.readouterr().out.splitlines() if " GPU " in line)
+    assert "onnxruntime providers:" in gpu_line
+    assert "pip install" not in gpu_line

@@ -1697,8 +1697,11 @@ def cmd_doctor(args, cfg: AppConfig) -> int:
 
         providers = ort.get_available_providers()
         gpu = [p for p in providers if p not in ("CPUExecutionProvider", "AzureExecutionProvider")]
+        # The installed (frozen) app cannot pip install: its GPU variant is a separate build.
+        gpu_way = ("install the GPU build of vcam-me (vcam-me-gpu) and CUDA" if getattr(sys, "frozen", False)
+                   else "pip install 'vcam-me[gpu]' with CUDA installed")
         check("GPU", bool(gpu), f"onnxruntime providers: {', '.join(providers)}" + ("" if gpu else
-              " (CPU only: fine; for NVIDIA GPUs: pip install 'vcam-me[gpu]' with CUDA installed)"))
+              f" (CPU only: fine; for NVIDIA GPUs: {gpu_way})"))
     except ImportError:
         check("GPU", False, "not used: onnxruntime is not installed (CPU path needs none; for NVIDIA GPUs: pip install 'vcam-me[gpu]')")
     try:
