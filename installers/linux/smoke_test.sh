@@ -54,8 +54,10 @@ bare "$exe" render --avatar "$work/out/smoke-avatar" --driving "$work/out/clip2s
   --out "$work/out/render.mp4" --fps 30 --size 640x360 --micro none
 
 step "the render decodes"
-frames=$(ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=nb_read_frames,width,height,codec_name \
-  -of default=noprint_wrappers=1 "$work/out/render.mp4" | tee /dev/stderr | sed -n 's/^nb_read_frames=//p')
+ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=nb_read_frames,width,height,codec_name \
+  -of default=noprint_wrappers=1 "$work/out/render.mp4" > "$work/probe.txt"
+cat "$work/probe.txt"
+frames=$(sed -n 's/^nb_read_frames=//p' "$work/probe.txt")
 ffmpeg -v error -i "$work/out/render.mp4" -f null - 2> "$work/decode.txt"
 if [ -s "$work/decode.txt" ]; then cat "$work/decode.txt" >&2; echo "smoke: decode errors" >&2; exit 1; fi
 if [ "${frames:-0}" -lt 50 ]; then echo "smoke: only ${frames:-0} frames decoded (expected about 60)" >&2; exit 1; fi

@@ -19,6 +19,8 @@
 #endif
 #define AppName "vcam-me"
 #define AppExe "vcam-me.exe"
+; The windowed twin of vcam-me.exe (installers/vcam_me.spec): the tray without a console window.
+#define TrayExe "vcam-me-tray.exe"
 #define Root "..\.."
 ; DirectShow filters as registered under HKEY_CLASSES_ROOT\CLSID (same values as vcam_me/output/virtualcam.py).
 #define ObsVirtualCamClsid "{A3FCE0F5-3493-419F-958A-ABA1250EC20B}"
@@ -61,19 +63,19 @@ Source: "{#Root}\build\unitycapture\Install\UnityCaptureFilter32.dll"; DestDir: 
 Source: "{#Root}\build\unitycapture\LICENSE"; DestDir: "{app}\unitycapture"; DestName: "LICENSE.txt"; Flags: ignoreversion skipifsourcedoesntexist; Check: WantUnityCapture
 
 [Icons]
-Name: "{autoprograms}\{#AppName}"; Filename: "{app}\{#AppExe}"
-Name: "{autodesktop}\{#AppName}"; Filename: "{app}\{#AppExe}"; Tasks: desktopicon
+Name: "{autoprograms}\{#AppName}"; Filename: "{app}\{#TrayExe}"
+Name: "{autodesktop}\{#AppName}"; Filename: "{app}\{#TrayExe}"; Tasks: desktopicon
 
 [Registry]
 ; Autostart for the user who installs: the tray app, no console.
-Root: HKCU; Subkey: "Software\Microsoft\Windows\CurrentVersion\Run"; ValueType: string; ValueName: "vcam-me"; ValueData: """{app}\{#AppExe}"""; Flags: uninsdeletevalue; Tasks: autostart
+Root: HKCU; Subkey: "Software\Microsoft\Windows\CurrentVersion\Run"; ValueType: string; ValueName: "vcam-me"; ValueData: """{app}\{#TrayExe}"""; Flags: uninsdeletevalue; Tasks: autostart
 
 [Run]
 ; regsvr32 of the matching bitness for each filter; /s: no message box. 32-bit apps (some call
 ; clients) see only the 32-bit filter, 64-bit apps only the 64-bit one.
 Filename: "{sys}\regsvr32.exe"; Parameters: "/s ""{app}\unitycapture\UnityCaptureFilter64.dll"""; StatusMsg: "Registering the UnityCapture virtual camera (64-bit)…"; Flags: runhidden waituntilterminated; Check: WantUnityCapture
 Filename: "{syswow64}\regsvr32.exe"; Parameters: "/s ""{app}\unitycapture\UnityCaptureFilter32.dll"""; StatusMsg: "Registering the UnityCapture virtual camera (32-bit)…"; Flags: runhidden waituntilterminated; Check: WantUnityCapture
-Filename: "{app}\{#AppExe}"; Description: "Start vcam-me now"; Flags: nowait postinstall skipifsilent
+Filename: "{app}\{#TrayExe}"; Description: "Start vcam-me now"; Flags: nowait postinstall skipifsilent
 Filename: "https://obsproject.com/download"; Description: "Open the OBS Studio download page"; Flags: shellexec postinstall skipifsilent; Check: WantObsLater
 
 [UninstallRun]
