@@ -118,3 +118,42 @@ def test_au_and_side_is_judged_on_the_leading_au():
     assert S.au_and_side_correct(contempt, read_as_smile)
     assert not S.au_and_side_correct(contempt, read_as_brow)
     assert not S.au_and_side_correct(contempt, wrong_side)
+
+
+def test_a_lid_raise_is_read_from_eyeblink_falling_below_rest():
+    # MediaPipe's eyeWide hardly moves on a warped face; the lids opening wider lower eyeBlink
+    t, au = _stream()
+    control = au.copy()
+    au[:, AU_INDEX["AU43_L"]] -= _bump(t, 3000, 160, 220, 0.07)
+    au[:, AU_INDEX["AU43_R"]] -= _bump(t, 3000, 160, 220, 0.06)
+    spotted = S.spot(au, t, AU_CHANNELS, S.noise_sigma(S.residuals(control, t)))
+    assert len(spotted) == 1
+    event = spotted[0]
+    assert event.aus == ("AU5",) and event.side == "both"
+    assert {c.read_from for c in event.channels} == {"AU43_L", "AU43_R"}
+    logged = _log("lid_raise", 3000, 160, 220, "both", {"AU5_L": 1.0, "AU5_R": 1.0})
+    assert S.score([logged], spotted).au_side_accuracy == 1.0
+
+
+def test_a_brow_lowerer_read_from_falling_outer_brows_takes_its_side_from_its_own_rise():
+    t, au = _stream()
+    control = au.copy()
+    # the fall is uneven (one brow rested higher), the brows' own lowering channel is even
+    au[:, AU_INDEX["AU2_L"]] -= _bump(t, 3000, 150, 150, 0.16)
+    au[:, AU_INDEX["AU2_R"]] -= _bump(t, 3000, 150, 150, 0.06)
+    au[:, AU_INDEX["AU4_L"]] += _bump(t, 3000, 150, 150, 0.06)
+    au[:, AU_INDEX["AU4_R"]] += _bump(t, 3000, 150, 150, 0.065)
+    spotted = S.spot(au, t, AU_CHANNELS, S.noise_sigma(S.residuals(control, t)))
+    assert len(spotted) == 1 and spotted[0].aus[0] == "AU4" and spotted[0].side == "both"
+    # without the rise, the falls decide
+    au = control.copy()
+    au[:, AU_INDEX["AU2_L"]] -= _bump(t, 3000, 150, 150, 0.16)
+    spotted = S.spot(au, t, AU_CHANNELS, S.noise_sigma(S.residuals(control, t)))
+    assert [(e.aus, e.side) for e in spotted] == [(("AU4",), "left")]
+
+
+def test_a_falling_channel_that_reads_no_au_is_not_an_event():
+    t, au = _stream()
+    control = au.copy()
+    au[:, AU_INDEX["AU12_L"]] -= _bump(t, 3000, 150, 200, 0.15)  # a lip corner briefly lowered
+    assert S.spot(au, t, AU_CHANNELS, S.noise_sigma(S.residuals(control, t))) == []

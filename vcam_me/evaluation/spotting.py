@@ -27,8 +27,18 @@ How an event is spotted, per AU channel:
    the strongest bilateral AU: one side's peak below ``side_ratio`` of the other is
    unilateral.
 
-Blink (AU43) and the derived channels are not spotted: blinks are brief by nature and no
-micro-expression type is made of them.
+Blink (AU43) and the derived channels are not spotted rising: blinks are brief by nature and
+no micro-expression type is made of them.
+
+A few AUs are also read from the brief *fall* of their antagonist's channel
+(:data:`FALLING_READS`). MediaPipe has no dependable channel for them on a face that is only
+warped (eyeWide stays near 0, issue 4450; browDown barely moves for a slight frown), but the
+same landmark motion lowers the antagonist's score: lids opened wider than at rest lower
+eyeBlink below its resting value (AU5), and a lowered brow lowers browOuterUp (AU4). Such a
+channel event is named after the AU it reads (``AU5_L``) and keeps the channel it was read from
+(``read_from``). A side is judged on an AU's own channels when they rose, and on falls only
+when they did not: a fall is bounded by how high the channel rested, which differs between the
+two sides of a face.
 """
 
 from __future__ import annotations
@@ -38,8 +48,11 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-#: Channels never spotted (see module docstring).
+#: Channels never spotted rising (see module docstring).
 SKIPPED_CHANNELS = ("AU43_L", "AU43_R", "AU25", "AU27", "MOUTH_L", "MOUTH_R")
+#: Channels whose brief fall below their running median reads as another AU rising (see the
+#: module docstring): tracked channel → the AU channel it reads.
+FALLING_READS = {"AU43_L": "AU5_L", "AU43_R": "AU5_R", "AU2_L": "AU4_L", "AU2_R": "AU4_R"}
 
 
 def base_au(channel: str) -> str:
@@ -76,8 +89,9 @@ class ChannelEvent:
     start_ms: float
     apex_ms: float
     end_ms: float
-    peak: float  # residual at the apex
+    peak: float  # residual at the apex (for a fall: how far the read-from channel fell)
     strength: float  # peak / threshold
+    read_from: str = ""  # the tracked channel whose fall this AU was read from ("" : its own rise)
 
 
 @dataclass(frozen=True)
@@ -139,53 +153,64 @@ def thresholds(sigma: np.ndarray, options: SpotterOptions = SpotterOptions()) ->
     return np.maximum(options.k_sigma * np.asarray(sigma, np.float64), options.floor)
 
 
+def _excursions(r: np.ndarray, t: np.ndarray, threshold: float, options: SpotterOptions):
+    """``(start, apex, end)`` sample indices of every excursion of ``r`` above ``threshold``
+    that lasts a micro-expression's time (edges at ``options.edge`` of its peak)."""
+    above = r > threshold
+    if not above.any():
+        return
+    edges = np.diff(np.concatenate([[0], above.astype(np.int8), [0]]))
+    for s, e in zip(np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]):
+        apex = s + int(np.argmax(r[s:e]))
+        level = options.edge * float(r[apex])
+        lo = apex
+        while lo > 0 and r[lo - 1] > level:
+            lo -= 1
+        hi = apex
+        while hi < len(r) - 1 and r[hi + 1] > level:
+            hi += 1
+        if options.min_ms <= t[hi] - t[lo] <= options.max_ms:
+            yield lo, apex, hi
+
+
 def channel_events(res: np.ndarray, t_ms: np.ndarray, channels: Sequence[str], thr: np.ndarray,
                    options: SpotterOptions = SpotterOptions()) -> list[ChannelEvent]:
-    """Every excursion of a channel's residual above its threshold."""
+    """Every excursion of a channel's residual above its threshold, and every fall of a
+    :data:`FALLING_READS` channel below minus its threshold (named after the AU it reads)."""
     t = np.asarray(t_ms, np.float64)
     events = []
     for c, name in enumerate(channels):
-        if name in SKIPPED_CHANNELS:
-            continue
-        r = res[:, c]
-        above = r > thr[c]
-        if not above.any():
-            continue
-        edges = np.diff(np.concatenate([[0], above.astype(np.int8), [0]]))
-        for s, e in zip(np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]):
-            apex = s + int(np.argmax(r[s:e]))
-            peak = float(r[apex])
-            level = options.edge * peak
-            lo = apex
-            while lo > 0 and r[lo - 1] > level:
-                lo -= 1
-            hi = apex
-            while hi < len(r) - 1 and r[hi + 1] > level:
-                hi += 1
-            length = t[hi] - t[lo]
-            if length < options.min_ms or length > options.max_ms:
-                continue
-            events.append(ChannelEvent(name, float(t[lo]), float(t[apex]), float(t[hi]), peak, peak / float(thr[c])))
+        readings = [] if name in SKIPPED_CHANNELS else [(name, res[:, c], "")]
+        if name in FALLING_READS:
+            readings.append((FALLING_READS[name], -res[:, c], name))
+        for read_as, r, source in readings:
+            for lo, apex, hi in _excursions(r, t, float(thr[c]), options):
+                peak = float(r[apex])
+                events.append(ChannelEvent(read_as, float(t[lo]), float(t[apex]), float(t[hi]), peak,
+                                           peak / float(thr[c]), source))
     # one excursion can be found from two threshold crossings of the same hump: keep one
     unique = {}
     for ev in events:
-        key = (ev.channel, ev.apex_ms)
+        key = (ev.channel, ev.read_from, ev.apex_ms)
         if key not in unique or ev.strength > unique[key].strength:
             unique[key] = ev
     return sorted(unique.values(), key=lambda e: e.apex_ms)
 
 
 def _side(group: Sequence[ChannelEvent], ratio: float) -> str:
-    """Side of the strongest AU that has both sides in the channel list."""
-    by_base: dict[str, dict[str, float]] = {}
+    """Side of the strongest AU that has both sides in the channel list, judged on the AU's
+    own rising channels when there are any, else on the falls it was read from."""
+    by_base: dict[str, dict[bool, dict[str, float]]] = {}
     for ev in group:
         side = channel_side(ev.channel)
         if side is not None:
-            slot = by_base.setdefault(base_au(ev.channel), {"left": 0.0, "right": 0.0})
+            kinds = by_base.setdefault(base_au(ev.channel), {})
+            slot = kinds.setdefault(bool(ev.read_from), {"left": 0.0, "right": 0.0})
             slot[side] = max(slot[side], ev.peak)
     if not by_base:
         return "both"
-    left, right = max(by_base.values(), key=lambda s: max(s.values())).values()
+    sides = [kinds.get(False) or kinds[True] for kinds in by_base.values()]
+    left, right = max(sides, key=lambda s: max(s.values())).values()
     if min(left, right) >= ratio * max(left, right):
         return "both"
     return "left" if left > right else "right"
