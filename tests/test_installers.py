@@ -78,6 +78,9 @@ def test_the_shell_scripts_parse(script):
     assert path.is_file()
     result = subprocess.run(["bash", "-n", str(path)], check=False, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+    if shutil.which("shellcheck"):  # where installed: quoting and logic slips too
+        result = subprocess.run(["shellcheck", str(path)], check=False, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout
 
 
 def test_the_driver_script_loads_what_chrome_and_zoom_need_and_keeps_it():

@@ -34,6 +34,13 @@ if command -v strip >/dev/null 2>&1; then
   strip --strip-unneeded "$bundle/_internal/mediapipe/tasks/c/libmediapipe.so"
 fi
 
+# The newest glibc any library in the bundle asks for: install.sh refuses older systems with a
+# clear line instead of a loader error at the first start.
+if command -v objdump >/dev/null 2>&1; then
+  find "$bundle" -type f \( -name "*.so*" -o -name vcam-me \) -print0 | xargs -0 objdump -T 2>/dev/null |
+    grep -o "GLIBC_2\.[0-9]*" | sed 's/GLIBC_//' | sort -t. -k2 -n -u | tail -1 > "$bundle/GLIBC_REQUIRED"
+fi
+
 # The tarball: the folder plus what installs it for one user and the driver for everyone.
 cp installers/linux/install.sh installers/linux/install-v4l2loopback.sh installers/linux/vcam-me.desktop "$bundle/"
 cp installers/linux/README-bundle.txt "$bundle/README.txt"

@@ -25,6 +25,14 @@ if [ ! -x "$here/vcam-me" ] || [ ! -d "$here/_internal" ]; then
   echo "vcam-me: run this script from the unpacked bundle (the folder holding vcam-me and _internal/)" >&2
   exit 2
 fi
+if [ -s "$here/GLIBC_REQUIRED" ] && command -v getconf >/dev/null 2>&1; then
+  need=$(cat "$here/GLIBC_REQUIRED")
+  have=$(getconf GNU_LIBC_VERSION 2>/dev/null | awk '{print $2}')
+  if [ -n "$have" ] && [ "$(printf '%s\n%s\n' "$need" "$have" | sort -t. -k1,1n -k2,2n | head -1)" != "$need" ]; then
+    echo "vcam-me: this build needs glibc $need or newer; this system has $have (install vcam-me with pip instead, or use a newer distribution)" >&2
+    exit 2
+  fi
+fi
 if [ -e "$target" ] && [ ! -x "$target/vcam-me" ]; then
   echo "vcam-me: $target exists and is not a vcam-me bundle; move it away first" >&2
   exit 2
@@ -43,7 +51,7 @@ mkdir -p "$bin_dir" "$apps"
 ln -sfn "$target/vcam-me" "$bin_dir/vcam-me"
 sed "s|^Exec=.*|Exec=$target/vcam-me|" "$target/vcam-me.desktop" > "$apps/vcam-me.desktop.part"
 mv "$apps/vcam-me.desktop.part" "$apps/vcam-me.desktop"
-command -v update-desktop-database >/dev/null 2>&1 && update-desktop-database -q "$apps" || true
+if command -v update-desktop-database >/dev/null 2>&1; then update-desktop-database -q "$apps" || true; fi
 echo "vcam-me: installed in $target; command: $bin_dir/vcam-me; menu entry: vcam-me"
 case ":$PATH:" in *":$bin_dir:"*) ;; *) echo "vcam-me: add $bin_dir to your PATH to type 'vcam-me'";; esac
 if [ ! -e /sys/module/v4l2loopback ]; then

@@ -25,7 +25,7 @@ exe=$work/vcam-me/vcam-me
 data=$work/vcam-me/_internal
 portrait=$data/assets/avatars/sample/reference.png
 clip=$data/assets/driving/pyfeat_WolfgangLanger_Pexels.mp4
-[ -f "$portrait" ] && [ -f "$clip" ] || { echo "smoke: the bundle lacks its portrait or clip" >&2; exit 1; }
+if [ ! -f "$portrait" ] || [ ! -f "$clip" ]; then echo "smoke: the bundle lacks its portrait or clip" >&2; exit 1; fi
 case "$work" in "$PWD"/*) echo "smoke: temp folder inside the source tree" >&2; exit 1;; esac
 
 # Run from inside the temp folder with nothing inherited but these three variables.
@@ -75,7 +75,7 @@ if command -v Xvfb >/dev/null; then
   for _ in $(seq 50); do [ -s "$work/display" ] && break; sleep 0.2; done
   display=:$(tr -d '[:space:]' < "$work/display")
   set +e
-  (cd "$work/out" && env -i PATH=/usr/bin:/bin HOME="$work/home" DISPLAY=$display LANG=C.UTF-8 timeout 12 "$exe") \
+  (cd "$work/out" && env -i PATH=/usr/bin:/bin HOME="$work/home" DISPLAY="$display" LANG=C.UTF-8 timeout 12 "$exe") \
     > "$work/tray.txt" 2>&1
   tray_rc=$?
   set -e
