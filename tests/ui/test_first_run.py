@@ -85,3 +85,17 @@ def test_an_unknown_system_is_told_so(monkeypatch):
 def test_the_advice_follows_this_machine_when_nothing_is_given():
     advice = driver_advice()
     assert advice.steps and advice.url.startswith("https://")
+
+
+def test_the_installed_linux_bundle_points_to_its_own_driver_script(monkeypatch, tmp_path):
+    import sys
+
+    pretend(monkeypatch, "Linux")
+    (tmp_path / "vcam-me").write_bytes(b"")
+    script = tmp_path / "install-v4l2loopback.sh"
+    script.write_text("#!/bin/sh\n", encoding="utf-8")
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "vcam-me"))
+    advice = driver_advice(os_release={"ID": "ubuntu", "PRETTY_NAME": "Ubuntu 24.04.1 LTS"})
+    assert advice.steps[0].startswith(f"In a terminal: sudo {script}")
+    assert not any("modprobe" in step for step in advice.steps)  # the script loads it with the right options
