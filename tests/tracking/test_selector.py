@@ -89,3 +89,15 @@ def test_a_face_beyond_the_gate_is_not_followed():
 def test_bad_settings_are_refused(kwargs):
     with pytest.raises(ValueError):
         FaceSelector(**kwargs)
+
+
+def test_a_resolution_change_keeps_the_chosen_face():
+    """The camera switches from 1280x720 to 640x360 mid-stream: the same face, now half the
+    size in pixels, is still the chosen one (not lost for reacquire_after_ms)."""
+    selector = FaceSelector()
+    a, b = face(300, 360, 200), face(980, 360, 200)
+    assert selector.select([a, b], 0, SIZE) is a
+    small = (640, 360)
+    half_a = FaceObservation(33, small, a.landmarks, a.blendshapes, a.transform)  # same place, same share
+    half_b = FaceObservation(33, small, b.landmarks, b.blendshapes, b.transform)
+    assert selector.select([half_b, half_a], 33, small) is half_a

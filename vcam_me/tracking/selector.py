@@ -74,6 +74,13 @@ def share_in_frame(face: FaceObservation) -> float:
     return float(np.mean(np.all((xy >= 0.0) & (xy <= 1.0), axis=1)))
 
 
+def _rescaled(place: FacePlace, old: tuple[int, int], new: tuple[int, int]) -> FacePlace:
+    """Where a face seen at picture size ``old`` is at size ``new``: a camera that changes its
+    resolution mid-stream keeps its field of view, so the face keeps its place in the picture."""
+    sx, sy = new[0] / max(old[0], 1), new[1] / max(old[1], 1)
+    return FacePlace((place.centre[0] * sx, place.centre[1] * sy), place.size * math.sqrt(sx * sy))
+
+
 def choose_first(faces: Sequence[FaceObservation]) -> int | None:
     """Index of the face to follow from a standing start (rule 1), ``None`` when there is none."""
     places = [FacePlace.of(f) for f in faces if f.has_face]
@@ -106,6 +113,7 @@ class FaceSelector:
         self.reacquire_after_ms = int(reacquire_after_ms)
         self._place: FacePlace | None = None
         self._seen_ms: int | None = None
+        self._frame: tuple[int, int] | None = None  # the picture size the place was measured in
 
     @property
     def place(self) -> FacePlace | None:
@@ -123,6 +131,8 @@ class FaceSelector:
         if self._place is not None and self._seen_ms is not None \
                 and timestamp_ms - self._seen_ms > self.reacquire_after_ms:
             self.reset()
+        if self._place is not None and self._frame is not None and tuple(image_size) != self._frame:
+            self._place = _rescaled(self._place, self._frame, image_size)  # the camera changed resolution
         if self._place is None:
             index = choose_first(faces)
         else:
@@ -132,6 +142,7 @@ class FaceSelector:
         face = faces[index]
         self._place = FacePlace.of(face)
         self._seen_ms = timestamp_ms
+        self._frame = tuple(face.image_size)
         return face
 
     def _follow(self, faces: Sequence[FaceObservation]) -> int | None:
