@@ -45,10 +45,39 @@ def test_the_spec_bundles_every_folder_the_app_reads_and_they_exist():
     bundled = [PROJECT_ROOT / f for f in folders]
     # What the app opens relative to the project root lies inside one of them.
     read_at_run_time = [DEFAULT_CONFIG_PATH, app.BUNDLED_AVATAR, app.BUNDLED_DRIVING, app.TRUSTED_KEYS_DIR]
-    read_at_run_time += [models_dir() / entry.file for entry in load_manifest().values()]
+    training_only = spec_assignment("TRAINING_ONLY_MODELS")
+    read_at_run_time += [models_dir() / entry.file for entry in load_manifest().values()
+                         if entry.file not in training_only]
     for path in read_at_run_time:
         assert path.exists(), path
         assert any(path.resolve().is_relative_to(folder.resolve()) for folder in bundled), path
+
+
+def test_the_models_left_out_are_opened_only_after_pytorch_is_imported():
+    """The spec leaves training-only model files out of the bundle (which has no PyTorch). Every
+    runtime function naming one must import the training package (which needs torch) first, so
+    the installed app stops at the one-line 'needs PyTorch' message before it would look for the file."""
+    training_only = spec_assignment("TRAINING_ONLY_MODELS")
+    names = {name for name, entry in load_manifest().items() if entry.file in training_only}
+    assert len(names) == len(training_only)  # each one is a manifest entry
+    package = Path(vcam_me.__file__).parent
+    checked = 0
+    for source in package.rglob("*.py"):
+        if "training" in source.relative_to(package).parts:
+            continue
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.FunctionDef):
+                continue
+            constants = {n.value for n in ast.walk(node) if isinstance(n, ast.Constant)}
+            if not constants & names:
+                continue
+            checked += 1
+            imports = [n for n in ast.walk(node) if isinstance(n, ast.ImportFrom) and (n.module or "").startswith(
+                "vcam_me.training")]
+            assert imports, f"{source.name}: {node.name} opens a model the bundle leaves out without needing PyTorch"
+            first_use = min(n.lineno for n in ast.walk(node) if isinstance(n, ast.Constant) and n.value in names)
+            assert min(n.lineno for n in imports) < first_use, f"{source.name}: {node.name}"
+    assert checked  # the prior is used somewhere (setup), so this test looked at something
 
 
 def test_what_the_spec_leaves_out_is_only_imported_inside_functions():

@@ -23,15 +23,47 @@ name=vcam-me; [ "${VCAM_ME_BUNDLE_GPU:-}" = "1" ] && name=vcam-me-gpu
 version=$("$PYTHON" -c "import vcam_me; print(vcam_me.__version__)")
 arch=$(uname -m)
 
-# PyInstaller replaces dist/$name; build/ holds its work files.
-nice -n 10 "$PYTHON" -m PyInstaller --noconfirm --log-level WARN \
-  --distpath dist --workpath build/pyinstaller installers/vcam_me.spec
+# OpenCV without its GUI. MediaPipe depends on opencv-contrib-python, whose cv2 carries Qt 5 for
+# HighGUI windows (about 49 MB more than the headless build, which has the same core functions;
+# the app uses no contrib module). The bundle takes cv2 from opencv-python-headless of the same
+# version, installed into build/bundle-overlay and put first on PyInstaller's path; the build
+# environment itself is left as it is. `run --preview` then draws with Qt (output/preview.py).
+opencv_version=$("$PYTHON" -c "
+from importlib.metadata import PackageNotFoundError, version
+for name in ('opencv-contrib-python', 'opencv-python', 'opencv-contrib-python-headless', 'opencv-python-headless'):
+    try:
+        print(version(name)); break
+    except PackageNotFoundError:
+        pass
+")
+overlay=build/bundle-overlay
+if [ ! -f "$overlay/opencv_python_headless-$opencv_version.dist-info/RECORD" ]; then
+  rm -rf "$overlay"
+  "$PYTHON" -m pip install -q --no-deps --target "$overlay" "opencv-python-headless==$opencv_version"
+fi
 
-# libmediapipe.so ships with its symbol table (about 30 MB of 127 MB); the smoke test runs the
-# stripped copy, so a strip that broke it would be caught there.
+# PyInstaller replaces dist/$name; build/ holds its work files.
+PYTHONPATH=$overlay nice -n 10 "$PYTHON" -m PyInstaller --noconfirm --log-level WARN \
+  --distpath dist --workpath build/pyinstaller installers/vcam_me.spec
 bundle=dist/$name
+# OpenCV's GUI build is the only thing that brings Qt 5 (the tray uses Qt 6).
+if [ -n "$(find "$bundle/_internal" -name "libQt5*" -print -quit)" ]; then
+  echo "build: the bundle's cv2 is OpenCV's GUI build (Qt 5 found), not the headless one from $overlay" >&2
+  exit 1
+fi
+
+# Symbol tables: most wheels ship their libraries unstripped (libpython alone carries 17 MB of
+# symbols, libmediapipe 30 MB). Every ELF library is stripped except those the wheels vendored
+# through auditwheel (the *.libs folders): patchelf rewrote their headers, and strip turns them
+# into files the loader refuses ("ELF load command address/offset not page-aligned"). The
+# smoke test imports and runs every stripped library.
 if command -v strip >/dev/null 2>&1; then
-  strip --strip-unneeded "$bundle/_internal/mediapipe/tasks/c/libmediapipe.so"
+  find "$bundle/_internal" -type f \( -name "*.so" -o -name "*.so.*" \) -not -path "*.libs/*" -print0 |
+    while IFS= read -r -d '' library; do
+      if [ "$(head -c 4 "$library" | od -An -c | tr -d ' ')" = '177ELF' ]; then
+        strip --strip-unneeded "$library"
+      fi
+    done
 fi
 
 # The newest glibc any library in the bundle asks for: install.sh refuses older systems with a

@@ -79,6 +79,13 @@ if command -v Xvfb >/dev/null; then
     > "$work/tray.txt" 2>&1
   tray_rc=$?
   set -e
+  # `run --preview` on the same X server: the bundle's OpenCV is headless, so the window is Qt's.
+  step "vcam-me run --preview (3 s of the clip, the Qt preview window) on Xvfb"
+  (cd "$work/out" && env -i PATH=/usr/bin:/bin HOME="$work/home" DISPLAY="$display" LANG=C.UTF-8 timeout 60 "$exe" \
+    run --avatar "$work/out/smoke-avatar" --video "$work/out/clip2s.mp4" --loop --preview --duration 3 \
+    --size 640x360 --fps 30 --no-hotkeys) > "$work/preview.txt" 2>&1 || { cat "$work/preview.txt" >&2; kill "$xvfb"; exit 1; }
+  grep -E "streaming|frames in" "$work/preview.txt"
+  grep -q "to QtPreviewSink" "$work/preview.txt" || { echo "smoke: run --preview did not open the Qt window" >&2; kill "$xvfb"; exit 1; }
   kill "$xvfb" 2>/dev/null || true
   if [ "$tray_rc" -ne 124 ]; then cat "$work/tray.txt" >&2; echo "smoke: the tray app exited ($tray_rc) before 12 s" >&2; exit 1; fi
   [ -f "$work/home/.config/vcam-me/config.toml" ] || { echo "smoke: the first run wrote no settings file" >&2; exit 1; }
