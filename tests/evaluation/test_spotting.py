@@ -135,21 +135,41 @@ def test_a_lid_raise_is_read_from_eyeblink_falling_below_rest():
     assert S.score([logged], spotted).au_side_accuracy == 1.0
 
 
-def test_a_brow_lowerer_read_from_falling_outer_brows_takes_its_side_from_its_own_rise():
+def test_a_fall_counts_for_the_side_as_the_share_of_its_resting_value():
+    t, au = _stream()
+    # the left outer brow rests twice as high as the right one: a lowered brow takes the
+    # same share off both, which is twice as much on the left
+    au[:, AU_INDEX["AU2_L"]] += 0.25
+    au[:, AU_INDEX["AU2_R"]] += 0.10
+    control = au.copy()
+    au[:, AU_INDEX["AU2_L"]] -= _bump(t, 3000, 150, 150, 0.15)
+    au[:, AU_INDEX["AU2_R"]] -= _bump(t, 3000, 150, 150, 0.075)
+    sigma = S.noise_sigma(S.residuals(control, t))
+    spotted = S.spot(au, t, AU_CHANNELS, sigma)
+    assert [(e.aus, e.side) for e in spotted] == [(("AU4",), "both")]
+    assert sorted(round(c.relative, 1) for c in spotted[0].channels) == [0.5, 0.5]
+    # the same on a difference of two renders: the control render says where the brows rest
+    diff = au - control
+    spotted = S.spot(diff, t, AU_CHANNELS, sigma, level=control)
+    assert [(e.aus, e.side) for e in spotted] == [(("AU4",), "both")]
+    # one brow alone
+    au = control.copy()
+    au[:, AU_INDEX["AU2_L"]] -= _bump(t, 3000, 150, 150, 0.15)
+    assert [(e.aus, e.side) for e in S.spot(au, t, AU_CHANNELS, sigma)] == [(("AU4",), "left")]
+
+
+def test_an_event_spans_all_its_channels():
     t, au = _stream()
     control = au.copy()
-    # the fall is uneven (one brow rested higher), the brows' own lowering channel is even
-    au[:, AU_INDEX["AU2_L"]] -= _bump(t, 3000, 150, 150, 0.16)
-    au[:, AU_INDEX["AU2_R"]] -= _bump(t, 3000, 150, 150, 0.06)
-    au[:, AU_INDEX["AU4_L"]] += _bump(t, 3000, 150, 150, 0.06)
-    au[:, AU_INDEX["AU4_R"]] += _bump(t, 3000, 150, 150, 0.065)
+    au[:, AU_INDEX["AU4_L"]] += _bump(t, 3000, 150, 200, 0.15)
+    au[:, AU_INDEX["AU4_R"]] += _bump(t, 3000, 150, 200, 0.15)
+    au[:, AU_INDEX["AU7_L"]] += _bump(t, 3060, 150, 200, 0.06)  # read through other landmarks, a little later
     spotted = S.spot(au, t, AU_CHANNELS, S.noise_sigma(S.residuals(control, t)))
-    assert len(spotted) == 1 and spotted[0].aus[0] == "AU4" and spotted[0].side == "both"
-    # without the rise, the falls decide
-    au = control.copy()
-    au[:, AU_INDEX["AU2_L"]] -= _bump(t, 3000, 150, 150, 0.16)
-    spotted = S.spot(au, t, AU_CHANNELS, S.noise_sigma(S.residuals(control, t)))
-    assert [(e.aus, e.side) for e in spotted] == [(("AU4",), "left")]
+    assert len(spotted) == 1 and spotted[0].aus[0] == "AU4" and "AU7" in spotted[0].aus
+    by_channel = {c.channel: c for c in spotted[0].channels}
+    assert spotted[0].start_ms == min(c.start_ms for c in by_channel.values())
+    assert spotted[0].end_ms == by_channel["AU7_L"].end_ms > by_channel["AU4_L"].end_ms
+    assert spotted[0].apex_ms == pytest.approx(3150, abs=20)
 
 
 def test_a_falling_channel_that_reads_no_au_is_not_an_event():

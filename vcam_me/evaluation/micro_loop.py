@@ -14,7 +14,8 @@ they are, and its finds are scored against the engine's own log (``metrics.md``,
 * **paired** (the headline figures): the spotter runs on the re-tracked injected render
   minus the re-tracked control render. Both share every driving frame, so the driver's own
   movements cancel and what remains is what the injection changed in the output, as the
-  tracker sees it; noise floors come from that difference stream itself (robust MAD);
+  tracker sees it; noise floors come from that difference stream itself (robust MAD), and
+  the control render gives the resting values that a fall is measured against;
 * **unpaired** (reported beside it): the spotter on the injected render alone, with the
   control render's noise floors. It also finds the driver's own brief movements (talking,
   blinking brows), so its precision says how an observer who has no control would fare;
@@ -156,7 +157,8 @@ def evaluate_driver(name: str, driver: Sequence[FaceObservation], render: Render
     t, au = au_stream(injected_obs)
     unpaired = S.score(logged, S.spot(au, t, AU_CHANNELS, sigma, options))
     t, diff = paired_stream(injected_obs, control_obs)
-    spotted = S.spot(diff, t, AU_CHANNELS, S.noise_sigma(S.residuals(diff, t, options)), options)
+    spotted = S.spot(diff, t, AU_CHANNELS, S.noise_sigma(S.residuals(diff, t, options)), options,
+                     level=au_stream(control_obs)[1])
     return DriverResult(
         name=name,
         score=S.score(logged, spotted),
@@ -229,7 +231,8 @@ def sensitivity(render: RenderFn, types: Sequence[str], peaks: Sequence[float], 
                 t += gap_ms
         obs, log = render(script)
         tt, diff = paired_stream(obs, control_obs[: len(obs)])
-        spotted = S.spot(diff, tt, AU_CHANNELS, S.noise_sigma(S.residuals(diff, tt, options)), options)
+        spotted = S.spot(diff, tt, AU_CHANNELS, S.noise_sigma(S.residuals(diff, tt, options)), options,
+                         level=au_stream(control_obs[: len(obs)])[1])
         logged = [S.LoggedEvent.from_json(e) for e in log]
         matches = {i: j for i, j, _ in S.match(logged, spotted)}
         hits: dict[str, list[bool]] = {}
