@@ -7,7 +7,7 @@ import numpy as np
 from vcam_me.avatar import mesh as M
 from vcam_me.avatar.basis import FEATURE_NAMES as RENDER_FEATURES
 from vcam_me.training import features as F
-from vcam_me.training.fit_au_basis import clip_features, fit_ridge, mirror_clip
+from vcam_me.training.fit_au_basis import allowed_features, clip_features, fit_ridge, mirror_clip
 from vcam_me.types import BLENDSHAPE_INDEX
 
 
@@ -66,6 +66,20 @@ def test_ridge_with_per_clip_intercepts_recovers_the_basis():
         groups.append((x, y))
     w = fit_ridge(groups, lam=1e-6)
     np.testing.assert_allclose(w, true, atol=1e-6)
+
+
+def test_one_sided_mouth_actions_stay_on_their_side():
+    v = M.canonical_mesh().vertices
+    allowed = allowed_features(v)
+    names = list(RENDER_FEATURES)
+    subject_left_corner, subject_right_corner = 291, 61  # image right, image left
+    for au in ("AU10", "AU12", "AU14", "AU15", "AU20"):
+        left, right = names.index(f"{au}_L"), names.index(f"{au}_R")
+        assert allowed[left, subject_left_corner] and not allowed[left, subject_right_corner]
+        assert allowed[right, subject_right_corner] and not allowed[right, subject_left_corner]
+    # the lip centre may move with either side; a sideways shift moves the whole mouth
+    assert allowed[names.index("AU12_L"), 0] and allowed[names.index("AU12_R"), 0]
+    assert allowed[names.index("MOUTH_L"), subject_right_corner] and allowed[names.index("MOUTH_L"), subject_left_corner]
 
 
 def test_pose_normalisation_removes_similarity():

@@ -34,7 +34,12 @@ import cv2
 import numpy as np
 
 from vcam_me.avatar import mesh
-from vcam_me.training.features import FEATURE_NAMES, blendshapes_to_au_and_gaze, features_from, mirror_features
+from vcam_me.training.features import (
+    FEATURE_NAMES,
+    blendshapes_to_au_and_gaze,
+    features_from,
+    mirror_features,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +66,7 @@ def read_frames(path: Path, max_frames: int, stride: int):
             if not ok:
                 break
             if i % stride == 0:
-                yield i, int(round(i * 1000.0 / fps)) + 1, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                yield i, round(i * 1000.0 / fps) + 1, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
                 n += 1
             i += 1
     finally:
@@ -103,8 +108,19 @@ def mirror_clip(aligned: np.ndarray, feats: np.ndarray) -> tuple[np.ndarray, np.
     return m, feats[:, mf[0].astype(int)] * mf[1]
 
 
+#: Sided features that move the whole mouth or jaw sideways (mouthLeft/Right, jawLeft/Right),
+#: not one side of it: they may move the whole lower face.
+WHOLE_MOUTH_SHIFTS = ("MOUTH", "AU30")
+
+
 def allowed_features(vertices: np.ndarray) -> np.ndarray:
     """``(n_features, n_vertices) bool``: which features may move which vertex.
+
+    One-sided actions stay on their side of the face, up to a band 0.15 IOD past the
+    midline (the lips are one piece). Without that, a mouth action of one side learns the
+    other side's motion too, because in the clips the two sides mostly move together: the
+    fitted left lip-corner puller moved the right corner half as much, the left dimpler
+    both corners alike, and a one-sided smile, dimpler or sneer read back as two-sided.
 
     ``vertices``: ``(n, 3)`` a rest face in the canonical frame (IOD units, eyes at y = 0,
     the subject's right eye at x ≈ −0.5, y down).
@@ -128,8 +144,10 @@ def allowed_features(vertices: np.ndarray) -> np.ndarray:
             out[f] = upper & (side[s] if s else True)
         elif base == "AU9":
             out[f] = y > 0.0
-        else:  # mouth, lips, jaw and cheek actions
+        elif s is None or base in WHOLE_MOUTH_SHIFTS:  # both sides, or the whole mouth/jaw sideways
             out[f] = lower
+        else:  # one side of the mouth: that half of the lower face (and a band past the midline)
+            out[f] = lower & side[s]
     return out
 
 
