@@ -177,3 +177,15 @@ def test_a_falling_channel_that_reads_no_au_is_not_an_event():
     control = au.copy()
     au[:, AU_INDEX["AU12_L"]] -= _bump(t, 3000, 150, 200, 0.15)  # a lip corner briefly lowered
     assert S.spot(au, t, AU_CHANNELS, S.noise_sigma(S.residuals(control, t))) == []
+
+
+def test_a_side_just_under_its_threshold_still_counts_as_moved():
+    t, au = _stream(noise=0.002)
+    control = au.copy()
+    au[:, AU_INDEX["AU7_L"]] += _bump(t, 3000, 160, 220, 0.045)
+    au[:, AU_INDEX["AU7_R"]] += _bump(t, 3000, 160, 220, 0.027)  # under the 0.03 floor
+    spotted = S.spot(au, t, AU_CHANNELS, S.noise_sigma(S.residuals(control, t)))
+    assert [c.channel for c in spotted[0].channels] == ["AU7_L"]
+    assert spotted[0].side == "both"
+    au[:, AU_INDEX["AU7_R"]] = control[:, AU_INDEX["AU7_R"]]  # now only the left moves
+    assert S.spot(au, t, AU_CHANNELS, S.noise_sigma(S.residuals(control, t)))[0].side == "left"

@@ -98,6 +98,9 @@ class ChannelEvent:
     strength: float  # peak / threshold
     read_from: str = ""  # the tracked channel whose fall this AU was read from ("" : its own rise)
     relative: float | None = None  # a fall as a fraction of the read-from channel's resting value
+    #: the other side's reading over the same interval (its highest rise, or its largest fall
+    #: relative to rest), whether or not it crossed its own threshold; None for unsided channels
+    opposite: float | None = None
 
 
 @dataclass(frozen=True)
@@ -194,19 +197,25 @@ def channel_events(res: np.ndarray, t_ms: np.ndarray, channels: Sequence[str], t
     :data:`FALLING_READS` channel below minus its threshold (named after the AU it reads).
     ``rest``: ``(T, C)`` resting values of the tracked channels, to make falls relative."""
     t = np.asarray(t_ms, np.float64)
+    index = {name: c for c, name in enumerate(channels)}
     events = []
     for c, name in enumerate(channels):
-        readings = [] if name in SKIPPED_CHANNELS else [(name, res[:, c], "")]
+        readings = [] if name in SKIPPED_CHANNELS else [(name, 1.0, "")]
         if name in FALLING_READS:
-            readings.append((FALLING_READS[name], -res[:, c], name))
-        for read_as, r, source in readings:
+            readings.append((FALLING_READS[name], -1.0, name))
+        other = index.get(name[:-2] + {"_L": "_R", "_R": "_L"}[name[-2:]]) if channel_side(name) else None
+        for read_as, sign, source in readings:
+            r = sign * res[:, c]
             for lo, apex, hi in _excursions(r, t, float(thr[c]), options):
                 peak = float(r[apex])
+                opposite = None if other is None else float(np.max(sign * res[lo : hi + 1, other]))
                 relative = None
                 if source and rest is not None:
                     relative = peak / max(float(rest[apex, c]), MIN_REST)
+                    if opposite is not None:
+                        opposite /= max(float(rest[apex, other]), MIN_REST)
                 events.append(ChannelEvent(read_as, float(t[lo]), float(t[apex]), float(t[hi]), peak,
-                                           peak / float(thr[c]), source, relative))
+                                           peak / float(thr[c]), source, relative, opposite))
     # one excursion can be found from two threshold crossings of the same hump: keep one
     unique = {}
     for ev in events:
@@ -219,7 +228,9 @@ def channel_events(res: np.ndarray, t_ms: np.ndarray, channels: Sequence[str], t
 def _side(group: Sequence[ChannelEvent], ratio: float) -> str:
     """Side of the strongest AU that has both sides in the channel list. Within that AU, the
     side is judged on its own rises, or on its falls (relative to rest) when a fall is its
-    strongest reading."""
+    strongest reading; each side's reading is the larger of its own events and what the
+    other side's events saw on it (a side that moved a little less than its threshold still
+    moved)."""
     by_base: dict[str, list[ChannelEvent]] = {}
     for ev in group:
         if channel_side(ev.channel) is not None:
@@ -231,8 +242,12 @@ def _side(group: Sequence[ChannelEvent], ratio: float) -> str:
     slot = {"left": 0.0, "right": 0.0}
     for ev in events:
         if (ev.read_from != "") == falls:
+            side = channel_side(ev.channel)
             value = ev.relative if falls and ev.relative is not None else ev.peak
-            slot[channel_side(ev.channel)] = max(slot[channel_side(ev.channel)], value)
+            slot[side] = max(slot[side], value)
+            if ev.opposite is not None:
+                other = "right" if side == "left" else "left"
+                slot[other] = max(slot[other], ev.opposite)
     left, right = slot["left"], slot["right"]
     if min(left, right) >= ratio * max(left, right):
         return "both"
