@@ -66,6 +66,30 @@ if command -v strip >/dev/null 2>&1; then
     done
 fi
 
+# numpy and scipy each vendor the same libgfortran and libquadmath (same name, same bytes): one copy
+# stays, the other becomes a relative link to it. (Their OpenBLAS builds differ: numpy's is 64-bit
+# indexed with suffixed symbols, scipy's 32-bit, OpenCV's an older release; each needs its own.)
+"$PYTHON" - "$bundle/_internal" <<'EOF'
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+kept: dict[tuple[str, str], Path] = {}
+linked = 0
+for path in sorted(Path(sys.argv[1]).rglob("*.so*")):
+    if path.is_symlink() or not path.is_file():
+        continue
+    key = (path.name, hashlib.sha256(path.read_bytes()).hexdigest())
+    if key not in kept:
+        kept[key] = path
+        continue
+    linked += path.stat().st_size
+    path.unlink()
+    path.symlink_to(os.path.relpath(kept[key], path.parent))
+print(f"build: {linked / 1e6:.1f} MB of duplicate libraries replaced by links")
+EOF
+
 # The newest glibc any library in the bundle asks for: install.sh refuses older systems with a
 # clear line instead of a loader error at the first start.
 if command -v objdump >/dev/null 2>&1; then
