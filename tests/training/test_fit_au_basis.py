@@ -7,7 +7,12 @@ import numpy as np
 from vcam_me.avatar import mesh as M
 from vcam_me.avatar.basis import FEATURE_NAMES as RENDER_FEATURES
 from vcam_me.training import features as F
-from vcam_me.training.fit_au_basis import allowed_features, clip_features, fit_ridge, mirror_clip
+from vcam_me.training.fit_au_basis import (
+    allowed_features,
+    clip_features,
+    fit_ridge,
+    mirror_clip,
+)
 from vcam_me.types import BLENDSHAPE_INDEX
 
 
@@ -89,6 +94,6 @@ def test_pose_normalisation_removes_similarity():
 
     r = euler_to_rotation([10, -5, 3])
     moved = 230.0 * pts @ r.T + np.array([300.0, 200.0, 5.0])
-    aligned, (s, _, _) = M.normalise_pose(moved)
+    aligned, (_s, _, _) = M.normalise_pose(moved)
     np.testing.assert_allclose(aligned[:468], v, atol=1e-9)
     assert abs(M.interocular(moved) - 230.0) < 1e-6

@@ -26,7 +26,8 @@ How an event is spotted, per AU channel:
    interval runs from the first of its channels' starts to the last of their ends, its AUs
    are the base names (``AU12`` for ``AU12_L``) of all its channels, and its side is read
    from the strongest bilateral AU: one side's peak below ``side_ratio`` of the other is
-   unilateral. (The strongest channel's interval alone was too short: each channel is read
+   unilateral, each side's peak being the larger of its own channel events and what the
+   other side's events saw on it over their interval. (The strongest channel's interval alone was too short: each channel is read
    through its own landmarks and rises out of the tracker's dead zone at its own time: over
    the 104 events spotted in the renders of ``vcam-me eval micro``, it spanned a median 0.69
    of the logged interval, the union 0.82, close to the 0.80 that the 10 % edges of a
