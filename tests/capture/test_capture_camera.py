@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from vcam_me.capture import CameraSource, find_cameras
+from vcam_me.capture import CameraInfo, CameraSource, find_cameras, list_cameras
 from vcam_me.config import CaptureOptions
 from vcam_me.errors import CaptureError
 
@@ -224,3 +224,54 @@ def test_wait_starts_without_the_camera_and_opens_it_when_it_comes(fakecam):
         device.present = True
         assert cam.wait_reconnected(timeout_s=2.0)
         assert cam.connected and cam.wait_newer(-1, timeout_s=1.0) is not None
+
+
+def _sysfs_node(sysfs, device_dir: str, number: int, name: str, node_index: int = 0) -> None:
+    """A /sys/devices/<device_dir>/video4linux/videoN with its /sys/class/video4linux link."""
+    node = sysfs / "devices" / device_dir / "video4linux" / f"video{number}"
+    node.mkdir(parents=True)
+    (node / "name").write_text(name + "\n")
+    (node / "index").write_text(f"{node_index}\n")
+    links = sysfs / "class" / "video4linux"
+    links.mkdir(parents=True, exist_ok=True)
+    (links / f"video{number}").symlink_to(node)
+
+
+def test_linux_cameras_are_read_from_sysfs_by_name_without_opening_any(tmp_path, fakecam):
+    usb = "pci0000:00/0000:00:14.0/usb1/1-2/1-2:1.0"
+    _sysfs_node(tmp_path, usb, 0, "HD Pro Webcam C920", node_index=0)
+    _sysfs_node(tmp_path, usb, 1, "HD Pro Webcam C920", node_index=1)  # its metadata node
+    _sysfs_node(tmp_path, "pci0000:00/0000:00:14.0/usb1/1-3/1-3:1.0", 10, "Integrated Camera")
+    _sysfs_node(tmp_path, "virtual", 4, "vcam-me")  # v4l2loopback: our own output
+    devices = {0: fakecam.Device()}
+    cameras = list_cameras(fakecam.factory(devices), _sysfs=str(tmp_path), _platform="linux")
+    assert cameras == [CameraInfo(0, "HD Pro Webcam C920", False), CameraInfo(4, "vcam-me", True),
+                       CameraInfo(10, "Integrated Camera", False)]
+    assert devices[0].opens == 0  # a camera busy in a call is listed all the same
+
+
+def test_linux_without_video_devices_lists_none(tmp_path):
+    (tmp_path / "class").mkdir()
+    assert list_cameras(_sysfs=str(tmp_path), _platform="linux") == []
+
+
+def test_a_node_without_a_name_is_still_listed(tmp_path):
+    _sysfs_node(tmp_path, "platform/cam", 2, "")
+    assert list_cameras(_sysfs=str(tmp_path), _platform="linux") == [CameraInfo(2, "Camera 2", False)]
+
+
+@pytest.mark.parametrize("platform", ["win32", "darwin", "linux"])
+def test_elsewhere_or_without_sysfs_the_factory_probes_indices(tmp_path, fakecam, platform):
+    devices = {0: fakecam.Device(), 3: fakecam.Device()}
+    devices[3].present = False  # unplugged: does not open
+    devices[5] = fakecam.Device()
+    sysfs = tmp_path / "not-mounted"
+    cameras = list_cameras(fakecam.factory(devices), _sysfs=str(sysfs), _platform=platform)
+    assert cameras == [CameraInfo(0, "Camera 0"), CameraInfo(5, "Camera 5")]
+    assert all(d.releases == d.opens for d in devices.values())  # each probe let go of its device
+
+
+def test_real_list_cameras_on_this_machine():
+    cameras = list_cameras()
+    assert all(isinstance(c, CameraInfo) and c.index >= 0 and c.name for c in cameras)
+    assert [c.index for c in cameras] == sorted({c.index for c in cameras})

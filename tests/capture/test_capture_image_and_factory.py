@@ -108,8 +108,8 @@ def test_public_surface():
     import vcam_me.capture as capture
 
     assert sorted(capture.__all__) == sorted([
-        "CameraFormat", "CameraSource", "ImageSource", "LiveSource", "VideoFileSource",
-        "default_capture_factory", "find_cameras", "looks_like_image", "open_source", "read_image_rgb",
+        "CameraFormat", "CameraInfo", "CameraSource", "ImageSource", "LiveSource", "VideoFileSource",
+        "default_capture_factory", "find_cameras", "list_cameras", "looks_like_image", "open_source", "read_image_rgb",
     ])
     for name in ("wait_newer", "latest", "finished", "reconnects", "close", "start"):
         for cls in (capture.CameraSource, capture.VideoFileSource, capture.ImageSource):

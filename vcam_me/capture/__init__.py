@@ -12,15 +12,22 @@ from pathlib import Path
 from typing import Callable
 
 from vcam_me.capture.base import LiveSource
-from vcam_me.capture.camera import CameraFormat, CameraSource, default_capture_factory, find_cameras
+from vcam_me.capture.camera import (
+    CameraFormat,
+    CameraInfo,
+    CameraSource,
+    default_capture_factory,
+    find_cameras,
+    list_cameras,
+)
 from vcam_me.capture.image import ImageSource, looks_like_image, read_image_rgb
 from vcam_me.capture.video import VideoFileSource
 from vcam_me.config import CaptureOptions
 from vcam_me.errors import CaptureError
 
 __all__ = [
-    "CameraFormat", "CameraSource", "ImageSource", "LiveSource", "VideoFileSource",
-    "default_capture_factory", "find_cameras", "looks_like_image", "open_source", "read_image_rgb",
+    "CameraFormat", "CameraInfo", "CameraSource", "ImageSource", "LiveSource", "VideoFileSource",
+    "default_capture_factory", "find_cameras", "list_cameras", "looks_like_image", "open_source", "read_image_rgb",
 ]
 
 

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Protocol
 
 import numpy as np
@@ -96,6 +97,69 @@ def find_cameras(capture_factory: CaptureFactory | None = None, indices=PROBE_IN
             except Exception:
                 pass
     return found
+
+
+@dataclass(frozen=True)
+class CameraInfo:
+    """A camera that is there now, as a person would choose it.
+
+    Attributes:
+        index: what ``capture.camera_index`` takes (Linux: the N of ``/dev/videoN``).
+        name: the driver's name for it ("Camera N" where the platform gives none).
+        is_virtual: a virtual camera (v4l2loopback), such as vcam-me's own output: taking it
+            as the input would feed the avatar back into itself.
+    """
+
+    index: int
+    name: str
+    is_virtual: bool = False
+
+
+def list_cameras(capture_factory: CaptureFactory | None = None, *, _sysfs: str = "/sys",
+                 _platform: str | None = None) -> list[CameraInfo]:
+    """The cameras that are there now, in index order (may take a second: call it off the GUI thread).
+
+    On Linux, read from sysfs without opening anything (a camera busy in a call is still
+    listed): one entry per capture node; a UVC camera's second (metadata) node is left out.
+    Elsewhere, or where sysfs is not mounted, each index in :data:`PROBE_INDICES` is opened
+    briefly with ``capture_factory`` and the ones that open are named "Camera N".
+    """
+    platform = _platform if _platform is not None else sys.platform
+    sysfs = Path(_sysfs)
+    if platform.startswith("linux") and (sysfs / "class").is_dir():
+        return _sysfs_cameras(sysfs)
+    return [CameraInfo(index, f"Camera {index}") for index in find_cameras(capture_factory)]
+
+
+def _sysfs_cameras(sysfs: Path) -> list[CameraInfo]:
+    cameras = []
+    for node in (sysfs / "class" / "video4linux").glob("video*"):
+        number = node.name[len("video"):]
+        if not number.isdigit():
+            continue
+        # a device's nodes are numbered from 0; only node 0 gives pictures (UVC: 1 = metadata)
+        if _sysfs_text(node / "index") not in ("", "0"):
+            continue
+        is_virtual = _under(node, sysfs / "devices" / "virtual")
+        index = int(number)
+        cameras.append(CameraInfo(index, _sysfs_text(node / "name") or f"Camera {index}", is_virtual))
+    return sorted(cameras, key=lambda camera: camera.index)
+
+
+def _under(link: Path, folder: Path) -> bool:
+    """Whether the sysfs entry ``link`` (a symlink into /sys/devices) lies in ``folder``."""
+    try:
+        link.resolve().relative_to(folder.resolve())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _sysfs_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        return ""
 
 
 @dataclass(frozen=True)
