@@ -1,7 +1,8 @@
-"""The settings dialog: camera, resolution, frame rate, hotkeys (recorded by pressing them),
-micro-expression intensity and persona (how often automatic mode picks each type), and the
-virtual-camera device. Saving validates everything
-through :mod:`vcam_me.config` and writes the user's ``config.toml`` (:mod:`vcam_me.ui.settings`)."""
+"""The settings dialog: the camera (chosen by name from the cameras that are there), resolution,
+frame rate, hotkeys (recorded by pressing them), micro-expression intensity and persona (how
+often automatic mode picks each type), and the virtual-camera device. Saving validates
+everything through :mod:`vcam_me.config` and writes the user's ``config.toml``
+(:mod:`vcam_me.ui.settings`)."""
 
 from __future__ import annotations
 
@@ -17,13 +18,13 @@ from PySide6.QtWidgets import (
     QKeySequenceEdit,
     QLabel,
     QLineEdit,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
 from vcam_me.config import AppConfig
 from vcam_me.errors import VcamError
+from vcam_me.ui.qt_cameras import CameraChooser, CameraLister
 from vcam_me.ui.settings import pynput_to_qt, qt_to_pynput, save_settings
 
 RESOLUTIONS = ((640, 360), (960, 540), (1280, 720), (1920, 1080))
@@ -57,11 +58,13 @@ def recorded_combo(edit: QKeySequenceEdit) -> str:
 
 class SettingsDialog(QDialog):
     """Emits ``saved(cfg, kept)`` with the configuration as it now loads and where a
-    hand-written config file was kept (or ``None``)."""
+    hand-written config file was kept (or ``None``). ``list_cameras`` finds the cameras
+    (default: :func:`vcam_me.capture.list_cameras`, on a thread)."""
 
     saved = Signal(object, object)
 
-    def __init__(self, cfg: AppConfig, parent: QWidget | None = None, *, path=None) -> None:
+    def __init__(self, cfg: AppConfig, parent: QWidget | None = None, *, path=None,
+                 list_cameras: CameraLister | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("vcam-me settings")
         self._path = path
@@ -72,10 +75,9 @@ class SettingsDialog(QDialog):
         self.source = QLineEdit(cfg.capture.source, video)
         self.source.setToolTip('"camera", or the path of a video file or image to drive the avatar with')
         form.addRow("Input", self.source)
-        self.camera_index = QSpinBox(video)
-        self.camera_index.setRange(0, 15)
-        self.camera_index.setValue(cfg.capture.camera_index)
-        form.addRow("Camera number", self.camera_index)
+        # the cameras that are there, by name; looked for on a thread, the dialog shows at once
+        self.camera = CameraChooser(cfg.capture.camera_index, lister=list_cameras, parent=video)
+        form.addRow("Camera", self.camera)
         self.resolution = QComboBox(video)
         sizes = list(RESOLUTIONS)
         current = (cfg.output.width, cfg.output.height)
@@ -154,7 +156,7 @@ class SettingsDialog(QDialog):
         if pause and pause in bindings:
             raise ValueError(f"{pynput_to_qt(pause)} pauses and also triggers {bindings[pause]}: choose one")
         return {
-            "capture": {"source": self.source.text().strip() or "camera", "camera_index": self.camera_index.value()},
+            "capture": {"source": self.source.text().strip() or "camera", "camera_index": self.camera.camera_index()},
             "output": {"width": width, "height": height, "fps": self.fps.currentData(),
                        "virtualcam_device": self.device.text().strip()},
             "micro": {"intensity": self.intensity.currentText(),
