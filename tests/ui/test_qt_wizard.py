@@ -1,10 +1,12 @@
 """The set-up wizard driven like a user would, with a recorded video standing in for the
 camera: the quality meter, the prompted session (and its re-asks on a still face), the real
-fine-tuning with few steps, cancel, the side-by-side check, save and discard."""
+fine-tuning with few steps, cancel, the side-by-side check, save and discard; the camera page
+lists the cameras found (a fake lister) without waiting for them."""
 
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 
 import numpy as np
@@ -13,6 +15,7 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
+from vcam_me.capture import CameraInfo
 from vcam_me.config import load_config
 from vcam_me.ui import setup_flow as flow
 from vcam_me.ui.qt_wizard import SetupWizard
@@ -159,3 +162,92 @@ def test_the_consent_page_records_on_the_chosen_camera_or_says_why_not(qtbot, bu
     assert "\n" not in page.outcome.text() and page.record_button.isEnabled() != ("recorded (" in page.outcome.text())
     wizard.accept()
     assert folder.is_dir(), "a saved avatar stays"
+
+
+# -- the camera list ----------------------------------------------------------------------------
+
+class _NoFaceTracker:
+    """The page's tracker seam: these tests are about which source is opened, not faces."""
+
+    def track(self, frame):
+        from vcam_me.types import FaceObservation
+
+        return FaceObservation.empty(frame.timestamp_ms, frame.image.shape[1::-1])
+
+    def close(self):
+        pass
+
+
+def _picture(folder):
+    import cv2
+
+    path = folder / "picture.png"
+    cv2.imwrite(str(path), np.full((48, 64, 3), 120, np.uint8))
+    return path
+
+
+def _camera_wizard(qtbot, root, cameras, camera_index=0, **kwargs):
+    """A wizard whose "cameras" (any spec) show a still picture; ``opened`` lists the specs."""
+    from vcam_me.capture import open_source
+
+    cfg = load_config(use_user_config=False)
+    cfg = dataclasses.replace(cfg, capture=dataclasses.replace(cfg.capture, camera_index=camera_index, fps=24))
+    picture, opened = _picture(root), []
+
+    def open_spec(spec):
+        opened.append(spec)
+        return open_source(dataclasses.replace(cfg.capture, source=str(picture)))
+
+    lister = cameras if callable(cameras) else lambda: cameras
+    wizard = SetupWizard(cfg, list_cameras=lister, open_source=open_spec, make_tracker=_NoFaceTracker,
+                         countdown_s=0.0, avatars_root=root / "avatars", work_dir=root / "setup", **kwargs)
+    qtbot.addWidget(wizard)
+    wizard.show()
+    return wizard, opened
+
+
+def _items(combo):
+    return [combo.itemText(i) for i in range(combo.count())]
+
+
+def test_the_camera_page_lists_the_cameras_and_previews_the_chosen_one(qtbot, private_user_dirs):
+    cameras = [CameraInfo(0, "Integrated Camera"), CameraInfo(2, "USB Camera"), CameraInfo(4, "vcam-me", True)]
+    wizard, opened = _camera_wizard(qtbot, private_user_dirs, cameras, camera_index=2)
+    page = wizard.pages["camera"]
+    combo = page.choice.combo
+    qtbot.waitUntil(lambda: combo.count() == 2, timeout=5_000)
+    assert _items(combo) == ["Integrated Camera (camera 0)", "USB Camera (camera 2)"]  # never our own output
+    assert combo.currentText() == "USB Camera (camera 2)"
+    qtbot.waitUntil(lambda: opened == ["camera:2"] and not page.view.pixmap().isNull(), timeout=10_000)
+    combo.setCurrentIndex(0)  # the user picks the other camera: the preview follows
+    qtbot.waitUntil(lambda: opened == ["camera:2", "camera:0"], timeout=5_000)
+    assert wizard.camera.snapshot().error is None
+
+
+def test_the_wizard_shows_at_once_and_no_camera_is_said_plainly(qtbot, private_user_dirs):
+    release = threading.Event()
+    video = _picture(private_user_dirs)
+
+    def slow_lister():
+        release.wait(10)
+        return []
+
+    wizard, opened = _camera_wizard(qtbot, private_user_dirs, slow_lister, sources=[("Recorded video", str(video))])
+    page = wizard.pages["camera"]
+    # the search waits for us, yet the page is up with the video previewing
+    assert page.choice.searching() and page.choice.status.text() == "Looking for cameras…"
+    qtbot.waitUntil(lambda: opened == [str(video)] and not page.view.pixmap().isNull(), timeout=10_000)
+    release.set()
+    qtbot.waitUntil(lambda: not page.choice.searching() and page.choice.cameras is not None, timeout=5_000)
+    assert page.choice.status.text() == "No camera found: plug one in, or drive the avatar from a video file"
+    assert _items(page.choice.combo) == ["Recorded video"] and opened == [str(video)]  # the preview went on
+
+
+def test_a_camera_in_the_list_opens_that_camera_index(qtbot, private_user_dirs):
+    from vcam_me.errors import CaptureError
+
+    wizard = SetupWizard(load_config(use_user_config=False), list_cameras=list, countdown_s=0.0,
+                         avatars_root=private_user_dirs / "avatars", work_dir=private_user_dirs / "setup")
+    qtbot.addWidget(wizard)
+    with pytest.raises(CaptureError, match=r"^no camera at index 61 "):
+        wizard._default_source("camera:61")  # the real capture stage: no machine has camera 61

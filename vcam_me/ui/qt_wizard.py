@@ -20,7 +20,6 @@ import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer
 from PySide6.QtGui import QColor, QImage, QPainter, QPainterPath, QPen, QPixmap
 from PySide6.QtWidgets import (
-    QComboBox,
     QGridLayout,
     QHBoxLayout,
     QLabel,
@@ -35,8 +34,11 @@ from PySide6.QtWidgets import (
 
 from vcam_me.config import AppConfig
 from vcam_me.ui import setup_flow as flow
+from vcam_me.ui.qt_cameras import CameraChooser, CameraLister
 
 POLL_MS = 33  # the pages look at the workers' newest state at about the camera's rate
+#: A camera in the wizard's source list: ``camera:N`` is camera index N (anything else is a file).
+CAMERA_SPEC = "camera:"
 
 
 def to_pixmap(image: np.ndarray, height: int | None = None) -> QPixmap:
@@ -50,11 +52,15 @@ def to_pixmap(image: np.ndarray, height: int | None = None) -> QPixmap:
 
 
 def default_sources(cfg: AppConfig) -> list[tuple[str, str]]:
-    """The camera choice: the configured webcam, and the configured video file if there is one."""
-    sources = [(f"Camera {cfg.capture.camera_index}", "camera")]
+    """The sources offered before the cameras found: the configured video file, if there is one."""
     if cfg.capture.source != "camera":
-        sources.insert(0, (f"Video file {Path(cfg.capture.source).name}", cfg.capture.source))
-    return sources
+        return [(f"Video file {Path(cfg.capture.source).name}", cfg.capture.source)]
+    return []
+
+
+def camera_spec(index: int) -> str:
+    """The source spec of camera ``index`` in the wizard's list."""
+    return f"{CAMERA_SPEC}{index}"
 
 
 def free_folder(path: Path) -> Path:
@@ -148,10 +154,10 @@ class CameraPage(QWizardPage):
         self.w = wizard
         self.setTitle("Your camera")
         self.setSubTitle("Sit in good light, facing the camera, with your face filling about half the picture.")
-        self.choice = QComboBox()
-        for label, spec in wizard.sources:
-            self.choice.addItem(label, spec)
-        self.choice.currentIndexChanged.connect(self._source_changed)
+        # the video sources, then the cameras that are there (looked for on a thread)
+        self.choice = CameraChooser(wizard.cfg.capture.camera_index, lister=wizard.list_cameras,
+                                    sources=wizard.sources, camera_data=camera_spec, keep_missing=False)
+        self.choice.chosen.connect(self._source_changed)
         self.view = QLabel()
         self.view.setMinimumSize(320, 180)
         self.view.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -174,16 +180,28 @@ class CameraPage(QWizardPage):
         self.face_seen = False
 
     def initializePage(self) -> None:
-        self.w.start_camera(self.choice.currentData())
+        self._preview(self.choice.current())
         self.timer.start()
 
     def cleanupPage(self) -> None:
         self.timer.stop()
 
-    def _source_changed(self, _index: int) -> None:
+    def _source_changed(self, spec: str | None) -> None:
         self.face_seen = False
         self.completeChanged.emit()
-        self.w.start_camera(self.choice.currentData())
+        if self.w.currentPage() is self:  # otherwise initializePage opens it when the page shows
+            self._preview(spec)
+
+    def _preview(self, spec: str | None) -> None:
+        """Open ``spec`` for the live preview (nothing to open while no camera is found)."""
+        if spec is None:
+            self.w.stop_camera()
+            self.w.camera = None
+            self.view.clear()
+            self.hint.setText("")
+            return
+        self.hint.setText("Starting the camera…")
+        self.w.start_camera(spec)
 
     def isComplete(self) -> bool:
         return self.face_seen
@@ -566,7 +584,9 @@ class SetupWizard(QWizard):
 
     Args:
         cfg: the app's configuration (camera, tracking, avatar rendering).
-        sources: ``(label, capture.source)`` pairs for the camera choice.
+        sources: ``(label, capture.source)`` pairs offered before the cameras found.
+        list_cameras: ``() → [CameraInfo]`` (default: :func:`vcam_me.capture.list_cameras`),
+            run on a thread when the wizard opens and on "Search again".
         open_source: ``spec → live source`` (default: the capture stage with ``cfg.capture``).
         make_tracker: ``() → video-mode tracker`` (default: :func:`vcam_me.app.build_tracker`).
         personalise: :func:`vcam_me.app.personalise_avatar` or a stand-in with its signature.
@@ -575,6 +595,7 @@ class SetupWizard(QWizard):
     """
 
     def __init__(self, cfg: AppConfig, *, sources: Sequence[tuple[str, str]] | None = None,
+                 list_cameras: CameraLister | None = None,
                  open_source: Callable[[str], object] | None = None, make_tracker: Callable[[], object] | None = None,
                  personalise: Callable[..., object] | None = None, prompts: Sequence[flow.Prompt] = flow.PROMPTS,
                  countdown_s: float = 3.0, steps: int = 500, device: str = "auto",
@@ -584,6 +605,7 @@ class SetupWizard(QWizard):
 
         self.cfg = cfg
         self.sources = list(sources) if sources else default_sources(cfg)
+        self.list_cameras = list_cameras
         self._open_source = open_source or self._default_source
         self._make_tracker = make_tracker or (lambda: app.build_tracker(cfg, "video"))
         self._personalise = personalise or app.personalise_avatar
@@ -609,6 +631,9 @@ class SetupWizard(QWizard):
     def _default_source(self, spec: str):
         from vcam_me.capture import open_source
 
+        if spec.startswith(CAMERA_SPEC):
+            index = int(spec[len(CAMERA_SPEC):])
+            return open_source(dataclasses.replace(self.cfg.capture, source="camera", camera_index=index))
         return open_source(dataclasses.replace(self.cfg.capture, source=spec))
 
     def start_camera(self, spec: str) -> None:
@@ -658,7 +683,7 @@ class SetupWizard(QWizard):
         from vcam_me import app
         from vcam_me.avatar import Avatar
 
-        spec = self.pages["camera"].choice.currentData()
+        spec = self.pages["camera"].choice.current()
         record, _figures = app.capture_consent(Avatar.load(self.avatar_folder), subject_name=name, days=days,
                                                cfg=self.cfg, open_frames=lambda: self._open_source(spec), **hooks)
         return record
