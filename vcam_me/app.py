@@ -1236,6 +1236,22 @@ def _describe_c2pa(info: dict) -> str:
             f"kind {info['kind']}; source type {source}")
 
 
+def _qt_preview_opener():
+    """Where OpenCV has no HighGUI (the installed app's headless build), the preview window is
+    drawn with Qt when PySide6 is there; ``None`` leaves PreviewSink to say what is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec("PySide6") is None:
+        return None
+
+    def open_qt(window_name: str):
+        from vcam_me.ui.qt_preview_sink import QtPreviewSink
+
+        return QtPreviewSink.open(window_name)
+
+    return open_qt
+
+
 def cmd_run(args, cfg: AppConfig) -> int:
     from vcam_me.capture import open_source
     from vcam_me.output import PreviewSink, RecorderSink, RetryingVirtualCamera
@@ -1264,7 +1280,7 @@ def cmd_run(args, cfg: AppConfig) -> int:
                 sinks.append(RetryingVirtualCamera.open(
                     size, fps, cfg.output, on_status=lambda _ok, message: print(f"vcam-me: {message}", file=sys.stderr)))
             if args.preview:
-                sinks.append(PreviewSink.open("vcam-me preview"))
+                sinks.append(PreviewSink.open("vcam-me preview", fallback=_qt_preview_opener()))
             if record is not None:
                 # Live: the encoder gets one thread and never blocks the render loop.
                 # A full disk stops the recording (said at once, what was written is kept) but

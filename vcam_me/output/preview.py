@@ -3,9 +3,10 @@
 Kept deliberately simple: one window, shown un-mirrored (as the other side of a call sees
 it), refreshed on each frame. The window is OpenCV's HighGUI where OpenCV has one; the
 installed app ships the headless OpenCV (its GUI build brings 49 MB of Qt 5, see
-installers/README.md), so there the same window is drawn with Qt (PySide6, already in the
-bundle for the tray) by :class:`QtPreviewSink`. Either must be driven from the thread that
-opened it (on macOS the main thread). When the user closes the window the sink keeps accepting
+installers/README.md), so there the composition root hands :meth:`PreviewSink.open` a
+``fallback`` that draws the same window with Qt (:mod:`vcam_me.ui.qt_preview_sink`; this
+module stays free of Qt). Either must be driven from the thread that opened it (on macOS the
+main thread). When the user closes the window the sink keeps accepting
 frames and ignores them; ``window_closed`` tells the caller.
 """
 
@@ -44,8 +45,9 @@ class PreviewSink(SinkBase):
         self.window_closed = False
 
     @classmethod
-    def open(cls, window_name: str = "vcam-me preview") -> PreviewSink | QtPreviewSink:
-        """A HighGUI window, or a Qt one where this OpenCV is a headless build."""
+    def open(cls, window_name: str = "vcam-me preview", *, fallback=None):
+        """A HighGUI window; where this OpenCV is a headless build, ``fallback(window_name)``
+        (another sink showing the same window) when given, else a one-line OutputError."""
         ok, reason = display_available()
         if not ok:
             raise OutputError(f"cannot open a preview window: {reason}; use --record FILE or the virtual camera instead")
@@ -54,8 +56,8 @@ class PreviewSink(SinkBase):
         try:
             cv2.namedWindow(window_name, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO)
         except cv2.error as err:
-            if qt_available():
-                return QtPreviewSink.open(window_name)
+            if fallback is not None:
+                return fallback(window_name)
             detail = " ".join(str(err).split())[-160:]
             raise OutputError(f"cannot open a preview window: OpenCV has no usable GUI here ({detail}) and PySide6 "
                               "is not installed to draw one (pip install 'vcam-me[ui]')") from err
@@ -85,79 +87,3 @@ class PreviewSink(SinkBase):
         except self._cv2.error:
             pass
 
-
-def qt_available() -> bool:
-    """Whether PySide6 can be imported (the ``ui`` extra; always in the installed app)."""
-    import importlib.util
-
-    return importlib.util.find_spec("PySide6") is not None
-
-
-def _frame_widget_class():
-    """A QWidget drawing the newest frame scaled to fit, its aspect kept. Defined on first use:
-    PySide6 is an optional dependency of the package."""
-    from PySide6.QtCore import QRectF
-    from PySide6.QtGui import QColor, QImage, QPainter
-    from PySide6.QtWidgets import QWidget
-
-    class FrameWidget(QWidget):
-        def __init__(self) -> None:
-            super().__init__()
-            self.image: np.ndarray | None = None  # kept alive while Qt reads it
-            self.frames_painted = 0
-            self.setMinimumSize(320, 180)
-
-        def paintEvent(self, event) -> None:
-            painter = QPainter(self)
-            painter.fillRect(self.rect(), QColor(0, 0, 0))
-            image = self.image
-            if image is not None:
-                h, w = image.shape[:2]
-                scale = min(self.width() / w, self.height() / h)
-                target = QRectF((self.width() - w * scale) / 2, (self.height() - h * scale) / 2, w * scale, h * scale)
-                painter.drawImage(target, QImage(image.data, w, h, image.strides[0], QImage.Format.Format_RGB888))
-                self.frames_painted += 1
-            painter.end()
-
-    return FrameWidget
-
-
-class QtPreviewSink(SinkBase):
-    """The preview drawn with Qt, for OpenCV builds without HighGUI. Build it with :meth:`open`
-    from the thread that runs the stream: each frame repaints the window and runs Qt's pending
-    events (there is no Qt event loop of its own, as with ``cv2.waitKey``)."""
-
-    kind = "preview window"
-
-    def __init__(self, window, application) -> None:
-        super().__init__()
-        self.window = window
-        self._application = application
-        self.window_closed = False
-
-    @classmethod
-    def open(cls, window_name: str = "vcam-me preview") -> QtPreviewSink:
-        from PySide6.QtWidgets import QApplication
-
-        application = QApplication.instance() or QApplication([window_name])
-        window = _frame_widget_class()()
-        window.setWindowTitle(window_name)
-        window.resize(640, 360)
-        window.show()
-        application.processEvents()
-        return cls(window, application)
-
-    def _send(self, frame: RenderedFrame) -> None:
-        check_image(frame.image)
-        if self.window_closed:
-            return
-        if not self.window.isVisible():  # the user closed it
-            self.window_closed = True
-            return
-        self.window.image = np.ascontiguousarray(frame.image)
-        self.window.repaint()
-        self._application.processEvents()
-
-    def _close(self) -> None:
-        self.window.close()
-        self._application.processEvents()
