@@ -77,3 +77,13 @@ def test_every_flipped_bit_of_a_trusted_public_key_is_reported_not_skipped_or_ha
         assert original[i : i + 1] == b"\n" and list(keys) == [trusted.stem], i  # the same key
     trusted.write_bytes(original)
     assert len(K.load_trusted_keys([folder / K.TRUSTED_DIR])) == 1
+
+
+def test_a_missing_public_half_is_derived_again_from_the_key(folder):
+    """A kill between writing issuer.key and issuer.pub at creation leaves the key alone: the
+    next load writes its public half again, so later damage to either is still caught."""
+    public = folder / K.KEYS_DIR / K.PUBLIC_KEY_FILE
+    written = public.read_bytes()
+    public.unlink()
+    key = K.load_issuer_key(folder)
+    assert public.read_bytes() == written and K.load_public_key(public) == key.public_key

@@ -201,7 +201,10 @@ def load_issuer_key(folder: Path) -> IssuerKey:
     # A changed bit inside the key material still reads as *a* key, just not this issuer's:
     # the public half written beside it at creation tells the two apart.
     public_file = path.with_name(PUBLIC_KEY_FILE)
-    if public_file.is_file() and load_public_key(public_file) != key.public_key():
+    if not public_file.is_file():
+        # killed between writing the two halves at creation: the public half is derived again
+        atomic_write_bytes(public_file, _public_pem(key.public_key()), mode=0o644)
+    elif load_public_key(public_file) != key.public_key():
         raise ConsentError(f"issuer key {path} does not match {public_file.name} beside it (one of them is damaged); "
                            "restore both from a backup")
     return IssuerKey.from_private_key(key)
