@@ -214,3 +214,21 @@ def test_render_keeps_the_avatar_alive_where_the_driving_video_loses_the_face(tm
     # frames; the idle one by 0.91 (sway, breathing, glances, blinks).
     drift = max(np.abs(f - faceless[0]).mean() for f in faceless)
     assert drift > 0.3, f"the avatar froze (largest change {drift:.3f})"
+
+
+def test_the_avatar_list_skips_and_clears_what_a_killed_writer_left(private_user_dirs):
+    """A staging folder of a killed set-up or import is never listed; once it is an hour old
+    the next listing removes it, while a young one (maybe a write in progress) stays."""
+    import time
+
+    from vcam_me.app import avatar_choices, own_avatars_dir
+
+    root = own_avatars_dir()
+    old, young = root / ".me.1234.partial", root / ".you.5678.partial"
+    for folder in (old, young):
+        (folder / "network").mkdir(parents=True)
+        (folder / "avatar.json").write_text("{}")
+    hour_ago = time.time() - 3700
+    os.utime(old, (hour_ago, hour_ago))
+    assert [name for name, _ in avatar_choices()] == ["sample"]
+    assert not old.exists() and young.exists()

@@ -1343,9 +1343,10 @@ CONSENT_WARNING_DAYS = 7
 
 def avatar_choices() -> list[tuple[str, Path]]:
     """The avatars a user can switch between: the bundled sample, then their own (by name)."""
-    from vcam_me.storage import is_temporary
+    from vcam_me.storage import is_temporary, remove_stale_temporaries
 
     root = _avatar_cache_dir()
+    remove_stale_temporaries(root)  # what a killed import or set-up left more than an hour ago
     own = sorted(p for p in root.glob("*") if (p / "avatar.json").is_file() and not is_temporary(p)) if root.is_dir() else []
     return [("sample", BUNDLED_AVATAR)] + [(p.name, p) for p in own]
 

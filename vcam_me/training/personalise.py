@@ -299,7 +299,9 @@ def personalise(capture: Path, out_dir: Path, *, prior: Path, steps: int = DEFAU
     progress("saving", 0, 1)
     # staged beside its final place: the last step is a rename, which only works on one file system
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".vcam-setup-", dir=out_dir.parent))
+    # named as vcam_me.storage names its temporaries, so a killed set-up's leftovers are
+    # skipped by avatar lists and cleared when stale
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
     try:
         fp32, int8 = export_network(net, data, staging)
         avatar = create_avatar(rest_rgb, faces, staging / "avatar", source_name=source_name or f"setup capture {capture.name}")
