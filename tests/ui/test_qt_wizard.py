@@ -164,6 +164,92 @@ def test_the_consent_page_records_on_the_chosen_camera_or_says_why_not(qtbot, bu
     assert folder.is_dir(), "a saved avatar stays"
 
 
+def _spoken_microphone(speech, sample_rate):
+    """``open_microphone`` for the wizard: the real :class:`Microphone` class, fed the blocks of
+    espeak-ng speech at their real pace on a thread of its own (as PortAudio's callback would),
+    the sentence said over and over until the recording closes the microphone."""
+    from vcam_me.capture.microphone import Microphone
+
+    class Spoken(Microphone):
+        def __init__(self, on_block):
+            super().__init__(None, sample_rate, on_block=on_block)
+            self.stopped = threading.Event()
+            self.thread = threading.Thread(target=self._play, name="spoken-microphone", daemon=True)
+            self.thread.start()
+
+        def _play(self):
+            block = sample_rate // 50
+            start, fed = time.monotonic(), 0
+            while not self.stopped.is_set():
+                for i in range(0, speech.size, block):
+                    if self.stopped.is_set():
+                        return
+                    self.feed(speech[i:i + block])
+                    fed += min(block, speech.size - i)
+                    time.sleep(max(0.0, start + fed / sample_rate - time.monotonic()))
+
+        def close(self):
+            self.stopped.set()
+            self.thread.join(5.0)
+            super().close()
+
+    return Spoken
+
+
+@pytest.mark.slow
+def test_a_consent_statement_recorded_in_the_wizard_signs_a_record_for_the_avatar(
+        qtbot, private_user_dirs, spoken_speech, capsys):
+    """The camera: the bundled clip paced in real time through the capture stage's source; the
+    microphone: espeak-ng speech through the Microphone class; the avatar: made from a frame of
+    that same clip, so the face in the recording is the avatar's."""
+    import av
+    import cv2
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QWizard
+
+    from vcam_me.app import BUNDLED_DRIVING, main, require_consent
+    from vcam_me.avatar import Avatar
+
+    with av.open(str(BUNDLED_DRIVING)) as src:
+        first = next(src.decode(video=0)).to_ndarray(format="bgr24")
+    photo = private_user_dirs / "frame.png"
+    cv2.imwrite(str(photo), first)
+    folder = private_user_dirs / "avatars" / "me"
+    assert main(["avatar", "create", "--photo", str(photo), "--out", str(folder)]) == 0
+    speech, rate = spoken_speech("I agree that this avatar of my face may be used in my video calls.")
+    cfg = _cfg(BUNDLED_DRIVING, pace="realtime")
+    cfg = dataclasses.replace(cfg, consent=dataclasses.replace(cfg.consent, record_seconds=6.0))
+    wizard = SetupWizard(cfg, sources=[("Recorded video", str(BUNDLED_DRIVING))],
+                         open_microphone=_spoken_microphone(speech, rate),
+                         avatars_root=private_user_dirs / "avatars", work_dir=private_user_dirs / "setup")
+    qtbot.addWidget(wizard)
+    wizard.avatar_folder, wizard.saved = folder, True  # as after the check page's "Save"
+    wizard.setStartId(wizard.pageIds()[4])
+    wizard.show()
+    page = wizard.pages["consent"]
+    page.name.setText("Wolfgang Langer")
+    page.record()
+    qtbot.waitUntil(lambda: page.outcome.text().startswith(("Not recorded:", "Consent recorded")), timeout=90_000)
+    assert page.outcome.text().startswith("Consent recorded ("), page.outcome.text()
+    assert page.statement.text().startswith("Read aloud:") and not page.record_button.isEnabled()
+
+    record = Avatar.load(folder)
+    consent = require_consent(record, "live_call")
+    assert consent.verdict.kind == "recorded"
+    code = page.outcome.text().split("(", 1)[1].split(")", 1)[0]
+    capsys.readouterr()
+    assert main(["consent", "show", code]) == 0
+    shown = capsys.readouterr().out
+    assert "kind:           recorded" in shown and "Wolfgang Langer" in shown and "face match:     median distance" in shown
+
+    finish = wizard.button(QWizard.WizardButton.FinishButton)
+    assert finish.isVisible() and finish.isEnabled()
+    with qtbot.waitSignal(wizard.finished, timeout=5000) as finished:
+        qtbot.mouseClick(finish, Qt.MouseButton.LeftButton)
+    assert finished.args == [QWizard.DialogCode.Accepted.value] and not wizard.isVisible()
+    assert (folder / "consent.json").is_file(), "the saved avatar keeps its consent"
+
+
 # -- the camera list ----------------------------------------------------------------------------
 
 class _NoFaceTracker:

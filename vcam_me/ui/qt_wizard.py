@@ -588,6 +588,8 @@ class SetupWizard(QWizard):
         list_cameras: ``() → [CameraInfo]`` (default: :func:`vcam_me.capture.list_cameras`),
             run on a thread when the wizard opens and on "Search again".
         open_source: ``spec → live source`` (default: the capture stage with ``cfg.capture``).
+        open_microphone: ``on_block → running microphone`` for the consent recording (default:
+            the system's default input, as :func:`vcam_me.app.capture_consent` opens it).
         make_tracker: ``() → video-mode tracker`` (default: :func:`vcam_me.app.build_tracker`).
         personalise: :func:`vcam_me.app.personalise_avatar` or a stand-in with its signature.
         prompts, countdown_s: the session; ``steps``, ``device``: the training.
@@ -596,7 +598,8 @@ class SetupWizard(QWizard):
 
     def __init__(self, cfg: AppConfig, *, sources: Sequence[tuple[str, str]] | None = None,
                  list_cameras: CameraLister | None = None,
-                 open_source: Callable[[str], object] | None = None, make_tracker: Callable[[], object] | None = None,
+                 open_source: Callable[[str], object] | None = None,
+                 open_microphone: Callable[[Callable], object] | None = None, make_tracker: Callable[[], object] | None = None,
                  personalise: Callable[..., object] | None = None, prompts: Sequence[flow.Prompt] = flow.PROMPTS,
                  countdown_s: float = 3.0, steps: int = 500, device: str = "auto",
                  avatars_root: Path | None = None, work_dir: Path | None = None, parent: QWidget | None = None) -> None:
@@ -607,6 +610,7 @@ class SetupWizard(QWizard):
         self.sources = list(sources) if sources else default_sources(cfg)
         self.list_cameras = list_cameras
         self._open_source = open_source or self._default_source
+        self._open_microphone = open_microphone
         self._make_tracker = make_tracker or (lambda: app.build_tracker(cfg, "video"))
         self._personalise = personalise or app.personalise_avatar
         self.prompts, self.countdown_s, self.steps, self.device = tuple(prompts), countdown_s, steps, device
@@ -685,7 +689,8 @@ class SetupWizard(QWizard):
 
         spec = self.pages["camera"].choice.current()
         record, _figures = app.capture_consent(Avatar.load(self.avatar_folder), subject_name=name, days=days,
-                                               cfg=self.cfg, open_frames=lambda: self._open_source(spec), **hooks)
+                                               cfg=self.cfg, open_frames=lambda: self._open_source(spec),
+                                               open_audio=self._open_microphone, **hooks)
         return record
 
     def save(self) -> None:
