@@ -10,7 +10,10 @@ if command -v apt-get >/dev/null 2>&1; then
   # synthesise the spoken consent statement with it. The rest: what Qt's xcb platform plugin
   # (the desktop app, vcam_me/ui/qt*) loads beyond the above; found with ldd on PySide6's libraries.
   # desktop-file-utils: tests/test_installers.py validates the Linux menu entry with it.
+  # trayer (a system-tray host), x11-utils (xwininfo), xdotool (a real right click): the tray
+  # icon docked in a real tray on Xvfb (tests/ui/test_qt_tray_docked.py).
   for pkg in libgl1 libegl1 libglib2.0-0 libxkbcommon0 xvfb ffmpeg libportaudio2 espeak-ng desktop-file-utils \
+      trayer x11-utils xdotool \
       libfontconfig1 libdbus-1-3 libx11-xcb1 libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-image0 \
       libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-shape0 libxcb-xfixes0 libxcb-xkb1; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
