@@ -17,8 +17,9 @@ import pytest
 from vcam_me.config import load_config
 from vcam_me.output import MemorySink
 
-# Qt widgets draw into memory here, with no display; the one test that needs a real X server
-# runs its own Xvfb in a subprocess (test_screenshots.py). Set before any QApplication exists.
+# Qt widgets draw into memory here, with no display; the tests that need a real X server run
+# their own Xvfb and the app in a subprocess (test_screenshots.py, test_qt_tray_docked.py).
+# Set before any QApplication exists.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
