@@ -620,7 +620,7 @@ class SetupWizard(QWizard):
         self.capture_path: Path | None = None
         self.observations: list = []
         self.avatar_folder: Path | None = None
-        self.result = None
+        self.setup_result = None  # what training made (not QDialog.result(), the dialog's code)
         self.saved = False
         self._made: list[Path] = []  # what the wizard wrote: removed unless saved
         self.setWindowTitle("vcam-me set-up: personalise your avatar")
@@ -676,7 +676,7 @@ class SetupWizard(QWizard):
         return job
 
     def avatar_made(self, result) -> None:
-        self.result = result
+        self.setup_result = result
 
     def render_check(self) -> list:
         return flow.side_by_side(self.capture_path, self.observations, self.avatar_folder, self.cfg)
