@@ -1,13 +1,12 @@
 """What the re-tracker reads when one micro-expression's AUs are drawn on the avatar, held still.
 
     nice -n 19 .venv/bin/python benchmarks/micro_probe.py [--avatar A] [--peaks 0.15 0.3]
-        [--types lid_raise brow_lowerer ...] [--basis models/au_basis.npz] [--no-balance]
+        [--types lid_raise brow_lowerer ...] [--basis models/au_basis.npz]
 
 For each library type, each of its AU patterns (variants, without the optional extras) on
 each side it can take is added to a neutral state at each peak, drawn by the renderer the
 app builds (the real basis, gains and mixing), and re-tracked on its own by MediaPipe in
-IMAGE mode; the rest render's read-back is subtracted. The avatar's side balance
-(``side_balance.json``) is applied as the app applies it, unless ``--no-balance``. It prints, per pattern, the channels
+IMAGE mode; the rest render's read-back is subtracted. It prints, per pattern, the channels
 that moved most: a quick way to see whether an AU is drawn too weakly, on the wrong side,
 or read back as another AU, without the minutes of a full ``vcam-me eval micro``.
 A single still frame per case, so this says nothing about timing.
@@ -16,7 +15,6 @@ A single still frame per case, so this says nothing about timing.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -33,7 +31,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--basis", type=Path, default=None, help="basis .npz (default: the shipped one)")
     p.add_argument("--top", type=int, default=6, help="channels printed per case")
     p.add_argument("--size", default="1280x720")
-    p.add_argument("--no-balance", action="store_true", help="draw without the avatar's side balance")
     args = p.parse_args(argv)
 
     import cv2
@@ -51,10 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     size = tuple(int(v) for v in args.size.split("x"))
     library = MicroLibrary.load(*app.micro_library_paths(cfg))
     basis = AUBasis.load(args.basis) if args.basis else AUBasis.load()
-    avatar = Avatar.load(Path(args.avatar))
-    if args.no_balance:
-        avatar = dataclasses.replace(avatar, side_balance=None)
-    renderer = AvatarRenderer.create(avatar, size, cfg.avatar, basis=basis)
+    renderer = AvatarRenderer.create(Avatar.load(Path(args.avatar)), size, cfg.avatar, basis=basis)
     skipped = {"AU25", "AU27"}
 
     with app.build_tracker(cfg, "image") as tracker:
