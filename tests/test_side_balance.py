@@ -84,8 +84,7 @@ def test_an_avatar_without_a_balance_gets_one_at_first_use(tmp_path):
     folder = shutil.copytree(SAMPLE, tmp_path / "old")
     (folder / FILE_NAME).unlink()
     meta = json.loads((folder / "avatar.json").read_text(encoding="utf-8"))
-    meta.pop("derived_files")
-    meta.pop("manifest_sha256", None)
+    del meta["derived_files"], meta["manifest_sha256"]
     (folder / "avatar.json").write_text(json.dumps(meta), encoding="utf-8")
     bound = hash_avatar_folder(folder)
     avatar = app.with_side_balance(Avatar.load(folder), load_config())

@@ -34,7 +34,7 @@ def _without_balance(folder: Path) -> None:
     (folder / FILE_NAME).unlink()
     meta = json.loads((folder / "avatar.json").read_text(encoding="utf-8"))
     meta.pop("derived_files")
-    meta.pop("manifest_sha256", None)
+    meta.pop("manifest_sha256")
     (folder / "avatar.json").write_text(json.dumps(meta), encoding="utf-8")
 
 
@@ -110,16 +110,3 @@ def test_the_renderer_scales_the_commanded_features_by_the_balance():
 def test_lateral_pairs_cover_every_sided_feature():
     sided = {n for n in FEATURE_NAMES if n.endswith(("_L", "_R"))}
     assert {n for pair in LATERAL_PAIRS for n in pair} == sided
-
-
-def test_a_manifest_with_its_own_checksum_is_summed_again(tmp_path):
-    from vcam_me.avatar import save_avatar
-
-    sample = dataclasses.replace(Avatar.load(SAMPLE), side_balance=None, meta={
-        k: v for k, v in Avatar.load(SAMPLE).meta.items() if k != "derived_files"})
-    saved = save_avatar(sample, tmp_path / "new")  # written by this version: with a checksum
-    assert "manifest_sha256" in json.loads((tmp_path / "new" / "avatar.json").read_text(encoding="utf-8"))
-    add_side_balance(saved, SideBalance({"AU2_L": 1.1, "AU2_R": 0.9}))
-    meta = json.loads((tmp_path / "new" / "avatar.json").read_text(encoding="utf-8"))
-    assert "manifest_sha256" in meta and FILE_NAME in meta["derived_files"]
-    assert Avatar.load(tmp_path / "new").side_balance.gains["AU2_L"] == 1.1

@@ -407,13 +407,7 @@ def add_side_balance(avatar: Avatar, balance: SideBalance) -> Avatar:
                                                 **{SIDE_BALANCE_FILE: hashlib.sha256(data).hexdigest()}))
     manifest = meta | {"files": dict(avatar.files)}
     manifest.pop(MANIFEST_CHECKSUM, None)
-    try:
-        # an older manifest without its own checksum keeps its form (its readers, and
-        # tools that rewrite its hashes, expect none); a newer one is re-summed
-        if MANIFEST_CHECKSUM in json.loads((folder / "avatar.json").read_text(encoding="utf-8")):
-            manifest[MANIFEST_CHECKSUM] = manifest_checksum(manifest)
-    except (OSError, ValueError) as err:
-        raise AvatarError(f"cannot read {folder / 'avatar.json'}: {err}") from None
+    manifest[MANIFEST_CHECKSUM] = manifest_checksum(manifest)
     try:
         atomic_write_bytes(folder / SIDE_BALANCE_FILE, data)
         atomic_write_text(folder / "avatar.json", json.dumps(manifest, indent=2) + "\n")
