@@ -197,37 +197,7 @@ def create_avatar(photo: Path, out_dir: Path, cfg: AppConfig):
     image = avatar_stage.read_photo(photo)
     with build_tracker(cfg, "image", num_faces=4) as tracker:
         faces = tracker.detect_image(image)
-    avatar = avatar_stage.create_avatar(image, faces, out_dir, source_name=photo.name)
-    return with_side_balance(avatar, cfg)
-
-
-def with_side_balance(avatar, cfg: AppConfig, *, again: bool = False, made_by: str = "vcam-me avatar create"):
-    """``avatar`` with its side balance (:mod:`vcam_me.side_balance`): the stored one while
-    it was measured with the shipped AU basis, else measured now (about 3 s) and stored in
-    its folder; where the folder cannot be written, kept for this session only. ``again``:
-    measure even when one is stored."""
-    from dataclasses import replace
-
-    from vcam_me.avatar.avatar import add_side_balance
-    from vcam_me.models import load_manifest
-    from vcam_me.side_balance import measure_side_balance, tracker_reader
-
-    basis_sha256 = load_manifest()["au_basis"].sha256
-    stored = avatar.side_balance
-    if not again and stored is not None and stored.basis_sha256 == basis_sha256:
-        return avatar
-    with build_tracker(cfg, "image") as tracker:
-        balance = measure_side_balance(avatar, tracker_reader(tracker), basis_sha256=basis_sha256,
-                                       options=cfg.avatar, made_by=made_by)
-    if balance is None:
-        log.warning("the tracker finds no face on avatar %s's own render: it is drawn without a side balance",
-                    avatar.folder or "(unsaved)")
-        return avatar
-    try:
-        return add_side_balance(avatar, balance)
-    except AvatarError as err:
-        log.warning("%s; the side balance is used for this session only", err)
-        return replace(avatar, side_balance=balance)
+    return avatar_stage.create_avatar(image, faces, out_dir, source_name=photo.name)
 
 
 TRUSTED_KEYS_DIR = PROJECT_ROOT / "assets" / "consent" / "trusted"
@@ -308,7 +278,6 @@ def build_renderer(avatar, size: tuple[int, int], cfg: AppConfig, *, live: bool 
     on its own thread at the camera's rate; otherwise inline, every frame (deterministic)."""
     from vcam_me import avatar as avatar_stage
 
-    avatar = with_side_balance(avatar, cfg, made_by="vcam-me (first use of an avatar without one)")
     warp = avatar_stage.AvatarRenderer.create(avatar, size, cfg.avatar, cache_dir=user_cache_dir() / "warp")
     mode = cfg.avatar.appearance
     if mode == "warp" or (mode == "auto" and not avatar.network_files()):
@@ -648,16 +617,6 @@ def cmd_avatar(args, cfg: AppConfig) -> int:
               f"vcam-me consent record --avatar {avatar.folder} --name NAME; or, if you hold the rights to the photo: "
               f"vcam-me consent attest --avatar {avatar.folder} --licence TEXT")
         return 0
-    if args.avatar_command == "balance":
-        from vcam_me import avatar as avatar_stage
-
-        folder = avatar_folder_named(args.name)
-        avatar = with_side_balance(avatar_stage.Avatar.load(folder), cfg, again=True,
-                                   made_by=f"vcam-me avatar balance {args.name}")
-        gains = avatar.side_balance.gains if avatar.side_balance is not None else {}
-        shown = ", ".join(f"{k} {v:.2f}" for k, v in gains.items()) or "none needed"
-        print(f"vcam-me: side balance of {folder}: {shown}")
-        return 0
     if args.avatar_command == "list":
         root = _avatar_cache_dir()
         from vcam_me.storage import is_temporary
@@ -749,7 +708,7 @@ def _how_to_get_torch() -> str:
 
 
 def personalise_avatar(capture: Path, out: Path, *, steps: int = 500, device: str = "auto", progress=None,
-                       cancel=None, cfg: AppConfig | None = None):
+                       cancel=None):
     """Check a setup capture, fine-tune the shipped prior on it and write the avatar folder
     (the function behind ``vcam-me setup`` and the wizard). ``progress(stage, done, total)``;
     ``cancel``: a ``threading.Event`` (the work so far is kept; the next call resumes).
@@ -763,13 +722,8 @@ def personalise_avatar(capture: Path, out: Path, *, steps: int = 500, device: st
     from vcam_me.models import verified_model_path
 
     kwargs = {} if progress is None else {"progress": progress}
-    result = personalise(capture, out, prior=verified_model_path("transfer_prior"), steps=steps, device=device,
-                         cancel=cancel, **kwargs)
-    from vcam_me.avatar import Avatar
-
-    if (Path(result.avatar_folder) / "avatar.json").is_file():  # not after a cancelled run
-        with_side_balance(Avatar.load(result.avatar_folder), cfg or load_config(), made_by="vcam-me setup")
-    return result
+    return personalise(capture, out, prior=verified_model_path("transfer_prior"), steps=steps, device=device,
+                       cancel=cancel, **kwargs)
 
 
 def cmd_setup(args, cfg: AppConfig) -> int:
@@ -795,8 +749,7 @@ def cmd_setup(args, cfg: AppConfig) -> int:
 
     cancel = threading.Event()
     try:
-        result = personalise_avatar(capture, out, steps=args.steps, device=args.device, progress=progress, cancel=cancel,
-                                    cfg=cfg)
+        result = personalise_avatar(capture, out, steps=args.steps, device=args.device, progress=progress, cancel=cancel)
     except KeyboardInterrupt:
         # Ctrl-C lands here between steps on the main thread; the last checkpoint (every 50
         # steps) is kept, so running the same command again resumes from it.

@@ -99,9 +99,6 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--name", help="avatar name (default: the photo's file name)")
     create.add_argument("--out", metavar="DIR", help="avatar folder to create (default: in your vcam-me data folder)")
     avatar_sub.add_parser("list", help="list your avatars")
-    balance = avatar_sub.add_parser("balance", help="measure again how evenly the avatar's two sides read, and store "
-                                    "the gains that even them (done by create and setup, and at an avatar's first use)")
-    balance.add_argument("name", metavar="NAME", help="one of your avatars (see: vcam-me avatar list), or an avatar folder")
     export = avatar_sub.add_parser("export", help="write an avatar as one .zip file (with its consent record)")
     export.add_argument("name", metavar="NAME", help="one of your avatars (see: vcam-me avatar list), or an avatar folder")
     export.add_argument("out", metavar="OUT.zip", help="the archive to write (never overwritten)")

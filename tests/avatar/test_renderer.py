@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -239,10 +238,9 @@ def test_drive_applies_the_cross_talk_mixing():
     mixing[FEATURE_NAMES.index("AU2_L"), FEATURE_NAMES.index("AU4_L")] = -0.3
     mixing[FEATURE_NAMES.index("AU2_L"), FEATURE_NAMES.index("AU2_L")] = 1.5
     mixed = AUBasis(shipped.basis, shipped.gain, shipped.pose_gain, shipped.pose_coupling, mixing)
-    sample = dataclasses.replace(Avatar.load(SAMPLE), side_balance=None)  # the mixing alone
-    r = AvatarRenderer.create(sample, (640, 360), basis=mixed)
+    r = AvatarRenderer.create(Avatar.load(SAMPLE), (640, 360), basis=mixed)
     unmixed = AUBasis(shipped.basis, shipped.gain, shipped.pose_gain, shipped.pose_coupling)
-    plain = AvatarRenderer.create(sample, (640, 360), basis=unmixed)
+    plain = AvatarRenderer.create(Avatar.load(SAMPLE), (640, 360), basis=unmixed)
     gain = shipped.gain
     f = r.drive(state({"AU4_L": 0.5, "AU2_L": 0.2}))
     assert f[FEATURE_NAMES.index("AU4_L")] == pytest.approx(0.5 * gain[FEATURE_NAMES.index("AU4_L")])

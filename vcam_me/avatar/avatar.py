@@ -10,10 +10,6 @@ Folder layout (every file's sha256 is in ``avatar.json``; :meth:`Avatar.load` ch
     network/          optional, a personalised appearance network (``vcam-me setup``):
                       appearance.onnx (fp32) and appearance.int8.onnx, named in
                       ``avatar.json`` under "network" and hash-checked like the rest
-    side_balance.json optional, per-side feature gains measured on this avatar
-                      (:mod:`vcam_me.avatar.side_balance`); hash-checked under
-                      "derived_files", which a consent record does not bind: it is
-                      recomputed from the files above and the AU basis
 
 :func:`create_avatar` is pure apart from writing the folder: the caller runs the face
 tracker (image mode, ``num_faces`` ≥ 2 so that several faces can be refused) and passes the
@@ -27,15 +23,13 @@ import datetime as _dt
 import hashlib
 import io
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import cv2
 import numpy as np
 
-from vcam_me.avatar.side_balance import FILE_NAME as SIDE_BALANCE_FILE
-from vcam_me.avatar.side_balance import SideBalance
 from vcam_me.errors import AvatarError
 from vcam_me.media import image_problem
 from vcam_me.models import sha256_of
@@ -95,11 +89,7 @@ MANIFEST_CHECKSUM = "manifest_sha256"
 #: in the checksum's own name would otherwise read as an older avatar without it) or one
 #: from a newer vcam-me.
 MANIFEST_FIELDS = frozenset({"format", "version", "created", "source", "image_size", "files", "network",
-                             "extra_files", "derived_files", MANIFEST_CHECKSUM})
-#: Files ``"derived_files"`` may name: measured from the avatar's own files, so they are
-#: hash-checked like them but left out of what a consent record binds (adding one to an
-#: avatar that already has consent keeps it valid).
-DERIVED_FILES = frozenset({SIDE_BALANCE_FILE})
+                             "extra_files", MANIFEST_CHECKSUM})
 
 
 def manifest_checksum(meta: dict) -> str:
@@ -128,7 +118,6 @@ class Avatar:
         files: file name → sha256 (what a consent record binds to); empty if never saved.
         meta: the rest of ``avatar.json``.
         folder: where it was loaded from or saved to, if anywhere.
-        side_balance: per-side feature gains measured on this avatar, or ``None``.
     """
 
     image: np.ndarray
@@ -138,7 +127,6 @@ class Avatar:
     files: dict[str, str] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
     folder: Path | None = None
-    side_balance: SideBalance | None = None
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -197,32 +185,12 @@ class Avatar:
             if _sha256(path) != files[name]:
                 raise AvatarError(f"avatar file {path} does not match its hash in avatar.json (modified or corrupt)")
         _check_network(meta, files, meta_path)
-        side_balance = _load_derived(folder, meta.get("derived_files", {}), meta_path)
         image = read_photo(folder / "reference.png")
         landmarks = _load_array(folder / "landmarks.npy", (NUM_LANDMARKS, 3))
         transform = _load_array(folder / "transform.npy", (4, 4))
         blend = _load_array(folder / "blendshapes.npy", (52,))
         rest = {k: v for k, v in meta.items() if k not in ("files", MANIFEST_CHECKSUM)}
-        return cls(image, landmarks, transform, blend, dict(files), rest, folder, side_balance)
-
-
-def _load_derived(folder: Path, derived, meta_path: Path) -> SideBalance | None:
-    """The side balance named under ``"derived_files"``, checked against its hash. One that
-    is listed but absent (an archive carries only ``"files"``) reads as none: it is measured
-    again; one that is present and differs from its hash is refused like any avatar file."""
-    if not isinstance(derived, dict) or not set(derived) <= DERIVED_FILES or not all(isinstance(v, str) for v in derived.values()):
-        raise AvatarError(f"{meta_path}: 'derived_files' must be a table of {sorted(DERIVED_FILES)} → sha256")
-    digest = derived.get(SIDE_BALANCE_FILE)
-    path = folder / SIDE_BALANCE_FILE
-    if digest is None or not path.is_file():
-        return None
-    if _sha256(path) != digest:
-        raise AvatarError(f"avatar file {path} does not match its hash in avatar.json (modified or corrupt)")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise AvatarError(f"avatar file {path} cannot be read: {err}") from None
-    return SideBalance.from_json(text, str(path))
+        return cls(image, landmarks, transform, blend, dict(files), rest, folder)
 
 
 def _load_array(path: Path, shape: tuple[int, ...]) -> np.ndarray:
@@ -390,30 +358,7 @@ def save_avatar(avatar: Avatar, out: Path) -> Avatar:
         raise AvatarError(f"cannot create avatar: {out} appeared meanwhile and is not empty (nothing was changed)") from None
     except OSError as err:
         raise AvatarError(f"cannot write avatar folder {out}: {err.strerror or err}") from None
-    return Avatar(avatar.image, avatar.landmarks, avatar.transform, avatar.blendshapes, files, avatar.meta, out,
-                  avatar.side_balance)
-
-
-def add_side_balance(avatar: Avatar, balance: SideBalance) -> Avatar:
-    """Store ``balance`` in the avatar's folder (``side_balance.json``, then ``avatar.json``
-    with its hash under ``"derived_files"``, each written atomically) and return the avatar
-    with it. An unsaved avatar just carries it. The files a consent record binds are not
-    touched, so an avatar's consent stays valid."""
-    if avatar.folder is None:
-        return replace(avatar, side_balance=balance)
-    folder = avatar.folder
-    data = balance.to_json().encode("utf-8")
-    meta = dict(avatar.meta, derived_files=dict(avatar.meta.get("derived_files") or {},
-                                                **{SIDE_BALANCE_FILE: hashlib.sha256(data).hexdigest()}))
-    manifest = meta | {"files": dict(avatar.files)}
-    manifest.pop(MANIFEST_CHECKSUM, None)
-    manifest[MANIFEST_CHECKSUM] = manifest_checksum(manifest)
-    try:
-        atomic_write_bytes(folder / SIDE_BALANCE_FILE, data)
-        atomic_write_text(folder / "avatar.json", json.dumps(manifest, indent=2) + "\n")
-    except OSError as err:
-        raise AvatarError(f"cannot write the side balance into {folder}: {err.strerror or err}") from None
-    return replace(avatar, meta=meta, side_balance=balance)
+    return Avatar(avatar.image, avatar.landmarks, avatar.transform, avatar.blendshapes, files, avatar.meta, out)
 
 
 def add_network(avatar: Avatar, fp32: Path, int8: Path | None = None, calibration: Path | None = None) -> Avatar:

@@ -464,7 +464,6 @@ class AvatarRenderer:
         patches: list[DetailPatch | None] | None = None,
         pose_coupling: np.ndarray | None = None,
         mixing: np.ndarray | None = None,
-        side_balance: np.ndarray | None = None,
     ) -> None:
         self.canvas = canvas
         self.rest = rest
@@ -486,8 +485,6 @@ class AvatarRenderer:
         self._gain = np.ones(len(basis_px), np.float32) if feature_gain is None else np.asarray(feature_gain, np.float32)
         identity = mixing is None or np.array_equal(mixing, np.eye(len(basis_px)))
         self._mixing = None if identity else np.asarray(mixing, np.float32)
-        no_balance = side_balance is None or np.array_equal(side_balance, np.ones(len(basis_px)))
-        self._side_balance = None if no_balance else np.asarray(side_balance, np.float32)
         gaze = np.array([n.startswith("gaze_") for n in FEATURE_NAMES])
         self._mixed_low = np.where(gaze, -1.0, MIXED_AU_RANGE[0]).astype(np.float32)
         self._mixed_high = np.where(gaze, 1.0, MIXED_AU_RANGE[1]).astype(np.float32)
@@ -516,8 +513,7 @@ class AvatarRenderer:
     ) -> "AvatarRenderer":
         """Precompute everything for ``avatar`` at output ``size = (W, H)``.
 
-        ``basis`` defaults to the shipped, hash-checked ``models/au_basis.npz``. The avatar's
-        side balance (``avatar.side_balance``), where it has one, scales the features.
+        ``basis`` defaults to the shipped, hash-checked ``models/au_basis.npz``.
         ``cache_dir``: where the warp (the slow part, about half a second) is kept once
         computed, keyed by the avatar's mesh, the size and the options, so switching to an
         avatar shown before is quick. A damaged cache file is recomputed.
@@ -583,10 +579,9 @@ class AvatarRenderer:
                 disc = IRIS_DISC * float(np.mean(np.linalg.norm(v2[ring] - v2[iris[0]], axis=1)))
             eyes.append(EyeRig(upper, pair, mu, ml, iris, unit, rest_open, blink, (contour[8], contour[0]),
                                _lid_colour(canvas, rest, upper, unit, M.interocular(rest)), disc))
-        balance = avatar.side_balance.vector() if avatar.side_balance is not None else None
         return cls(canvas, rest, basis_px, pivot, ctrl3, matrix, bbox, grid, options.warp_downscale, eyes,
                    iod, basis.pose_gain.astype(np.float64), basis.gain.astype(np.float32), patches,
-                   basis.pose_coupling.astype(np.float32), basis.mixing.astype(np.float32), balance)
+                   basis.pose_coupling.astype(np.float32), basis.mixing.astype(np.float32))
 
     @property
     def size(self) -> tuple[int, int]:
@@ -598,22 +593,17 @@ class AvatarRenderer:
 
     def drive(self, state: ExpressionState) -> np.ndarray:
         """``(n_features,) float32``: what the basis is driven with for ``state``: the
-        features, times the avatar's side balance, through the cross-talk compensation (``mixing @ features``, kept within
+        features through the cross-talk compensation (``mixing @ features``, kept within
         :data:`MIXED_AU_RANGE`), times the closed-loop gain.
 
         The mixing acts before the gain because it was calibrated on renders that already
         carried the gain: it says which blend of commanded features reads back as the one
-        asked for. The side balance acts first, on the commanded features: a left feature
-        at ``g`` times its value is drawn as the shared basis draws that value, compensation
-        terms included (scaling the drawn features instead would also scale the
-        compensation a one-sided feature puts on the other side).
+        asked for.
         """
         return self._mixed_features(state) * self._gain
 
     def _mixed_features(self, state: ExpressionState) -> np.ndarray:
         features = state_features(state)
-        if self._side_balance is not None:
-            features = features * self._side_balance
         if self._mixing is None:
             return features
         return np.clip(self._mixing @ features, self._mixed_low, self._mixed_high)
