@@ -9,10 +9,12 @@ path does and then drops it, so the figures do not depend on a driver being inst
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import platform
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -147,33 +149,48 @@ def _tracking_alone(cfg: AppConfig, driving: Path, frames: int = 150) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class LiveBenchSetup:
+    """What a live benchmark streams: the driving clip, output size and rate, the output
+    options with the benchmark backend, and the avatar's renderer and label stamper."""
+
+    driving: Path
+    size: tuple[int, int]
+    fps: int
+    output: object
+    renderer: object
+    stamper: object
+
+
+def prepare_live_bench(args, cfg: AppConfig) -> LiveBenchSetup:
+    """The set-up ``vcam-me bench`` and its ``--soak`` share (``args``: driving, avatar, size, fps)."""
+    from vcam_me.app import BUNDLED_DRIVING, build_renderer, build_stamper, limit_opencv_threads, require_consent, resolve_avatar
+
+    size = tuple(args.size)
+    register_bench_backend()
+    limit_opencv_threads()  # as `vcam-me run` does
+    avatar = resolve_avatar(args.avatar, cfg)
+    consent = require_consent(avatar, "evaluation")
+    return LiveBenchSetup(
+        driving=Path(args.driving) if args.driving else BUNDLED_DRIVING,
+        size=size,
+        fps=int(args.fps),
+        output=dataclasses.replace(cfg.output, virtualcam_backend=BENCH_BACKEND),
+        renderer=build_renderer(avatar, size, cfg, live=True),
+        stamper=build_stamper(cfg, size, consent),
+    )
+
+
 def run_bench(args, cfg: AppConfig) -> dict:
     import psutil
 
-    from vcam_me.app import (
-        BUNDLED_DRIVING,
-        _open_driving,
-        build_expression,
-        build_renderer,
-        build_stamper,
-        limit_opencv_threads,
-        live_tracker,
-        require_consent,
-        resolve_avatar,
-    )
+    from vcam_me.app import _open_driving, build_expression, live_tracker
     from vcam_me.output import VirtualCameraSink
     from vcam_me.pipeline import LivePipeline
 
-    driving = Path(args.driving) if args.driving else BUNDLED_DRIVING
-    size, fps = tuple(args.size), int(args.fps)
-    register_bench_backend()
-    limit_opencv_threads()  # as `vcam-me run` does
-    out_cfg = cfg.output.__class__(**{**cfg.output.__dict__, "virtualcam_backend": BENCH_BACKEND})
-
-    avatar = resolve_avatar(args.avatar, cfg)
-    consent = require_consent(avatar, "evaluation")
-    renderer = build_renderer(avatar, size, cfg, live=True)
-    stamper = build_stamper(cfg, size, consent)
+    setup = prepare_live_bench(args, cfg)
+    driving, size, fps, out_cfg = setup.driving, setup.size, setup.fps, setup.output
+    renderer, stamper = setup.renderer, setup.stamper
     expression = build_expression(cfg, offline=False)
     proc = psutil.Process()
     first_frame_at: list[float] = []

@@ -21,7 +21,6 @@ import datetime
 import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -97,34 +96,17 @@ def run_soak(args, cfg: AppConfig, *, progress=None) -> dict:
     """Stream for ``args.seconds``, one row every ``args.window`` seconds; the rows and the verdict."""
     import psutil
 
-    from vcam_me.app import (
-        BUNDLED_DRIVING,
-        _open_driving,
-        build_expression,
-        build_idle,
-        build_renderer,
-        build_stamper,
-        limit_opencv_threads,
-        live_tracker,
-        require_consent,
-        resolve_avatar,
-    )
-    from vcam_me.bench import BENCH_BACKEND, machine_info, register_bench_backend
+    from vcam_me.app import _open_driving, build_expression, build_idle, live_tracker
+    from vcam_me.bench import machine_info, prepare_live_bench
     from vcam_me.clock import now_ms
     from vcam_me.output import VirtualCameraSink
     from vcam_me.pipeline import LivePipeline
 
-    driving = Path(args.driving) if args.driving else BUNDLED_DRIVING
-    size, fps = tuple(args.size), int(args.fps)
+    setup = prepare_live_bench(args, cfg)
+    driving, size, fps, out_cfg = setup.driving, setup.size, setup.fps, setup.output
+    renderer, stamper = setup.renderer, setup.stamper
     seconds, window_s = float(args.seconds), float(args.window)
     warmup_s = float(args.warmup) if args.warmup is not None else min(120.0, seconds / 4)
-    register_bench_backend()
-    limit_opencv_threads()
-    out_cfg = cfg.output.__class__(**{**cfg.output.__dict__, "virtualcam_backend": BENCH_BACKEND})
-    avatar = resolve_avatar(args.avatar, cfg)
-    consent = require_consent(avatar, "evaluation")
-    renderer = build_renderer(avatar, size, cfg, live=True)
-    stamper = build_stamper(cfg, size, consent)
     expression = build_expression(cfg, offline=False, micro="auto", idle=build_idle(cfg, seed=7))
     proc = psutil.Process()
     current = _Window()
