@@ -16,6 +16,8 @@ import pyvirtualcam
 from vcam_me.app import LiveSession, main
 from vcam_me.config import load_config
 
+from .helpers import wait_until
+
 pytestmark = pytest.mark.slow
 
 
@@ -87,15 +89,6 @@ def session_config(clip, backend="vcam-me-session-test"):
         capture=dataclasses.replace(cfg.capture, source=str(clip), loop=True, pace="realtime"),
         output=dataclasses.replace(cfg.output, width=320, height=180, fps=30, virtualcam_backend=backend),
     )
-
-
-def wait_until(condition, timeout_s=20.0):
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 @pytest.fixture

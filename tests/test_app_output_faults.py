@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from typing import ClassVar
 
 import numpy as np
@@ -20,6 +19,8 @@ import pyvirtualcam
 from vcam_me.app import LiveSession
 from vcam_me.config import load_config
 from vcam_me.ui.bridge import PipelineBridge, StreamStatus
+
+from .helpers import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -102,15 +103,6 @@ def config(clip):
         output=dataclasses.replace(cfg.output, width=320, height=180, fps=30, virtualcam_backend=BACKEND,
                                    virtualcam_retry_s=0.2),
     )
-
-
-def wait_until(condition, timeout_s=30.0):
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def test_a_vanished_virtual_camera_is_told_retried_and_the_stream_goes_on(private_user_dirs, bundled_clip_cut, flaky):

@@ -21,6 +21,8 @@ from vcam_me.capture import CameraSource
 from vcam_me.config import load_config
 from vcam_me.output import MemorySink
 
+from .helpers import wait_until
+
 pytestmark = pytest.mark.slow
 
 FPS = 30  # output rate: the faults are the subject here, not the speed
@@ -155,15 +157,6 @@ def _session(private_user_dirs, webcam):
 
     session = LiveSession(cfg, listener, sinks=[sink], hotkeys=False, microphone=False, open_source=open_camera)
     return session, listener, sink, opened
-
-
-def wait_until(condition, timeout_s=30.0):
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def _face_tracked_since(listener, t0):

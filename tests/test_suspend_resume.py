@@ -14,6 +14,8 @@ import time
 import av
 import pytest
 
+from .helpers import wait_until
+
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(sys.platform == "win32", reason="SIGSTOP is POSIX")]
 
 
@@ -26,9 +28,8 @@ def test_a_frozen_and_woken_live_run_goes_on_and_its_recording_plays(private_use
          "--size", "320x180", "--fps", "30", "--duration", "9", "--no-hotkeys"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        deadline = time.monotonic() + 60
-        while not list(tmp_path.glob(".call.mp4.*")) and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.1)  # the recording's hidden temporary file appears once streaming begins
+        # the recording's hidden temporary file appears once streaming begins
+        wait_until(lambda: list(tmp_path.glob(".call.mp4.*")) or proc.poll() is not None, timeout_s=60, poll_s=0.1)
         time.sleep(2.0)
         proc.send_signal(signal.SIGSTOP)  # asleep
         time.sleep(3.0)

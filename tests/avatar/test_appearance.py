@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 
 import cv2
 import numpy as np
@@ -15,6 +14,8 @@ from vcam_me.avatar.crop import CROP_SIZE, crop_points, similarity_transform
 from vcam_me.config import load_config
 from vcam_me.errors import ModelError
 from vcam_me.types import AU_CHANNELS, AU_INDEX, ExpressionState
+
+from ..helpers import wait_until
 
 SIZE = (640, 360)
 
@@ -142,13 +143,8 @@ def test_live_renderer_runs_the_network_off_the_render_thread_and_catches_up(ava
         expected = sync.render(state)
         first = live.render(state)  # the network has not answered yet: the warp alone
         assert not np.array_equal(first, expected)
-        deadline = time.monotonic() + 10.0
-        while time.monotonic() < deadline:
-            time.sleep(0.05)
-            if np.array_equal(live.render(state), expected):
-                break
-        else:
-            pytest.fail("the live renderer never showed the network's output")
+        assert wait_until(lambda: np.array_equal(live.render(state), expected), timeout_s=10.0, poll_s=0.05), \
+            "the live renderer never showed the network's output"
     finally:
         live.close()
 

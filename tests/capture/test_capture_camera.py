@@ -14,6 +14,8 @@ from vcam_me.capture import CameraInfo, CameraSource, find_cameras, list_cameras
 from vcam_me.config import CaptureOptions
 from vcam_me.errors import CaptureError
 
+from ..helpers import wait_until
+
 FAST_RECONNECT = CaptureOptions(reconnect_interval_s=0.05)
 
 
@@ -67,15 +69,15 @@ def test_asks_for_size_and_rate_and_reads_back_what_the_device_gave(caplog, fake
         return cap
 
     options = CaptureOptions(width=1280, height=720, fps=30)
-    with caplog.at_level(logging.INFO, logger="vcam_me.capture.camera"):
-        with CameraSource.open(options, capture_factory=factory) as cam:
-            assert captures[0].asked[cv2.CAP_PROP_FRAME_WIDTH] == 1280
-            assert captures[0].asked[cv2.CAP_PROP_FRAME_HEIGHT] == 720
-            assert captures[0].asked[cv2.CAP_PROP_FPS] == 30
-            assert captures[0].asked[cv2.CAP_PROP_FOURCC] == cv2.VideoWriter_fourcc(*"MJPG")
-            assert cam.format.requested_size == (1280, 720)
-            assert cam.size == (64, 48)
-            assert cam.fps == 15.0
+    with caplog.at_level(logging.INFO, logger="vcam_me.capture.camera"), \
+            CameraSource.open(options, capture_factory=factory) as cam:
+        assert captures[0].asked[cv2.CAP_PROP_FRAME_WIDTH] == 1280
+        assert captures[0].asked[cv2.CAP_PROP_FRAME_HEIGHT] == 720
+        assert captures[0].asked[cv2.CAP_PROP_FPS] == 30
+        assert captures[0].asked[cv2.CAP_PROP_FOURCC] == cv2.VideoWriter_fourcc(*"MJPG")
+        assert cam.format.requested_size == (1280, 720)
+        assert cam.size == (64, 48)
+        assert cam.fps == 15.0
     assert "asked 1280x720 @ 30 fps, got 64x48 @ 15 fps" in caplog.text
 
 
@@ -116,10 +118,7 @@ def test_reconnects_after_the_camera_disappears_and_signals_it(fakecam):
                            on_reconnect=calls.append) as cam:
         before = cam.wait_newer(-1, timeout_s=1.0)
         device.present = False  # unplugged
-        deadline = time.monotonic() + 2.0
-        while cam.connected and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert not cam.connected
+        assert wait_until(lambda: not cam.connected, timeout_s=2.0)
         assert cam.reconnect_count == 0
         time.sleep(0.15)  # several reopen attempts fail while it is gone
         assert cam.reconnect_count == 0
@@ -174,10 +173,7 @@ def test_a_frozen_camera_is_held_back_reopened_once_and_resumes(fakecam, monkeyp
     with CameraSource.open(FAST_RECONNECT, capture_factory=fakecam.factory({0: device})) as cam:
         cam.wait_newer(-1, timeout_s=1.0)
         device.frozen = True
-        deadline = time.monotonic() + 2.0
-        while not cam.frozen and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert cam.frozen
+        assert wait_until(lambda: cam.frozen, timeout_s=2.0)
         held = cam.latest().index
         time.sleep(0.6)  # frozen past the reopen point
         assert cam.latest().index == held  # nothing new was published
@@ -206,9 +202,7 @@ def test_a_size_change_is_followed(fakecam):
     with CameraSource.open(FAST_RECONNECT, capture_factory=fakecam.factory({0: device})) as cam:
         cam.wait_newer(-1, timeout_s=1.0)
         device.size = (32, 24)
-        deadline = time.monotonic() + 2.0
-        while cam.size != (32, 24) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: cam.size == (32, 24), timeout_s=2.0)
         frame = cam.wait_newer(cam.latest().index, timeout_s=1.0)
         assert cam.size == (32, 24) and cam.size_changes == 1 and frame.image.shape == (24, 32, 3)
 

@@ -18,6 +18,8 @@ from vcam_me.output import FanOutSink, MemorySink, RetryingVirtualCamera
 from vcam_me.output import virtualcam as vc
 from vcam_me.types import ExpressionState, FaceObservation, RenderedFrame
 
+from ..helpers import wait_until
+
 BACKEND = "vcam-me-flaky"
 RETRY_S = 0.05
 
@@ -82,15 +84,6 @@ def options(retry_s=RETRY_S) -> OutputOptions:
 
 def frame(i: int, size=(32, 24)) -> RenderedFrame:
     return RenderedFrame(np.full((size[1], size[0], 3), i % 256, np.uint8), i * 16)
-
-
-def wait_until(condition, timeout_s=10.0) -> bool:
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(0.005)
-    return False
 
 
 def test_a_vanished_device_is_reported_once_dropped_and_reopened():

@@ -9,7 +9,6 @@ import os
 import select
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -60,16 +59,6 @@ def make_session(memory_sink):
     yield make
     for session in made:
         session.stop(5.0)
-
-
-def wait_until(condition, timeout_s: float = 20.0, step=None) -> bool:
-    """Poll ``condition`` (calling ``step`` between polls, e.g. to run the Qt event loop)."""
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if condition():
-            return True
-        step() if step is not None else time.sleep(0.01)
-    return False
 
 
 def second_avatar(folder):

@@ -14,7 +14,7 @@ from vcam_me.ui.controller import (
     default_micro_mode,
 )
 
-from .conftest import wait_until
+from ..helpers import wait_until
 
 pytestmark = pytest.mark.slow
 

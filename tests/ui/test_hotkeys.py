@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -29,6 +29,7 @@ from vcam_me.ui.hotkeys import (
     parse_bindings,
 )
 
+from ..helpers import wait_until
 from .conftest import own_xvfb
 
 TYPES = ("brow_raise", "inner_brow", "suppressed_smile")
@@ -223,18 +224,9 @@ def _until_listening(listener: HotkeyListener, keys: XKeys) -> None:
     for _ in range(200):
         keys.press("Shift_R")
         keys.release("Shift_R")
-        if _wait_for(lambda: listener.presses_heard > 0, timeout_s=0.05):
+        if wait_until(lambda: listener.presses_heard > 0, timeout_s=0.05):
             return
     raise AssertionError("the listener never heard a key")
-
-
-def _wait_for(condition: Callable[[], bool], timeout_s: float = 5.0) -> bool:
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 def test_combos_are_parsed_by_pynput(keyboard) -> None:
@@ -276,7 +268,7 @@ def test_a_real_tap_fires_exactly_one_micro_expression(listening, keys: XKeys) -
     _until_listening(listener, keys)
     keys.press("Control_L", "Alt_L", "1")
     keys.release("Control_L", "Alt_L", "1")
-    assert _wait_for(lambda: len(target.calls) >= 1)
+    assert wait_until(lambda: len(target.calls) >= 1)
     time.sleep(0.6)  # longer than tap_max_ms: a late hold would show up now
     assert [c[:2] + c[3:] for c in target.calls] == [("trigger", "brow_raise", "hotkey")]
     assert listener.recognizer.down == ()
@@ -289,12 +281,12 @@ def test_a_real_hold_holds_the_expression_through_auto_repeat(listening, keys: X
     for _ in range(5):  # auto-repeat, as the X server sends it: more presses, no release
         time.sleep(0.03)
         keys.press("2")
-    assert _wait_for(lambda: any(c[0] == "hold" for c in target.calls))
+    assert wait_until(lambda: any(c[0] == "hold" for c in target.calls))
     for _ in range(5):
         keys.press("2")
     time.sleep(0.2)
     keys.release("Control_L", "Alt_L", "2")
-    assert _wait_for(lambda: any(c[0] == "release" for c in target.calls))
+    assert wait_until(lambda: any(c[0] == "release" for c in target.calls))
     assert [c[:2] for c in target.calls] == [("hold", "inner_brow"), ("release", "inner_brow")]
     assert target.calls[0][2] < target.calls[1][2]
 
@@ -305,10 +297,10 @@ def test_the_real_pause_combo_pauses_and_resumes_idle(listening, keys: XKeys) ->
     keys.press("Control_L", "Alt_L", "p")
     keys.press("p")  # auto-repeat
     keys.release("Control_L", "Alt_L", "p")
-    assert _wait_for(lambda: idle.paused)
+    assert wait_until(lambda: idle.paused)
     keys.press("Control_L", "Alt_L", "p")
     keys.release("Control_L", "Alt_L", "p")
-    assert _wait_for(lambda: not idle.paused)
+    assert wait_until(lambda: not idle.paused)
     assert target.calls == []
 
 
@@ -333,15 +325,15 @@ def test_real_keys_drive_the_real_engine_tap_and_hold(x_display: str, keys: XKey
         _until_listening(listener, keys)
         keys.press("Control_L", "Alt_L", "1")
         keys.release("Control_L", "Alt_L", "1")
-        assert _wait_for(lambda: len(engine.events) == 1)
+        assert wait_until(lambda: len(engine.events) == 1)
         keys.press("Control_L", "Alt_L", "3")
         for _ in range(8):  # auto-repeat
             time.sleep(0.03)
             keys.press("3")
-        assert _wait_for(lambda: len(engine.events) == 2)
+        assert wait_until(lambda: len(engine.events) == 2)
         time.sleep(0.2)
         keys.release("Control_L", "Alt_L", "3")
-        assert _wait_for(lambda: engine.events[-1].end_ms is not None)
+        assert wait_until(lambda: engine.events[-1].end_ms is not None)
         time.sleep(0.5)  # nothing more arrives late
     tap, hold = engine.events
     assert (tap.type, tap.held, tap.source) == ("suppressed_smile", False, "hotkey")
@@ -364,12 +356,12 @@ def test_vcam_me_run_wiring_starts_hotkeys_when_there_is_a_display(x_display: st
         for _ in range(50):  # until the global hook hears the pause combo
             keys.press("Control_L", "Alt_L", "p")
             keys.release("Control_L", "Alt_L", "p")
-            if _wait_for(lambda: idle.paused, timeout_s=0.5):
+            if wait_until(lambda: idle.paused, timeout_s=0.5):
                 break
         assert idle.paused
         keys.press("Control_L", "Alt_L", "2")
         keys.release("Control_L", "Alt_L", "2")
-        assert _wait_for(lambda: len(expression.events) == 1)
+        assert wait_until(lambda: len(expression.events) == 1)
     assert expression.events[0].type == cfg.hotkeys.bindings["<ctrl>+<alt>+2"]
     assert "vcam-me: hotkeys on" in capsys.readouterr().err
 
