@@ -7,6 +7,7 @@ never black), the user is told, and tracking comes back by itself when the camer
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
@@ -53,11 +54,11 @@ class FaultyWebcam:
                 self.generation += 1
             self.fault = fault
 
-    def open(self, index: int) -> "FaultyWebcam.Handle":
+    def open(self, index: int) -> FaultyWebcam.Handle:
         return FaultyWebcam.Handle(self)
 
     class Handle:  # the part of cv2.VideoCapture that CameraSource uses
-        def __init__(self, cam: "FaultyWebcam") -> None:
+        def __init__(self, cam: FaultyWebcam) -> None:
             self.cam = cam
             with cam.lock:
                 self.generation = cam.generation
@@ -140,7 +141,11 @@ class Listener:
             return [r for r in self.rows if start <= r[0] < end]
 
 
-def _session(private_user_dirs, webcam):
+@contextlib.contextmanager
+def _live_session(webcam: FaultyWebcam, *, wait_for_face: bool = True):
+    """A live session on ``webcam`` through the real CameraSource, started (and, when
+    ``wait_for_face``, tracking the face) before the block runs and stopped when it ends.
+    Yields the listener, the memory sink and the list of camera sources opened."""
     cfg = load_config(use_user_config=False)
     cfg = dataclasses.replace(
         cfg,
@@ -156,7 +161,14 @@ def _session(private_user_dirs, webcam):
         return opened[0]
 
     session = LiveSession(cfg, listener, sinks=[sink], hotkeys=False, microphone=False, open_source=open_camera)
-    return session, listener, sink, opened
+    session.start()
+    try:
+        if wait_for_face:
+            started = time.monotonic()
+            assert wait_until(lambda: _face_tracked_since(listener, started)), (listener.statuses, listener.errors)
+        yield listener, sink, opened
+    finally:
+        session.stop()
 
 
 def _face_tracked_since(listener, t0):
@@ -185,21 +197,14 @@ def _check_outage(listener, start, end, *, fault):
 ])
 def test_the_stream_goes_on_through_a_camera_fault_and_tracking_comes_back(
         private_user_dirs, webcam_frames, fault, notices):
-    frames, rate = webcam_frames
-    webcam = FaultyWebcam(frames, rate)
-    session, listener, sink, opened = _session(private_user_dirs, webcam)
-    session.start()
-    try:
-        started = time.monotonic()
-        assert wait_until(lambda: _face_tracked_since(listener, started)), (listener.statuses, listener.errors)
+    webcam = FaultyWebcam(*webcam_frames)
+    with _live_session(webcam) as (listener, _, opened):
         fault_at = time.monotonic()
         webcam.set_fault(fault)
         time.sleep(3.0)
         webcam.set_fault(None)
         back_at = time.monotonic()
         assert wait_until(lambda: _face_tracked_since(listener, back_at), timeout_s=10), f"{fault}: tracking never came back"
-    finally:
-        session.stop()
     assert listener.errors == [] and listener.statuses == ["starting", "streaming", "stopped"]
     _check_outage(listener, fault_at, back_at, fault=fault)
     assert listener.notices == notices
@@ -211,13 +216,8 @@ def test_the_stream_goes_on_through_a_camera_fault_and_tracking_comes_back(
 
 
 def test_a_resolution_change_mid_stream_is_followed(private_user_dirs, webcam_frames):
-    frames, rate = webcam_frames
-    webcam = FaultyWebcam(frames, rate)
-    session, listener, sink, opened = _session(private_user_dirs, webcam)
-    session.start()
-    try:
-        started = time.monotonic()
-        assert wait_until(lambda: _face_tracked_since(listener, started)), (listener.statuses, listener.errors)
+    webcam = FaultyWebcam(*webcam_frames)
+    with _live_session(webcam) as (listener, sink, opened):
         webcam.size = (1280, 720)  # the clip is 640x360: the camera switches to 720p
         changed_at = time.monotonic()
         assert wait_until(lambda: opened[0].size == (1280, 720), timeout_s=5)
@@ -225,8 +225,6 @@ def test_a_resolution_change_mid_stream_is_followed(private_user_dirs, webcam_fr
         webcam.size = (320, 180)
         changed_again = time.monotonic()
         assert wait_until(lambda: _face_tracked_since(listener, changed_again + 0.5), timeout_s=10)
-    finally:
-        session.stop()
     assert listener.errors == [] and listener.statuses == ["starting", "streaming", "stopped"]
     assert opened[0].size_changes == 2 and sink.frames[-1].image.shape == (180, 320, 3)
     rows = listener.window(changed_at, float("inf"))
@@ -236,18 +234,13 @@ def test_a_resolution_change_mid_stream_is_followed(private_user_dirs, webcam_fr
 @pytest.mark.parametrize("fault", ["busy", "unplugged"])
 def test_a_session_starts_idle_while_the_camera_is_busy_or_missing_and_picks_it_up(
         private_user_dirs, webcam_frames, fault):
-    frames, rate = webcam_frames
-    webcam = FaultyWebcam(frames, rate)
+    webcam = FaultyWebcam(*webcam_frames)
     webcam.set_fault(fault)  # another app holds the camera, or it is not plugged in yet
-    session, listener, sink, opened = _session(private_user_dirs, webcam)
-    session.start()
-    try:
+    with _live_session(webcam, wait_for_face=False) as (listener, _, opened):
         assert wait_until(lambda: len(listener.window(0, float("inf"))) >= 2 * FPS), (listener.statuses, listener.errors)
         waited_until = time.monotonic()
         webcam.set_fault(None)
         assert wait_until(lambda: _face_tracked_since(listener, waited_until), timeout_s=10)
-    finally:
-        session.stop()
     assert listener.errors == [] and listener.statuses == ["starting", "streaming", "stopped"]
     assert listener.notices == ["Waiting for the camera", "Camera back"]
     idle = listener.window(0, waited_until)
