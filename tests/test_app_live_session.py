@@ -5,45 +5,17 @@ backend, steered while it streams."""
 from __future__ import annotations
 
 import dataclasses
-import threading
 import time
-from typing import ClassVar
 
 import numpy as np
 import pytest
-import pyvirtualcam
 
 from vcam_me.app import LiveSession, main
 from vcam_me.config import load_config
 
-from .helpers import wait_until
+from .helpers import KeepingBackend, registered_backend, wait_until
 
 pytestmark = pytest.mark.slow
-
-
-class _Camera:
-    """pyvirtualcam test backend: counts how often the device is opened, keeps what it is sent."""
-
-    opened = 0
-    frames: ClassVar[list] = []
-    lock = threading.Lock()
-
-    def __init__(self, *, width, height, fps, fourcc, device, **kw):
-        self.shape = (height, width, 3)
-        type(self).opened += 1
-
-    def close(self):
-        pass
-
-    def send(self, frame):
-        with type(self).lock:
-            type(self).frames.append((time.monotonic(), frame.reshape(self.shape).copy()))
-
-    def device(self):
-        return "vcam-me session test"
-
-    def native_fourcc(self):
-        return None
 
 
 class Recorder:
@@ -93,12 +65,8 @@ def session_config(clip, backend="vcam-me-session-test"):
 
 @pytest.fixture
 def camera_backend():
-    try:
-        pyvirtualcam.register_backend("vcam-me-session-test", _Camera)
-    except (ValueError, KeyError):
-        pass
-    _Camera.opened, _Camera.frames = 0, []
-    return _Camera
+    with registered_backend("vcam-me-session-test", KeepingBackend) as backend:
+        yield backend
 
 
 def test_switching_avatar_changes_the_frames_within_half_a_second_on_the_same_camera(
@@ -108,18 +76,20 @@ def test_switching_avatar_changes_the_frames_within_half_a_second_on_the_same_ca
     session = LiveSession(session_config(bundled_clip_cut(60, 24)), listener, hotkeys=False, microphone=False)
     session.start()
     try:
-        assert wait_until(lambda: len(camera_backend.frames) >= 20), (listener.statuses, listener.errors)
+        assert wait_until(lambda: camera_backend.instances and len(camera_backend.instances[0].frames) >= 20), (
+            listener.statuses, listener.errors)
+        camera = camera_backend.instances[0]
         asked = time.monotonic()
         future = session.switch_avatar(avatar)
         assert future.result(timeout=30) == "mirrored"
         handed = time.monotonic()  # the new renderer is with the pipeline from here on
-        assert wait_until(lambda: camera_backend.frames[-1][0] > handed + 1.0)
+        assert wait_until(lambda: camera.sent_at[-1] > handed + 1.0)
     finally:
         session.stop()
     assert listener.errors == [] and listener.statuses == ["starting", "streaming", "stopped"]
-    assert camera_backend.opened == 1  # the virtual camera was never reopened
-    times = np.array([t for t, _ in camera_backend.frames])
-    images = [img.astype(np.int16) for _, img in camera_backend.frames]
+    assert camera_backend.instances == [camera]  # the virtual camera was never reopened
+    times = np.array(camera.sent_at)
+    images = [img.astype(np.int16) for img in camera.frames]
     before = [img for t, img in zip(times, images) if t < asked]  # surely the old avatar
     after = [img for t, img in zip(times, images) if t > handed + 0.5]
     # frame-to-frame change while one avatar streams, and the jump between the two avatars

@@ -10,53 +10,18 @@ import os
 import subprocess
 import sys
 import threading
-from typing import ClassVar
 
-import numpy as np
 import pytest
-import pyvirtualcam
 
 from vcam_me.app import LiveSession
 from vcam_me.config import load_config
 from vcam_me.ui.bridge import PipelineBridge, StreamStatus
 
-from .helpers import wait_until
+from .helpers import FlakyBackend, registered_backend, wait_until
 
 pytestmark = pytest.mark.slow
 
 BACKEND = "vcam-me-session-flaky"
-
-
-class FlakyDevice:
-    """A device that can be busy (opening raises), vanish (sending raises) and come back."""
-
-    busy = False
-    present = True
-    instances: ClassVar[list] = []
-
-    def __init__(self, *, width, height, fps, fourcc, device, **kw):
-        if type(self).busy:
-            raise RuntimeError("device is in use by another program")
-        if not type(self).present:
-            raise RuntimeError("no such device")
-        self.shape = (height, width, 3)
-        self.frames = 0
-        type(self).instances.append(self)
-
-    def send(self, frame):
-        if not type(self).present:
-            raise OSError(19, "No such device")
-        assert frame.size == np.prod(self.shape)
-        self.frames += 1
-
-    def close(self):
-        pass
-
-    def device(self):
-        return "flaky session camera"
-
-    def native_fourcc(self):
-        return None
 
 
 class Listener(PipelineBridge):
@@ -87,10 +52,8 @@ class Listener(PipelineBridge):
 
 @pytest.fixture
 def flaky():
-    pyvirtualcam.register_backend(BACKEND, FlakyDevice)
-    FlakyDevice.busy, FlakyDevice.present, FlakyDevice.instances = False, True, []
-    yield FlakyDevice
-    pyvirtualcam.camera.BACKENDS.pop(BACKEND, None)
+    with registered_backend(BACKEND, FlakyBackend) as backend:
+        yield backend
 
 
 def config(clip):
@@ -110,7 +73,7 @@ def test_a_vanished_virtual_camera_is_told_retried_and_the_stream_goes_on(privat
     session = LiveSession(config(bundled_clip_cut(60, 24)), listener, hotkeys=False, microphone=False)
     session.start()
     try:
-        assert wait_until(lambda: flaky.instances and flaky.instances[0].frames >= 10), listener.errors
+        assert wait_until(lambda: flaky.instances and len(flaky.instances[0].frames) >= 10), listener.errors
         flaky.present = False  # the device goes away mid-call
         assert wait_until(lambda: "output_lost" in listener.names)
         assert wait_until(lambda: listener.take() is not None and listener.stream_status is StreamStatus.NO_VIRTUAL_CAMERA)
@@ -118,7 +81,7 @@ def test_a_vanished_virtual_camera_is_told_retried_and_the_stream_goes_on(privat
         assert wait_until(lambda: listener.frames >= shown + 15)  # the preview keeps getting the avatar
         assert len(flaky.instances) == 1 and session.running
         flaky.present = True
-        assert wait_until(lambda: len(flaky.instances) == 2 and flaky.instances[1].frames >= 10)
+        assert wait_until(lambda: len(flaky.instances) == 2 and len(flaky.instances[1].frames) >= 10)
         listener.take()
         assert listener.stream_status in (StreamStatus.LIVE, StreamStatus.IDLE)
     finally:
@@ -140,7 +103,7 @@ def test_a_busy_virtual_camera_at_start_does_not_stop_the_session(private_user_d
         listener.take()
         assert listener.stream_status is StreamStatus.NO_VIRTUAL_CAMERA and flaky.instances == []
         flaky.busy = False  # the other program lets go of the device
-        assert wait_until(lambda: flaky.instances and flaky.instances[0].frames >= 10)
+        assert wait_until(lambda: flaky.instances and len(flaky.instances[0].frames) >= 10)
     finally:
         session.stop()
     assert listener.errors == []

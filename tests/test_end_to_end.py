@@ -3,14 +3,16 @@ the label, and real outputs (an H.264 file read back, pyvirtualcam's own Camera 
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
-import pyvirtualcam
 
 from vcam_me.app import main
+
+from .helpers import KeepingBackend, registered_backend
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +62,7 @@ def test_render_writes_the_avatar_on_the_driving_timeline(short_clip, private_di
 
 
 def test_demo_never_overwrites(private_dirs, monkeypatch, short_clip):
-    import vcam_me.app as app
+    from vcam_me import app
 
     monkeypatch.setattr(app, "BUNDLED_DRIVING", short_clip)
     monkeypatch.chdir(private_dirs)
@@ -76,39 +78,17 @@ def _small_output_config(folder: Path) -> Path:
     return cfg
 
 
-class _Collector:
-    frames: list = []
-
-    def __init__(self, *, width, height, fps, fourcc, device, **kw):
-        self.shape = (height, width, 3)
-        _Collector.frames = []
-
-    def close(self):
-        pass
-
-    def send(self, frame):
-        _Collector.frames.append(frame.reshape(self.shape).copy())
-
-    def device(self):
-        return "test collector"
-
-    def native_fourcc(self):
-        return None
-
-
 def test_run_streams_a_paced_video_into_pyvirtualcam(short_clip, private_dirs):
-    try:
-        pyvirtualcam.register_backend("vcam-e2e", _Collector)
-    except (ValueError, KeyError):
-        pass
     cfg = private_dirs / "vc.toml"
     cfg.write_text('[output]\nvirtualcam_backend = "vcam-e2e"\nwidth = 640\nheight = 360\n', encoding="utf-8")
-    assert main(["--config", str(cfg), "run", "--video", str(short_clip), "--virtualcam", "--duration", "2"]) == 0
-    frames = _Collector.frames
+    with registered_backend("vcam-e2e", KeepingBackend):
+        assert main(["--config", str(cfg), "run", "--video", str(short_clip), "--virtualcam", "--duration", "2"]) == 0
+    (camera,) = KeepingBackend.instances
+    frames = camera.frames
     # ~120 at 60 fps; speed is measured by `vcam-me bench`, not here (the machine may be busy)
     assert 20 <= len(frames) <= 125
     assert frames[0].shape == (360, 640, 3)
-    diffs = [np.abs(a.astype(int) - b).mean() for a, b in zip(frames[20:], frames[21:])]
+    diffs = [np.abs(a.astype(int) - b).mean() for a, b in itertools.pairwise(frames[20:])]
     assert max(diffs) > 0.05  # the avatar moves with the video
 
 

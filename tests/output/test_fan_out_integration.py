@@ -4,37 +4,18 @@ from __future__ import annotations
 
 import av
 import numpy as np
-import pyvirtualcam
 
 from vcam_me.config import OutputOptions
 from vcam_me.consent import LabelStamper
 from vcam_me.output import FanOutSink, MemorySink, RecorderSink, VirtualCameraSink
 from vcam_me.types import RenderedFrame
 
-
-class _Keep:
-    frames: list[np.ndarray] = []
-
-    def __init__(self, *, width, height, fps, fourcc, device, **kw):
-        _Keep.frames = []
-
-    def send(self, frame):
-        _Keep.frames.append(frame.copy())
-
-    def close(self):
-        pass
-
-    def device(self):
-        return "keep"
-
-    def native_fourcc(self):
-        return None
+from ..helpers import KeepingBackend, registered_backend
 
 
 def test_every_sink_gets_the_labelled_frames(tmp_path):
     size, fps, n = (640, 360), 30, 12
-    pyvirtualcam.register_backend("vcam-me-keep", _Keep)
-    try:
+    with registered_backend("vcam-me-keep", KeepingBackend):
         stamper = LabelStamper.create(size, consent_code="7KQ4M2XD")
         memory = MemorySink()
         path = tmp_path / "all.mp4"
@@ -46,13 +27,12 @@ def test_every_sink_gets_the_labelled_frames(tmp_path):
             for i in range(n):
                 image = np.full((size[1], size[0], 3), 100 + i, np.uint8)
                 fan.send(stamper.stamp(RenderedFrame(image, i * 33)))
-    finally:
-        pyvirtualcam.camera.BACKENDS.pop("vcam-me-keep", None)
     badge = stamper.sprites_for(size).badge
     x, y, w, h = badge.rect
-    assert len(_Keep.frames) == len(memory.frames) == n
-    for i, (cam, kept) in enumerate(zip(_Keep.frames, memory.images)):
-        np.testing.assert_array_equal(cam.reshape(size[1], size[0], 3), kept)
+    (camera,) = KeepingBackend.instances
+    assert len(camera.frames) == len(memory.frames) == n
+    for i, (cam, kept) in enumerate(zip(camera.frames, memory.images)):
+        np.testing.assert_array_equal(cam, kept)
         assert kept[y:y + h, x:x + w].max() == 255  # white label text
         assert kept[5, 5, 0] == 100 + i  # picture untouched outside the label
     with av.open(str(path)) as container:

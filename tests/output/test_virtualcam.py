@@ -12,34 +12,19 @@ from vcam_me.output import VirtualCameraSink, driver_hint, virtual_camera_status
 from vcam_me.output import virtualcam as vc
 from vcam_me.types import RenderedFrame
 
+from ..helpers import KeepingBackend, registered_backend
+
 TEST_BACKEND = "vcam-me-test"
 BROKEN_BACKEND = "vcam-me-test-broken"
 
 
-class RecordingBackend:
-    """A pyvirtualcam backend that keeps what it is sent (as the Backend protocol describes)."""
-
-    instances: list["RecordingBackend"] = []
-
-    def __init__(self, *, width, height, fps, fourcc, device, **kw):
-        self.width, self.height, self.fps, self.fourcc = width, height, fps, fourcc
-        self._device = device or "test camera"
-        self.frames: list[np.ndarray] = []
-        self.closed = 0
-        RecordingBackend.instances.append(self)
+class RecordingBackend(KeepingBackend):
+    """Keeps what it is sent, and checks it gets what the Backend protocol promises: a flat,
+    C-contiguous uint8 buffer (pyvirtualcam's Camera makes it so)."""
 
     def send(self, frame):
         assert frame.ndim == 1 and frame.flags.c_contiguous and frame.dtype == np.uint8
-        self.frames.append(frame.copy())
-
-    def close(self):
-        self.closed += 1
-
-    def device(self):
-        return self._device
-
-    def native_fourcc(self):
-        return None
+        super().send(frame)
 
 
 class BrokenBackend:
@@ -49,12 +34,8 @@ class BrokenBackend:
 
 @pytest.fixture(autouse=True)
 def _backends():
-    pyvirtualcam.register_backend(TEST_BACKEND, RecordingBackend)
-    pyvirtualcam.register_backend(BROKEN_BACKEND, BrokenBackend)
-    RecordingBackend.instances.clear()
-    yield
-    pyvirtualcam.camera.BACKENDS.pop(TEST_BACKEND, None)
-    pyvirtualcam.camera.BACKENDS.pop(BROKEN_BACKEND, None)
+    with registered_backend(TEST_BACKEND, RecordingBackend), registered_backend(BROKEN_BACKEND, BrokenBackend):
+        yield
 
 
 def _frame(i: int, size=(64, 48)) -> RenderedFrame:
@@ -113,9 +94,9 @@ def test_non_contiguous_frame_is_sent_correctly():
     (np.zeros((50, 64, 3), np.uint8), ValueError),
 ])
 def test_wrong_frames_are_refused(image, error):
-    with VirtualCameraSink.open((64, 48), 30, OutputOptions(virtualcam_backend=TEST_BACKEND)) as sink:
-        with pytest.raises(error):
-            sink.send(RenderedFrame(image, 0))
+    with VirtualCameraSink.open((64, 48), 30, OutputOptions(virtualcam_backend=TEST_BACKEND)) as sink, \
+            pytest.raises(error):
+        sink.send(RenderedFrame(image, 0))
 
 
 @pytest.mark.parametrize("system, driver", [

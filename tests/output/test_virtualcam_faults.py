@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import ClassVar
 
 import numpy as np
 import pytest
-import pyvirtualcam
 
 from vcam_me.config import CaptureOptions, OutputOptions
 from vcam_me.errors import OutputError
@@ -18,47 +16,10 @@ from vcam_me.output import FanOutSink, MemorySink, RetryingVirtualCamera
 from vcam_me.output import virtualcam as vc
 from vcam_me.types import ExpressionState, FaceObservation, RenderedFrame
 
-from ..helpers import wait_until
+from ..helpers import FlakyBackend, registered_backend, wait_until
 
 BACKEND = "vcam-me-flaky"
 RETRY_S = 0.05
-
-
-class FlakyDevice:
-    """A pyvirtualcam backend for a device that can be busy (opening raises, as the real
-    backends do when another program holds the device), vanish (sending raises) and come back."""
-
-    busy = False
-    present = True
-    opened_on: ClassVar[list[str]] = []  # the thread that opened each instance
-    instances: ClassVar[list[FlakyDevice]] = []
-    lock = threading.Lock()
-
-    def __init__(self, *, width, height, fps, fourcc, device, **kw):
-        if type(self).busy:
-            raise RuntimeError("virtual camera output could not be started: device is in use by another program")
-        if not type(self).present:
-            raise RuntimeError("no such device")
-        self.shape = (height, width, 3)
-        self.frames: list[np.ndarray] = []
-        self.closed = False
-        with type(self).lock:
-            type(self).opened_on.append(threading.current_thread().name)
-            type(self).instances.append(self)
-
-    def send(self, frame):
-        if not type(self).present:
-            raise OSError(19, "No such device")
-        self.frames.append(frame.reshape(self.shape).copy())
-
-    def close(self):
-        self.closed = True
-
-    def device(self):
-        return "flaky test camera"
-
-    def native_fourcc(self):
-        return None
 
 
 class StatusLog:
@@ -71,11 +32,8 @@ class StatusLog:
 
 @pytest.fixture(autouse=True)
 def flaky_backend():
-    pyvirtualcam.register_backend(BACKEND, FlakyDevice)
-    FlakyDevice.busy, FlakyDevice.present = False, True
-    FlakyDevice.opened_on, FlakyDevice.instances = [], []
-    yield FlakyDevice
-    pyvirtualcam.camera.BACKENDS.pop(BACKEND, None)
+    with registered_backend(BACKEND, FlakyBackend) as backend:
+        yield backend
 
 
 def options(retry_s=RETRY_S) -> OutputOptions:
@@ -92,9 +50,9 @@ def test_a_vanished_device_is_reported_once_dropped_and_reopened():
     with camera:
         for i in range(5):
             camera.send(frame(i))
-        first = FlakyDevice.instances[0]
+        first = FlakyBackend.instances[0]
         assert len(first.frames) == 5 and camera.available
-        FlakyDevice.present = False
+        FlakyBackend.present = False
         for i in range(5, 10):
             camera.send(frame(i))  # the first raises inside the backend; none reaches the caller
         assert not camera.available and camera.frames_dropped == 5
@@ -102,20 +60,20 @@ def test_a_vanished_device_is_reported_once_dropped_and_reopened():
         assert wait_until(lambda: first.closed)  # the dead device is let go (on the worker)
         assert wait_until(lambda: camera.reopen_attempts >= 2)  # it keeps trying while the device is gone
         assert not camera.available
-        FlakyDevice.present = True
+        FlakyBackend.present = True
         assert wait_until(lambda: camera.available)
         camera.send(frame(99))
         assert status.events[1:] == [(True, "virtual camera back")]  # said once a frame got through
-        second = FlakyDevice.instances[-1]
+        second = FlakyBackend.instances[-1]
         assert second is not first and int(second.frames[-1][0, 0, 0]) == 99
     assert second.closed and camera.outages == 1
     # the first open happens in the factory; reopening only ever on the worker thread
-    assert FlakyDevice.opened_on[0] == threading.current_thread().name
-    assert set(FlakyDevice.opened_on[1:]) == {"vcam-virtualcam-retry"}
+    assert FlakyBackend.opened_on[0] == threading.current_thread().name
+    assert set(FlakyBackend.opened_on[1:]) == {"vcam-virtualcam-retry"}
 
 
 def test_a_busy_device_at_start_streams_anyway_and_is_picked_up_when_freed():
-    FlakyDevice.busy = True
+    FlakyBackend.busy = True
     status = StatusLog()
     with RetryingVirtualCamera.open((32, 24), 30, options(), on_status=status) as camera:
         assert not camera.available
@@ -123,33 +81,33 @@ def test_a_busy_device_at_start_streams_anyway_and_is_picked_up_when_freed():
         assert lost[0] is False and "in use by another program" in lost[1] and "\n" not in lost[1]
         camera.send(frame(1))
         assert camera.frames_dropped == 1
-        FlakyDevice.busy = False
+        FlakyBackend.busy = False
         assert wait_until(lambda: camera.available)
         camera.send(frame(2))
     assert [e[0] for e in status.events] == [False, True]
-    assert len(FlakyDevice.instances) == 1 and len(FlakyDevice.instances[0].frames) == 1
+    assert len(FlakyBackend.instances) == 1 and len(FlakyBackend.instances[0].frames) == 1
 
 
 def test_a_device_that_reopens_but_refuses_frames_is_one_outage(monkeypatch):
     status = StatusLog()
     with RetryingVirtualCamera.open((32, 24), 30, options(), on_status=status) as camera:
-        FlakyDevice.present = False
+        FlakyBackend.present = False
         camera.send(frame(0))
         for _ in range(3):  # it opens again, but the first frame fails again
-            monkeypatch.setattr(FlakyDevice, "present", True)
+            monkeypatch.setattr(FlakyBackend, "present", True)
             assert wait_until(lambda: camera.available)
-            monkeypatch.setattr(FlakyDevice, "present", False)
+            monkeypatch.setattr(FlakyBackend, "present", False)
             camera.send(frame(1))
             assert not camera.available
-        FlakyDevice.present = True
+        FlakyBackend.present = True
         assert wait_until(lambda: camera.available)
         camera.send(frame(2))
     assert [available for available, _ in status.events] == [False, True] and camera.outages == 1
-    assert len(FlakyDevice.instances) == 5
+    assert len(FlakyBackend.instances) == 5
 
 
 def test_wrong_frames_are_still_refused_while_the_device_is_gone():
-    FlakyDevice.busy = True
+    FlakyBackend.busy = True
     with RetryingVirtualCamera.open((32, 24), 30, options(retry_s=60)) as camera:
         with pytest.raises(ValueError, match="frame size"):
             camera.send(frame(0, size=(16, 12)))
@@ -158,14 +116,14 @@ def test_wrong_frames_are_still_refused_while_the_device_is_gone():
 
 
 def test_closing_during_an_outage_stops_retrying():
-    FlakyDevice.busy = True
+    FlakyBackend.busy = True
     camera = RetryingVirtualCamera.open((32, 24), 30, options())
     assert wait_until(lambda: camera.reopen_attempts >= 1)
     camera.close()
     attempts = camera.reopen_attempts
-    FlakyDevice.busy = False
+    FlakyBackend.busy = False
     time.sleep(4 * RETRY_S)
-    assert camera.reopen_attempts == attempts and FlakyDevice.instances == []
+    assert camera.reopen_attempts == attempts and FlakyBackend.instances == []
     camera.close()  # idempotent
 
 
@@ -179,15 +137,12 @@ def test_no_driver_installed_fails_at_once_with_what_to_install(monkeypatch):
         def __init__(self, **kw):
             raise RuntimeError("no v4l2loopback device found")
 
-    pyvirtualcam.register_backend("vcam-me-nodriver", NoDriver)
-    try:
-        monkeypatch.setattr(vc, "_system", lambda: "Linux")
-        monkeypatch.setitem(vc.DEFAULT_BACKENDS, "Linux", ("vcam-me-nodriver",))
-        monkeypatch.setattr(vc, "virtual_camera_status", lambda options: (False, "v4l2loopback is not loaded"))
-        with pytest.raises(OutputError, match="sudo modprobe v4l2loopback"):
-            RetryingVirtualCamera.open((32, 24), 30, OutputOptions())
-    finally:
-        pyvirtualcam.camera.BACKENDS.pop("vcam-me-nodriver", None)
+    monkeypatch.setattr(vc, "_system", lambda: "Linux")
+    monkeypatch.setitem(vc.DEFAULT_BACKENDS, "Linux", ("vcam-me-nodriver",))
+    monkeypatch.setattr(vc, "virtual_camera_status", lambda options: (False, "v4l2loopback is not loaded"))
+    with registered_backend("vcam-me-nodriver", NoDriver), \
+            pytest.raises(OutputError, match="sudo modprobe v4l2loopback"):
+        RetryingVirtualCamera.open((32, 24), 30, OutputOptions())
 
 
 def test_a_bad_retry_interval_is_refused():
@@ -200,9 +155,9 @@ def test_a_failing_status_listener_does_not_stop_the_stream():
         raise RuntimeError("listener bug")
 
     with RetryingVirtualCamera.open((32, 24), 30, options(), on_status=broken) as camera:
-        FlakyDevice.present = False
+        FlakyBackend.present = False
         camera.send(frame(0))
-        FlakyDevice.present = True
+        FlakyBackend.present = True
         assert wait_until(lambda: camera.available)
 
 
@@ -257,21 +212,21 @@ def test_the_live_pipeline_keeps_streaming_to_other_sinks_through_an_outage(tmp_
         runner = threading.Thread(target=run)
         runner.start()
         try:
-            first = FlakyDevice.instances[0]
+            first = FlakyBackend.instances[0]
             assert wait_until(lambda: len(first.frames) >= 10)
-            FlakyDevice.present = False  # unplugged mid-stream
+            FlakyBackend.present = False  # unplugged mid-stream
             assert wait_until(lambda: len(status.events) == 1)
             during = memory.count
             assert wait_until(lambda: memory.count >= during + 15)  # the other sink never stopped
-            assert len(FlakyDevice.instances) == 1 and not camera.available
-            FlakyDevice.present = True
-            assert wait_until(lambda: len(FlakyDevice.instances) == 2 and len(FlakyDevice.instances[1].frames) >= 10)
+            assert len(FlakyBackend.instances) == 1 and not camera.available
+            FlakyBackend.present = True
+            assert wait_until(lambda: len(FlakyBackend.instances) == 2 and len(FlakyBackend.instances[1].frames) >= 10)
         finally:
             pipeline.stop()
             runner.join(10)
     assert failure == [] and not runner.is_alive()
     assert [available for available, _ in status.events] == [False, True]
-    second = FlakyDevice.instances[1]
+    second = FlakyBackend.instances[1]
     # every output frame went to the first device, was dropped during the outage, or went to the second
     assert camera.frames_dropped >= 15
     assert pipeline.stats.output_frames == len(first.frames) + camera.frames_dropped + len(second.frames)
@@ -281,7 +236,7 @@ def test_the_live_pipeline_keeps_streaming_to_other_sinks_through_an_outage(tmp_
 def test_a_busy_system_device_is_not_told_to_install_a_driver(monkeypatch):
     """The driver is there (doctor's check says so) and only the device is taken: the message
     says what the device said, not how to install v4l2loopback."""
-    FlakyDevice.busy = True
+    FlakyBackend.busy = True
     monkeypatch.setattr(vc, "_system", lambda: "Linux")
     monkeypatch.setitem(vc.DEFAULT_BACKENDS, "Linux", (BACKEND,))
     monkeypatch.setattr(vc, "virtual_camera_status", lambda options: (True, "v4l2loopback: /dev/video9"))
