@@ -32,6 +32,8 @@ import numpy as np
 from vcam_me.avatar import mesh as M
 from vcam_me.avatar.avatar import Avatar
 from vcam_me.avatar.basis import FEATURE_NAMES, AUBasis, state_features
+from vcam_me.avatar.delaunay import delaunay_triangles
+from vcam_me.avatar.sparse import SparseRows
 from vcam_me.config import AvatarOptions
 from vcam_me.geometry import euler_to_rotation
 from vcam_me.types import NUM_LANDMARKS, ExpressionState
@@ -137,8 +139,6 @@ def _triangulation(v2: np.ndarray) -> tuple[np.ndarray, list, np.ndarray, np.nda
     Returns ``(triangles (T, 3) into points, eye rig data, points (478 + n, 2), owner
     (478 + n,))``; ``owner[i]`` is the mesh vertex whose displacement point ``i`` takes.
     """
-    from scipy.spatial import Delaunay
-
     tris = M.canonical_mesh().triangles
     rigs = []
     keep = np.ones(len(tris), bool)
@@ -165,7 +165,7 @@ def _triangulation(v2: np.ndarray) -> tuple[np.ndarray, list, np.ndarray, np.nda
             ids = np.concatenate([c, [centre], base + np.arange(len(ring))])
             points.append(ring)
             owner += [centre] * len(ring)
-            for t in Delaunay(local).simplices:
+            for t in delaunay_triangles(local):
                 cen = local[t].mean(0)
                 if cv2.pointPolygonTest(poly, (float(cen[0]), float(cen[1])), False) > 0:
                     extra_tris.append(ids[t])
@@ -182,7 +182,7 @@ def _barycentric_rows(v2: np.ndarray, tris: np.ndarray, x0: int, y0: int, k: int
     """Barycentric weights of the grid points ``(x0 + k j + (k-1)/2, y0 + k i + (k-1)/2)`` in
     the triangles ``tris`` of the 2-D mesh ``v2`` (first containing triangle wins).
 
-    Returns ``(rows, cols, vals, assigned)``: lists of arrays for a sparse matrix, and the
+    Returns ``(rows, cols, vals, assigned)``: lists of arrays for a :class:`SparseRows`, and the
     ``(hl * wl,) bool`` mask of grid points inside the mesh.
     """
     jj, ii = np.meshgrid(np.arange(wl), np.arange(hl))
@@ -237,10 +237,8 @@ def _build_warp(
 ):
     """Precompute the sparse map from [vertex; control] displacements to the 1/k grid.
 
-    Returns ``(matrix (n, 478 + 3) CSR float32, bbox (x0, y0, x1, y1), grid shape (hl, wl))``.
+    Returns ``(matrix (n, 478 + 3) SparseRows, bbox (x0, y0, x1, y1), grid shape (hl, wl))``.
     """
-    from scipy.sparse import csr_matrix
-
     w_out, h_out = size
     oval = np.asarray(M.FACE_OVAL)
     fw = float(np.linalg.norm(v2[234] - v2[454]))
@@ -299,11 +297,7 @@ def _build_warp(
         rows.append(out_idx[live])
         cols.append(np.full(int(live.sum()), nv + i))
         vals.append(wgt[live])
-    matrix = csr_matrix(
-        (np.concatenate(vals).astype(np.float32), (np.concatenate(rows), np.concatenate(cols))),
-        shape=(n, nv + 3),
-    )
-    matrix.sum_duplicates()
+    matrix = SparseRows.from_coo(np.concatenate(rows), np.concatenate(cols), np.concatenate(vals), (n, nv + 3))
     return matrix, (x0, y0, x1, y1), (hl, wl)
 
 
@@ -336,16 +330,14 @@ def _warp_cache_key(v2: np.ndarray, size: tuple[int, int], k: int, follow: float
     return digest.hexdigest()[:32]
 
 
-def _csr_arrays(prefix: str, matrix) -> dict[str, np.ndarray]:
-    return {f"{prefix}_data": matrix.data, f"{prefix}_indices": matrix.indices, f"{prefix}_indptr": matrix.indptr,
-            f"{prefix}_shape": np.asarray(matrix.shape, np.int64)}
+def _csr_arrays(prefix: str, matrix: SparseRows) -> dict[str, np.ndarray]:
+    # CSR arrays under these names: the layout the cache had when scipy's csr_matrix held the warp
+    return {f"{prefix}_{name}": array for name, array in matrix.csr_arrays().items()}
 
 
-def _csr_from(prefix: str, data) -> object:
-    from scipy.sparse import csr_matrix
-
-    return csr_matrix((data[f"{prefix}_data"], data[f"{prefix}_indices"], data[f"{prefix}_indptr"]),
-                      shape=tuple(int(n) for n in data[f"{prefix}_shape"]))
+def _csr_from(prefix: str, data) -> SparseRows:
+    return SparseRows.from_csr(data[f"{prefix}_data"], data[f"{prefix}_indices"], data[f"{prefix}_indptr"],
+                               data[f"{prefix}_shape"])
 
 
 def _save_warp(path, matrix, bbox, grid, patches) -> None:
@@ -393,7 +385,7 @@ class DetailPatch:
     where the 1/k field is too coarse (an eye closes over ~15 px), feathered into the frame."""
 
     box: tuple[int, int, int, int]  # x0, y0, x1, y1
-    matrix: object  # (h * w, 478) CSR float32
+    matrix: SparseRows  # (h * w, 478)
     grid: np.ndarray  # (h, w, 2) float32 absolute pixel coordinates
     feather: np.ndarray  # (h, w, 1) float32 weight of the patch (1 inside, 0 at the rim)
 
@@ -401,8 +393,6 @@ class DetailPatch:
 def _detail_patch(v2: np.ndarray, tris: np.ndarray, points: np.ndarray, owner: np.ndarray, ids, margins: tuple[float, float, float, float],
                   iod: float, size: tuple[int, int]) -> DetailPatch | None:
     """Patch around the vertices ``ids``; ``margins`` (left, top, right, bottom) in IOD."""
-    from scipy.sparse import csr_matrix
-
     pts = v2[list(ids)]
     x0 = int(max(0, np.floor(pts[:, 0].min() - margins[0] * iod)))
     y0 = int(max(0, np.floor(pts[:, 1].min() - margins[1] * iod)))
@@ -415,12 +405,11 @@ def _detail_patch(v2: np.ndarray, tris: np.ndarray, points: np.ndarray, owner: n
     cols = [owner[c] for c in cols]
     if not assigned.all():  # the patch must lie inside the face mesh
         return None
-    matrix = csr_matrix((np.concatenate(vals).astype(np.float32), (np.concatenate(rows), np.concatenate(cols))),
-                        shape=(w * h, NUM_LANDMARKS))
+    matrix = SparseRows.from_coo(np.concatenate(rows), np.concatenate(cols), np.concatenate(vals), (w * h, NUM_LANDMARKS))
     return _patch_from((x0, y0, x1, y1), matrix)
 
 
-def _patch_from(box: tuple[int, int, int, int], matrix) -> DetailPatch:
+def _patch_from(box: tuple[int, int, int, int], matrix: SparseRows) -> DetailPatch:
     """The patch over ``box`` with its warp ``matrix``: the pixel grid and the feathered rim."""
     x0, y0, x1, y1 = box
     w, h = x1 - x0, y1 - y0
@@ -453,7 +442,7 @@ class AvatarRenderer:
         basis_px: np.ndarray,
         pivot: np.ndarray,
         ctrl: np.ndarray,
-        warp_matrix,
+        warp_matrix: SparseRows,
         bbox: tuple[int, int, int, int],
         grid: tuple[int, int],
         downscale: int,
