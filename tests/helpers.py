@@ -8,13 +8,17 @@ folder down.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 import pyvirtualcam
+
+from vcam_me.config import AppConfig, load_config
 
 # How long a wait gives up after unless the call says otherwise. It only decides how long a
 # failing test hangs before it fails; generous, because the live-session tests share a busy
@@ -115,3 +119,33 @@ def registered_backend(name: str, backend: type) -> Iterator[type]:
         yield backend
     finally:
         pyvirtualcam.camera.BACKENDS.pop(name, None)
+
+
+def clip_session_config(clip: Path, **output_changes) -> AppConfig:
+    """Settings for a live session in a test: the defaults (never the real user's config),
+    ``clip`` looped at its real pace as the camera, the mesh warp alone (the session is under
+    test, not the appearance network), 320x180 out at 30 fps (light on a busy 2-core machine),
+    and ``output_changes`` on top (e.g. ``virtualcam_backend=``)."""
+    cfg = load_config(use_user_config=False)
+    return dataclasses.replace(
+        cfg,
+        avatar=dataclasses.replace(cfg.avatar, appearance="warp"),
+        capture=dataclasses.replace(cfg.capture, source=str(clip), loop=True, pace="realtime"),
+        output=dataclasses.replace(cfg.output, width=320, height=180, fps=30, **output_changes),
+    )
+
+
+def mirrored_avatar(work: Path, out: Path, *, days: int | None = None) -> Path:
+    """A second avatar at ``out`` (the sample photo mirrored, so its frames differ from the
+    sample's), made and licensed through the command line as a user would; ``work`` holds the
+    photo; ``days``: how long the attested licence lasts (the CLI's default when None)."""
+    import cv2
+
+    from vcam_me.app import BUNDLED_AVATAR, main
+
+    photo = work / "portrait.png"
+    cv2.imwrite(str(photo), cv2.imread(str(BUNDLED_AVATAR / "reference.png"))[:, ::-1])
+    assert main(["avatar", "create", "--photo", str(photo), "--out", str(out)]) == 0
+    lasts = [] if days is None else ["--days", str(days)]
+    assert main(["consent", "attest", "--avatar", str(out), "--licence", "test", "--name", "Mirror", *lasts]) == 0
+    return out

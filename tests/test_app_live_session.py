@@ -10,10 +10,15 @@ import time
 import numpy as np
 import pytest
 
-from vcam_me.app import LiveSession, main
-from vcam_me.config import load_config
+from vcam_me.app import LiveSession
 
-from .helpers import KeepingBackend, registered_backend, wait_until
+from .helpers import (
+    KeepingBackend,
+    clip_session_config,
+    mirrored_avatar,
+    registered_backend,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -39,28 +44,11 @@ class Recorder:
 
 def second_avatar(folder, days=365):
     """An avatar of the user's own (the sample photo mirrored) with an attested licence."""
-    import cv2
-
-    from vcam_me.app import BUNDLED_AVATAR
-
-    photo = folder / "portrait.png"
-    cv2.imwrite(str(photo), cv2.imread(str(BUNDLED_AVATAR / "reference.png"))[:, ::-1])
-    avatar = folder / "mirrored"
-    assert main(["avatar", "create", "--photo", str(photo), "--out", str(avatar)]) == 0
-    assert main(["consent", "attest", "--avatar", str(avatar), "--licence", "test", "--name", "Mirror",
-                 "--days", str(days)]) == 0
-    return avatar
+    return mirrored_avatar(folder, folder / "mirrored", days=days)
 
 
 def session_config(clip, backend="vcam-me-session-test"):
-    cfg = load_config(use_user_config=False)
-    if hasattr(cfg.avatar, "appearance"):  # the mesh warp alone: the session is under test, not the network
-        cfg = dataclasses.replace(cfg, avatar=dataclasses.replace(cfg.avatar, appearance="warp"))
-    return dataclasses.replace(
-        cfg,
-        capture=dataclasses.replace(cfg.capture, source=str(clip), loop=True, pace="realtime"),
-        output=dataclasses.replace(cfg.output, width=320, height=180, fps=30, virtualcam_backend=backend),
-    )
+    return clip_session_config(clip, virtualcam_backend=backend)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ device that vanishes mid-call, or is busy at start, and comes back."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -14,10 +13,9 @@ import threading
 import pytest
 
 from vcam_me.app import LiveSession
-from vcam_me.config import load_config
 from vcam_me.ui.bridge import PipelineBridge, StreamStatus
 
-from .helpers import FlakyBackend, registered_backend, wait_until
+from .helpers import FlakyBackend, clip_session_config, registered_backend, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -57,15 +55,7 @@ def flaky():
 
 
 def config(clip):
-    cfg = load_config(use_user_config=False)
-    if hasattr(cfg.avatar, "appearance"):  # the mesh warp alone: outputs are under test, not the network
-        cfg = dataclasses.replace(cfg, avatar=dataclasses.replace(cfg.avatar, appearance="warp"))
-    return dataclasses.replace(
-        cfg,
-        capture=dataclasses.replace(cfg.capture, source=str(clip), loop=True, pace="realtime"),
-        output=dataclasses.replace(cfg.output, width=320, height=180, fps=30, virtualcam_backend=BACKEND,
-                                   virtualcam_retry_s=0.2),
-    )
+    return clip_session_config(clip, virtualcam_backend=BACKEND, virtualcam_retry_s=0.2)
 
 
 def test_a_vanished_virtual_camera_is_told_retried_and_the_stream_goes_on(private_user_dirs, bundled_clip_cut, flaky):

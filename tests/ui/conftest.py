@@ -4,7 +4,6 @@ kept by an in-memory sink, and the user's folders in a temporary place."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import select
 import shutil
@@ -13,8 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from vcam_me.config import load_config
 from vcam_me.output import MemorySink
+
+from ..helpers import clip_session_config, mirrored_avatar
 
 # Qt widgets draw into memory here, with no display; the tests that need a real X server run
 # their own Xvfb and the app in a subprocess (test_screenshots.py, test_qt_tray_docked.py).
@@ -26,15 +26,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 def session_cfg(private_user_dirs, bundled_clip_cut):
     """Defaults (not the real user's config), driven by the first 2.5 s of the bundled clip
     in a loop at its real pace, 320x180 out at 30 fps (light on a busy 2-core machine)."""
-    cfg = load_config(use_user_config=False)
-    clip = bundled_clip_cut(60, 24)
-    if hasattr(cfg.avatar, "appearance"):  # the mesh warp alone: the UI is under test, not the network
-        cfg = dataclasses.replace(cfg, avatar=dataclasses.replace(cfg.avatar, appearance="warp"))
-    return dataclasses.replace(
-        cfg,
-        capture=dataclasses.replace(cfg.capture, source=str(clip), loop=True, pace="realtime"),
-        output=dataclasses.replace(cfg.output, width=320, height=180, fps=30),
-    )
+    return clip_session_config(bundled_clip_cut(60, 24))
 
 
 @pytest.fixture
@@ -64,17 +56,10 @@ def make_session(memory_sink):
 def second_avatar(folder):
     """An avatar of the user's own (the sample photo mirrored) with an attested licence, made
     through the command line as a user would, among the user's avatars (so the tray lists it)."""
-    import cv2
+    from vcam_me.app import own_avatars_dir
 
-    from vcam_me.app import BUNDLED_AVATAR, main, own_avatars_dir
-
-    photo = folder / "portrait.png"
-    cv2.imwrite(str(photo), cv2.imread(str(BUNDLED_AVATAR / "reference.png"))[:, ::-1])
     own_avatars_dir().mkdir(parents=True, exist_ok=True)
-    avatar = own_avatars_dir() / "mirrored"
-    assert main(["avatar", "create", "--photo", str(photo), "--out", str(avatar)]) == 0
-    assert main(["consent", "attest", "--avatar", str(avatar), "--licence", "test", "--name", "Mirror"]) == 0
-    return avatar
+    return mirrored_avatar(folder, own_avatars_dir() / "mirrored")
 
 
 @contextlib.contextmanager
