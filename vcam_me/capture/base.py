@@ -62,6 +62,7 @@ class LiveSource:
         #: Files and images set it for ``pace="fast"``; a camera never does.
         self.lockstep = False
         self._taken_index = -1
+        self._consumer: str | None = None  # how a read-once source is being read (see _claim)
 
     # -- consumer side ---------------------------------------------------------------------
     def start(self) -> None:
@@ -158,6 +159,15 @@ class LiveSource:
                 self._cond.notify_all()
         finally:
             self._finish()
+
+    def _claim(self, how: str) -> None:
+        """Mark a read-once source (a file, an image) as read ``how`` ("iteration" or "live"):
+        its frames go to one reader, so a second claim is a programming error."""
+        if self._closed:
+            raise RuntimeError(f"{self.kind} source is closed")
+        if self._consumer is not None:
+            raise RuntimeError(f"{self.kind} source already consumed by {self._consumer}; open it again for {how}")
+        self._consumer = how
 
     def _run(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError

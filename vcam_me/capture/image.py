@@ -97,7 +97,6 @@ class ImageSource(LiveSource):
         self.lockstep = pace == "fast"
         self.max_frames = max_frames
         self.path = path
-        self._consumer: str | None = None
 
     @classmethod
     def open(cls, path: str | Path, *, fps: float = 30.0, pace: str = "realtime",
@@ -120,13 +119,6 @@ class ImageSource(LiveSource):
         if self._thread is None:
             self._claim("live")
         super().start()
-
-    def _claim(self, how: str) -> None:
-        if self._closed:
-            raise RuntimeError("image source is closed")
-        if self._consumer is not None:
-            raise RuntimeError(f"image source already consumed by {self._consumer}; open it again for {how}")
-        self._consumer = how
 
     def _frames(self) -> Iterator[Frame]:
         pacer = Pacer(self.fps) if self.pace == "realtime" else None

@@ -91,7 +91,6 @@ class VideoFileSource(LiveSource):
         self.last_pts_ms: int | None = None
         self._pts: OrderedDict[int, int] = OrderedDict()
         self._pending: tuple[np.ndarray, float] | None = None
-        self._consumer: str | None = None
 
     # -- factory ---------------------------------------------------------------------------
     @classmethod
@@ -169,13 +168,6 @@ class VideoFileSource(LiveSource):
             self._publish(frame)
 
     # -- decoding and pacing ---------------------------------------------------------------
-    def _claim(self, how: str) -> None:
-        if self._closed:
-            raise RuntimeError("video source is closed")
-        if self._consumer is not None:
-            raise RuntimeError(f"video source already consumed by {self._consumer}; open it again for {how}")
-        self._consumer = how
-
     def _decode_once(self) -> Iterator[tuple[np.ndarray, float]]:
         """``(rgb, pts_s)`` for every decodable frame from the current position to the end."""
         av = _av()
