@@ -93,6 +93,24 @@ def test_aed_leaves_out_neutral_and_uses_the_5th_percentile(driver):
     assert m.aed(blend, out) == pytest.approx(0.2 * 0.5 / 51)
 
 
+def test_largest_aed_channels_name_what_adds_most_and_its_still_score(driver):
+    blend, tf, au, _ = driver
+    out = blend.copy()
+    out[N // 2:, BLENDSHAPE_INDEX["jawOpen"]] += 0.2  # the one wrong channel
+    out[:, BLENDSHAPE_INDEX["_neutral"]] += 5.0  # left out of AED, so never listed
+    report = m.closed_loop_report(blend, tf, out, tf, au, au, AU_NAMES)
+    largest = report.aed_largest
+    assert list(largest)[0] == "jawOpen" and "_neutral" not in largest
+    assert largest["jawOpen"]["error"] == pytest.approx(0.1, abs=1e-4)
+    jaw = blend[:, BLENDSHAPE_INDEX["jawOpen"]]
+    assert largest["jawOpen"]["frozen"] == pytest.approx(np.mean(np.abs(jaw - np.percentile(jaw, 5))), abs=1e-4)
+    # the per-channel errors are exactly what AED averages
+    per = m.aed_per_channel(blend, out)
+    keep = [i for i, name in enumerate(BLENDSHAPE_NAMES) if name != "_neutral"]
+    assert m.aed(blend, out) == pytest.approx(per[keep].mean())
+    assert json.loads(json.dumps(report.to_dict()))["aed_largest"]["jawOpen"]["error"] == largest["jawOpen"]["error"]
+
+
 def test_rest_state_is_the_5th_percentile_of_face_frames():
     values = np.arange(100, dtype=float)[:, None].repeat(3, axis=1)
     values[:10] = np.nan  # no face: ignored

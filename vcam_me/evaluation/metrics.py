@@ -137,16 +137,51 @@ def aed(drv: np.ndarray, out: np.ndarray, *, drv_mask: np.ndarray | None = None,
     Returns:
         The mean absolute difference, or NaN when no frame has a face on both sides.
     """
+    per_channel = aed_per_channel(drv, out, drv_mask=drv_mask, out_mask=out_mask, compare_mask=compare_mask)
+    if per_channel is None:
+        return math.nan
+    keep = _channel_keep(per_channel.size, channel_names, exclude)
+    return float(np.mean(per_channel[keep]))
+
+
+def aed_per_channel(drv: np.ndarray, out: np.ndarray, *, drv_mask: np.ndarray | None = None,
+                    out_mask: np.ndarray | None = None,
+                    compare_mask: np.ndarray | None = None) -> np.ndarray | None:
+    """``(K,)`` mean absolute difference of changes from rest, per channel (what :func:`aed`
+    averages); ``None`` when no frame has a face on both sides."""
     drv, out = _as_2d(drv, "driver"), _as_2d(out, "output")
     _check_pair(drv, out, "scores")
     drv_rows, out_rows = face_rows(drv, drv_mask), face_rows(out, out_mask)
     both = _compared_rows(drv_rows, out_rows, compare_mask)
     if not both.any():
-        return math.nan
-    keep = _channel_keep(drv.shape[1], channel_names, exclude)
+        return None
     d = drv - rest_state(drv, drv_rows)
     o = out - rest_state(out, out_rows)
-    return float(np.mean(np.abs(o[both][:, keep] - d[both][:, keep])))
+    return np.mean(np.abs(o[both] - d[both]), axis=0)
+
+
+def aed_largest_channels(drv: np.ndarray, out: np.ndarray, *, top: int = 8,
+                         drv_mask: np.ndarray | None = None, out_mask: np.ndarray | None = None,
+                         compare_mask: np.ndarray | None = None,
+                         channel_names: Sequence[str] | None = None,
+                         exclude: Sequence[str] = AED_EXCLUDED_CHANNELS) -> dict[str, dict[str, float]]:
+    """The ``top`` channels that add most to AED, largest first: ``{name: {"error": e,
+    "frozen": f}}``, with ``frozen`` what a still avatar scores on that channel. A channel
+    whose error exceeds its frozen score moves the wrong way or when the driver does not
+    (an expression drawn as another); one with error close to frozen barely moves."""
+    drv, out = _as_2d(drv, "driver"), _as_2d(out, "output")
+    error = aed_per_channel(drv, out, drv_mask=drv_mask, out_mask=out_mask, compare_mask=compare_mask)
+    if error is None:
+        return {}
+    rows = face_rows(out, out_mask)
+    frozen = frozen_output(out, out_mask)
+    frozen[~rows] = np.nan
+    still = aed_per_channel(drv, frozen, drv_mask=drv_mask, compare_mask=compare_mask)
+    keep = _channel_keep(error.size, channel_names, exclude)
+    names = list(channel_names) if channel_names is not None else (
+        list(BLENDSHAPE_NAMES) if error.size == len(BLENDSHAPE_NAMES) else [str(i) for i in range(error.size)])
+    order = [i for i in np.argsort(-error) if keep[i]][:top]
+    return {names[i]: {"error": round(float(error[i]), 4), "frozen": round(float(still[i]), 4)} for i in order}
 
 
 def frozen_output(out: np.ndarray, out_mask: np.ndarray | None = None) -> np.ndarray:
@@ -327,6 +362,7 @@ class MetricsReport:
     driver_face_frames: int = 0
     output_face_frames: int = 0
     compared_frames: int = 0
+    aed_largest: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def min_pearson_r(self) -> float:
@@ -392,11 +428,13 @@ def closed_loop_report(drv_blend: np.ndarray, drv_transforms: np.ndarray, out_bl
         apd=p, frozen_apd=fp, apd_ratio=_ratio(p, fp),
         pearson_r=rs, frames=n, driver_face_frames=int(drv_rows.sum()),
         output_face_frames=int(out_rows.sum()), compared_frames=int(compared.sum()),
+        aed_largest=aed_largest_channels(drv_b, out_b, **masks),
     )
 
 
 __all__ = [
-    "AED_EXCLUDED_CHANNELS", "MOVING_AU_RANGE", "REST_PERCENTILE", "MetricsReport", "aed", "apd",
+    "AED_EXCLUDED_CHANNELS", "MOVING_AU_RANGE", "REST_PERCENTILE", "MetricsReport", "aed", "aed_largest_channels",
+    "aed_per_channel", "apd",
     "closed_loop_report", "face_rows", "frozen_aed", "frozen_apd", "frozen_output", "head_pose",
     "pearson_r", "per_au_pearson", "per_au_pearson_from_blendshapes", "rest_state",
 ]
