@@ -95,6 +95,24 @@ def test_fan_out_keeps_feeding_the_others_then_raises():
     assert good.closed
 
 
+def test_fan_out_raises_the_first_failure_and_logs_the_later_ones(caplog):
+    class _FailingToo(_Failing):
+        def _send(self, frame):
+            raise OutputError("second boom")
+
+        def _close(self):
+            raise OutputError("second close boom")
+
+    good = MemorySink()
+    fan = FanOutSink([_Failing(), good, _FailingToo()])
+    with pytest.raises(OutputError, match="^boom$"):
+        fan.send(_frame(1))
+    assert good.count == 1 and "_FailingToo failed too: second boom" in caplog.text
+    with pytest.raises(OutputError, match="^close boom$"):
+        fan.close()
+    assert good.closed and "closing _FailingToo failed too: second close boom" in caplog.text
+
+
 def test_preview_without_display(monkeypatch):
     monkeypatch.setattr(vc, "_system", lambda: "Linux")
     monkeypatch.delenv("DISPLAY", raising=False)

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Iterable, Protocol, runtime_checkable
+from collections.abc import Callable, Iterable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -112,27 +113,22 @@ class FanOutSink(SinkBase):
         self.sinks: list[Sink] = list(sinks)
 
     def _send(self, frame: RenderedFrame) -> None:
-        first: BaseException | None = None
-        for sink in self.sinks:
-            try:
-                sink.send(frame)
-            except Exception as err:  # keep feeding the others; report after the loop
-                if first is None:
-                    first = err
-                else:
-                    log.error("%s failed too: %s", type(sink).__name__, err)
-        if first is not None:
-            raise first
+        self._each(lambda sink: sink.send(frame), "%s failed too: %s")
 
     def _close(self) -> None:
+        self._each(lambda sink: sink.close(), "closing %s failed too: %s")
+
+    def _each(self, action: Callable[[Sink], None], later_failure: str) -> None:
+        """Apply ``action`` to every sink, also after one fails; raise the first failure and
+        log the later ones with ``later_failure`` (a format of the sink's class and the error)."""
         first: BaseException | None = None
         for sink in self.sinks:
             try:
-                sink.close()
-            except Exception as err:
+                action(sink)
+            except Exception as err:  # keep going through the others; report after the loop
                 if first is None:
                     first = err
                 else:
-                    log.error("closing %s failed too: %s", type(sink).__name__, err)
+                    log.error(later_failure, type(sink).__name__, err)
         if first is not None:
             raise first
