@@ -67,11 +67,15 @@ def test_memory_sink_checks_frames():
 
 
 class _Failing(MemorySink):
+    def __init__(self, error="boom"):
+        super().__init__()
+        self.error = error
+
     def _send(self, frame):
-        raise OutputError("boom")
+        raise OutputError(self.error)
 
     def _close(self):
-        raise OutputError("close boom")
+        raise OutputError(f"close {self.error}")
 
 
 def test_fan_out_sends_to_all_and_closes_all():
@@ -96,21 +100,14 @@ def test_fan_out_keeps_feeding_the_others_then_raises():
 
 
 def test_fan_out_raises_the_first_failure_and_logs_the_later_ones(caplog):
-    class _FailingToo(_Failing):
-        def _send(self, frame):
-            raise OutputError("second boom")
-
-        def _close(self):
-            raise OutputError("second close boom")
-
     good = MemorySink()
-    fan = FanOutSink([_Failing(), good, _FailingToo()])
+    fan = FanOutSink([_Failing(), good, _Failing("second boom")])
     with pytest.raises(OutputError, match="^boom$"):
         fan.send(_frame(1))
-    assert good.count == 1 and "_FailingToo failed too: second boom" in caplog.text
+    assert good.count == 1 and "_Failing failed too: second boom" in caplog.text
     with pytest.raises(OutputError, match="^close boom$"):
         fan.close()
-    assert good.closed and "closing _FailingToo failed too: second close boom" in caplog.text
+    assert good.closed and "closing _Failing failed too: close second boom" in caplog.text
 
 
 def test_preview_without_display(monkeypatch):
