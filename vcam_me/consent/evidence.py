@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vcam_me.consent.butterworth import butter_bandpass, sosfilt
 from vcam_me.consent.keys import ensure_private_dir, write_private_file
 from vcam_me.errors import ConsentError
 
@@ -134,8 +135,6 @@ def measure_speech(samples: np.ndarray, sample_rate: int = SPEECH_RATE) -> Speec
     counts as voice when its level is :data:`VOICE_ABOVE_FLOOR_DB` above the clip's noise
     floor and above :data:`VOICE_MIN_FRAME_DBFS`. Pure: no I/O.
     """
-    from scipy.signal import butter, sosfilt
-
     audio = np.asarray(samples, np.float64).reshape(-1)
     if sample_rate < 8000:
         raise ValueError(f"sample_rate must be at least 8000 Hz, got {sample_rate}")
@@ -145,7 +144,7 @@ def measure_speech(samples: np.ndarray, sample_rate: int = SPEECH_RATE) -> Speec
     if count == 0:
         return SpeechMeasure(round(duration_s, 3), 0.0, _SILENCE_DBFS, _SILENCE_DBFS)
     high = min(VOICE_BAND_HZ[1], 0.45 * sample_rate)
-    sos = butter(4, (VOICE_BAND_HZ[0], high), btype="bandpass", fs=sample_rate, output="sos")
+    sos = butter_bandpass(4, VOICE_BAND_HZ[0], high, sample_rate)
     band = sosfilt(sos, audio)[: count * frame].reshape(count, frame)
     power = np.mean(band**2, axis=1)
     level = _db(power)
