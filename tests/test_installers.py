@@ -9,6 +9,7 @@ import ast
 import configparser
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,54 @@ def test_what_the_spec_leaves_out_is_only_imported_inside_functions():
             if any(n == "torch" or n.startswith(("torch.", "vcam_me.training")) for n in names):
                 offenders.append(str(source.relative_to(package)))
     assert not offenders
+
+
+def test_the_bundle_leaves_scipy_out_and_no_runtime_module_imports_it():
+    """scipy (65 MiB in the bundle) is a test reference only: no module outside training names it,
+    at module level or inside a function."""
+    assert "scipy" in spec_assignment("excludes")
+    package = Path(vcam_me.__file__).parent
+    offenders = []
+    for source in package.rglob("*.py"):
+        if "training" in source.relative_to(package).parts:
+            continue
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n == "scipy" or n.startswith("scipy.") for n in names):
+                offenders.append(f"{source.relative_to(package)}:{node.lineno}")
+    assert not offenders
+
+
+RUNTIME_PATHS_WITHOUT_SCIPY = """
+import importlib, pkgutil, sys
+import numpy as np
+import vcam_me
+for module in pkgutil.walk_packages(vcam_me.__path__, "vcam_me."):
+    if not module.name.startswith("vcam_me.training") and not module.name.endswith("__main__"):
+        importlib.import_module(module.name)
+from vcam_me import app
+from vcam_me.avatar import Avatar, AvatarRenderer
+from vcam_me.consent.evidence import measure_speech
+from vcam_me.evaluation.spotting import residuals
+from vcam_me.types import ExpressionState
+renderer = AvatarRenderer.create(Avatar.load(app.BUNDLED_AVATAR), (640, 360))
+state = ExpressionState.neutral(0)
+renderer.render(ExpressionState(0, state.au + 0.4, state.gaze + 0.2, np.float32([8, -5, 2])))
+measure_speech(np.random.default_rng(0).normal(scale=0.1, size=16000).astype(np.float32))
+residuals(np.random.default_rng(1).normal(size=(300, 4)), np.arange(300) * 1000 / 60)
+print(sorted(name for name in sys.modules if name.split(".")[0] == "scipy"))
+"""
+
+
+def test_the_runtime_paths_load_no_scipy():
+    """Every runtime module imported, a frame rendered (the warp built: Delaunay and sparse map),
+    speech measured (the voice filter) and a spotter residual taken, in a fresh interpreter:
+    scipy was never loaded, by our code or by a library's import."""
+    result = subprocess.run([sys.executable, "-c", RUNTIME_PATHS_WITHOUT_SCIPY], check=False, capture_output=True,
+                            text=True, timeout=120, cwd=PROJECT_ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
 SCRIPTS = ["linux/build.sh", "linux/smoke_test.sh", "linux/install.sh", "linux/install-v4l2loopback.sh",

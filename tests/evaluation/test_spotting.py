@@ -189,3 +189,15 @@ def test_a_side_just_under_its_threshold_still_counts_as_moved():
     assert spotted[0].side == "both"
     au[:, AU_INDEX["AU7_R"]] = control[:, AU_INDEX["AU7_R"]]  # now only the left moves
     assert S.spot(au, t, AU_CHANNELS, S.noise_sigma(S.residuals(control, t)))[0].side == "left"
+
+
+@pytest.mark.parametrize(("n", "half"), [(1, 3), (7, 3), (100, 36), (20_000, 36), (50, 1)])
+def test_running_median_is_the_median_of_each_edge_padded_window(n, half, monkeypatch):
+    x = np.random.default_rng(n).normal(size=n)
+    monkeypatch.setattr(S, "_MEDIAN_CHUNK", 7)  # several chunks even for short input
+    got = S.running_median(x, half)
+    padded = np.concatenate([np.full(half, x[0]), x, np.full(half, x[-1])])
+    for i in (0, n // 2, n - 1):
+        assert got[i] == np.median(padded[i : i + 2 * half + 1])
+    ndimage = pytest.importorskip("scipy.ndimage", reason="scipy (the [dev] extra) is the reference; not installed")
+    np.testing.assert_array_equal(got, ndimage.median_filter(x, size=2 * half + 1, mode="nearest"))

@@ -128,13 +128,28 @@ def _smooth3(x: np.ndarray) -> np.ndarray:
     return (padded[:-2] + padded[1:-1] + padded[2:]) / 3.0
 
 
+#: Rows of sliding windows held at once by :func:`running_median` (memory: rows × window).
+_MEDIAN_CHUNK = 8192
+
+
+def running_median(x: np.ndarray, half: int) -> np.ndarray:
+    """Median of ``x (T,)`` over the ``2·half + 1`` samples centred on each one, the first and
+    last sample repeated beyond the ends (``scipy.ndimage.median_filter(x, 2·half + 1,
+    mode="nearest")``, which the runtime no longer ships)."""
+    x = np.asarray(x)
+    padded = np.pad(x, half, mode="edge")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1)
+    out = np.empty(len(x), x.dtype if x.dtype.kind == "f" else np.float64)
+    for start in range(0, len(x), _MEDIAN_CHUNK):  # a long clip need not hold all windows at once
+        out[start : start + _MEDIAN_CHUNK] = np.median(windows[start : start + _MEDIAN_CHUNK], axis=1)
+    return out
+
+
 def detrend(x: np.ndarray, half: int) -> np.ndarray:
     """``x`` minus its running median over ``2·half + 1`` samples (edges: nearest sample)."""
-    from scipy.ndimage import median_filter
-
     if len(x) == 0 or half <= 0:
         return np.zeros_like(x)
-    return x - median_filter(x, size=2 * half + 1, mode="nearest")
+    return x - running_median(x, half)
 
 
 def _held(au: np.ndarray) -> np.ndarray:
