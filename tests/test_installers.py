@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import configparser
+import os
 import shutil
 import subprocess
 import sys
@@ -144,6 +145,41 @@ def test_the_runtime_paths_load_no_scipy():
                             text=True, timeout=120, cwd=PROJECT_ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+ENCODER_STUBS = INSTALLERS / "linux" / "encoder_stubs"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or shutil.which("cc") is None,
+                    reason="the encoder stand-ins are Linux libraries built with a C compiler (cc)")
+def test_the_encoder_stand_ins_refuse_their_codecs_and_h264_still_works(tmp_path):
+    """What build.sh does before it swaps PyAV's x265 and SVT-AV1 libraries: this environment's
+    PyAV, with the two replaced by the stand-ins built from installers/linux/encoder_stubs, must
+    encode and decode H.264 and refuse libx265 and libsvtav1 with PyAV's error (check.py). The
+    other libraries are linked, not copied; PyAV's modules are copied so that their
+    $ORIGIN/../av.libs is the folder holding the stand-ins."""
+    import av
+
+    package = Path(av.__file__).parent
+    libs = package.parent / "av.libs"
+    shutil.copytree(package, tmp_path / "av")
+    (tmp_path / "av.libs").mkdir()
+    built = []
+    for library in libs.iterdir():
+        stub = {"libx265-": "x265.c", "libSvtAv1Enc-": "svtav1.c"}.get(library.name.split("-")[0] + "-")
+        if stub is None:
+            (tmp_path / "av.libs" / library.name).symlink_to(library)
+            continue
+        subprocess.run(["cc", "-shared", "-fPIC", "-O2", f"-DX265_BUILD={library.name.rsplit('.so.', 1)[1]}",
+                        f"-Wl,-soname,{library.name}", "-o", str(tmp_path / "av.libs" / library.name),
+                        str(ENCODER_STUBS / stub)], check=True)
+        built.append(library.name)
+    if len(built) != 2:
+        pytest.skip(f"this PyAV build does not link libx265 and libSvtAv1Enc as separate libraries ({built})")
+    result = subprocess.run([sys.executable, str(ENCODER_STUBS / "check.py")], check=False, capture_output=True,
+                            text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(tmp_path)}, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+    assert "libx265 refused cleanly" in result.stdout and "libsvtav1 refused cleanly" in result.stdout
 
 
 SCRIPTS = ["linux/build.sh", "linux/smoke_test.sh", "linux/install.sh", "linux/install-v4l2loopback.sh",

