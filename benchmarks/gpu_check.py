@@ -7,7 +7,9 @@
 doctor`` open it (:meth:`AppearanceNet.load` with ``device`` "auto", "gpu" and "cpu"); for each,
 the provider ONNX Runtime really runs it on (read back from the session, since onnxruntime-gpu
 falls back to the CPU without a word), the median and p99 time of one call over 200 calls,
-and the largest difference from the fp32 file on the CPU for the same input.
+and the largest difference from the fp32 file on the CPU for the same input. Before that, a
+child process opens the same file with ``providers=[CUDA, CPU]`` and nothing preloaded, as
+plain onnxruntime code would: the control for :func:`preload_cuda_libraries`.
 
 ``setup``: the real set-up (:func:`vcam_me.app.personalise_avatar`, what ``vcam-me setup`` and
 the wizard run) of a capture with ``device="auto"``: which device PyTorch fine-tuned on, the
@@ -18,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +40,12 @@ def check_appearance(calls: int = 200) -> dict:
     from vcam_me.models import verified_model_path
 
     files = AppearanceFiles(verified_model_path("transfer_appearance"), verified_model_path("transfer_appearance_int8"))
+    control = subprocess.run(
+        [sys.executable, "-c", "import sys, onnxruntime as o; s = o.InferenceSession(sys.argv[1], "
+         "providers=['CUDAExecutionProvider', 'CPUExecutionProvider']); print(s.get_providers()[0])", str(files.fp32)],
+        capture_output=True, text=True, check=False)
+    without_preload = (control.stdout.strip().splitlines() or [f"failed: {control.stderr.strip()[-200:]}"])[-1]
+    print("a plain session, nothing preloaded:", without_preload, flush=True)
     rng = np.random.default_rng(0)
     crop = rng.integers(0, 256, (CROP_SIZE, CROP_SIZE, 3), dtype=np.uint8)
     reference = AppearanceNet(*open_session(files.fp32, device="cpu"))
@@ -57,7 +67,9 @@ def check_appearance(calls: int = 200) -> dict:
                         "median_ms": round(float(np.median(times)), 3), "p99_ms": round(float(np.percentile(times, 99)), 3),
                         "max_abs_diff_vs_fp32_cpu": round(float(np.abs(got - expected).max()), 6)}
         print(device, runs[device], flush=True)
-    return {"onnxruntime": ort.__version__, "available_providers": ort.get_available_providers(), "runs": runs}
+    return {"onnxruntime": ort.__version__, "available_providers": ort.get_available_providers(),
+            "ld_library_path": os.environ.get("LD_LIBRARY_PATH", ""),
+            "plain_session_without_preload": without_preload, "runs": runs}
 
 
 def check_setup(capture: Path) -> dict:

@@ -109,6 +109,46 @@ def test_shipped_prior_loads_on_the_cpu_with_its_provider_read_back(shipped, cap
     assert res.shape == (CROP_SIZE, CROP_SIZE, 3) and res.dtype == np.float32 and np.abs(res).max() <= 1.0
 
 
+class _OnnxRuntimeWithCuda:
+    """A seam: an onnxruntime that lists CUDA and records whether its CUDA libraries were
+    preloaded before the session was asked for (the real CUDA run is benchmarks/gpu_check.py)."""
+
+    def __init__(self, real, can_preload: bool = True):
+        self._real = real
+        self.events = []
+        if can_preload:
+            self.preload_dlls = lambda: (self.events.append("preload"), print("some warning it prints"))
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+    def get_available_providers(self):
+        return [A.CUDA, A.CPU]
+
+    def InferenceSession(self, path, opts, providers):  # noqa: N802 - onnxruntime's name
+        self.events.append(("session", tuple(providers)))
+        return self._real.InferenceSession(path, opts, providers=[A.CPU])
+
+
+@pytest.mark.parametrize("can_preload", [True, False])
+def test_cuda_libraries_are_preloaded_once_before_a_cuda_session(shipped, monkeypatch, can_preload, capsys):
+    import onnxruntime
+
+    fake = _OnnxRuntimeWithCuda(onnxruntime, can_preload)
+    monkeypatch.setitem(__import__("sys").modules, "onnxruntime", fake)
+    monkeypatch.setattr(A, "_cuda_preloaded", False)
+    for _ in range(2):
+        session, provider = A.open_session(shipped.fp32, device="auto")
+        assert provider == A.CPU  # what really ran is what is reported
+    A.open_session(shipped.fp32, device="cpu")
+    sessions = [e for e in fake.events if e != "preload"]
+    assert sessions == [("session", (A.CUDA, A.CPU))] * 2 + [("session", (A.CPU,))]
+    assert fake.events.count("preload") == (1 if can_preload else 0)
+    if can_preload:
+        assert fake.events[0] == "preload"
+    assert "some warning" not in capsys.readouterr().out  # its prints go to the log, not the console
+
+
 def test_a_corrupt_network_file_is_a_clear_error(tmp_path):
     bad = tmp_path / "appearance.onnx"
     bad.write_bytes(b"not an onnx graph")

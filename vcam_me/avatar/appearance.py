@@ -11,7 +11,8 @@ crop space. :class:`NeuralAvatarRenderer` wraps the mesh-warp renderer:
   milliseconds old still sits on the face as the head moves;
 - the network itself runs either inline (``asynchronous=False``: offline renders and
   evaluation, every frame, deterministic) or on its own thread (live: at most one call per
-  ``min_interval_ms``, the camera's rate, never blocking the 60 fps loop) — design.md §4.
+  ``min_interval_ms``, 40 ms by default: 25 calls/s, a little under a 30 fps camera's rate,
+  which keeps the whole pipeline within one core on two; never blocking the 60 fps loop) — design.md §4.
 
 :func:`open_session` creates the ONNX Runtime session and reports the provider that really
 runs: onnxruntime-gpu falls back to the CPU silently when CUDA cannot start, so the
@@ -20,6 +21,8 @@ provider is read back from the session, never assumed.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import threading
 import time
@@ -47,6 +50,33 @@ def condition_of(state: ExpressionState) -> np.ndarray:
     return np.concatenate([state_features(state), pose])[None].astype(np.float32)
 
 
+def preload_cuda_libraries(ort) -> None:
+    """Load the CUDA and cuDNN libraries that pip put beside onnxruntime-gpu (the ``nvidia-*``
+    wheels of ``onnxruntime-gpu[cuda,cudnn]``), once per process.
+
+    The CUDA provider looks for them only on the system's library path, so a GPU install made
+    by pip alone fell back to the CPU: on an H100 with those wheels and no ``LD_LIBRARY_PATH``,
+    the session ran on the CPU until this was called (``benchmarks/gpu_check.py``). onnxruntime
+    ≥ 1.21 has ``preload_dlls`` for this; older ones rely on the library path, as before.
+    """
+    global _cuda_preloaded
+    preload = getattr(ort, "preload_dlls", None)
+    if _cuda_preloaded or preload is None:
+        return
+    _cuda_preloaded = True
+    try:
+        with contextlib.redirect_stdout(io.StringIO()) as said:  # it prints its warnings
+            preload()
+    except Exception as err:  # noqa: BLE001 - a failed preload only means the library path decides
+        log.info("CUDA libraries not preloaded (%s); the system library path decides", err)
+        return
+    if said.getvalue().strip():
+        log.info("preloading CUDA libraries: %s", " ".join(said.getvalue().split()))
+
+
+_cuda_preloaded = False
+
+
 def open_session(path: Path, *, device: str = "auto", threads: int = 1):
     """ONNX Runtime session for ``path``; returns ``(session, provider actually used)``.
 
@@ -62,6 +92,7 @@ def open_session(path: Path, *, device: str = "auto", threads: int = 1):
     opts.log_severity_level = 3
     providers = [CPU]
     if device in ("auto", "gpu") and CUDA in ort.get_available_providers():
+        preload_cuda_libraries(ort)
         providers = [CUDA, CPU]
     try:
         session = ort.InferenceSession(str(path), opts, providers=providers)
@@ -202,7 +233,7 @@ class NeuralAvatarRenderer:
     its last frame as ``last_mesh``.
     """
 
-    def __init__(self, warp, net: AppearanceNet, *, asynchronous: bool, min_interval_ms: float = 33.0) -> None:
+    def __init__(self, warp, net: AppearanceNet, *, asynchronous: bool, min_interval_ms: float = 40.0) -> None:
         self.warp = warp
         self.net = net
         self.asynchronous = asynchronous
