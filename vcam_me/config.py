@@ -136,7 +136,7 @@ class AvatarOptions:
     appearance_threads: int = 1
     #: Live: at most one network call per this many ms (33 = the camera's 30 fps); the newest
     #: result is carried on the moving mesh in between.
-    appearance_interval_ms: int = 33
+    appearance_interval_ms: int = 40
 
 
 @dataclass(frozen=True)
