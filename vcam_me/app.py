@@ -1716,11 +1716,11 @@ def cmd_doctor(args, cfg: AppConfig) -> int:
         gpu = [p for p in providers if p not in ("CPUExecutionProvider", "AzureExecutionProvider")]
         # The installed (frozen) app cannot pip install: its GPU variant is a separate build.
         gpu_way = ("install the GPU build of vcam-me (vcam-me-gpu) and CUDA" if getattr(sys, "frozen", False)
-                   else "pip install 'vcam-me[gpu]' with CUDA installed")
+                   else "pip uninstall -y onnxruntime, then pip install 'onnxruntime-gpu[cuda,cudnn]>=1.21'")
         check("GPU", bool(gpu), f"onnxruntime providers: {', '.join(providers)}" + ("" if gpu else
               f" (CPU only: fine; for NVIDIA GPUs: {gpu_way})"))
     except ImportError:
-        check("GPU", False, "not used: onnxruntime is not installed (CPU path needs none; for NVIDIA GPUs: pip install 'vcam-me[gpu]')")
+        check("GPU", False, "not used: onnxruntime is not installed (CPU path needs none; for NVIDIA GPUs: pip install 'onnxruntime-gpu[cuda,cudnn]>=1.21')")
     try:
         # Open the shipped network the way the renderer does and read back what really runs it:
         # onnxruntime-gpu falls back to the CPU silently when CUDA cannot start.
