@@ -112,7 +112,7 @@ def test_missing_driver_is_one_line_naming_the_driver(monkeypatch, system, drive
     assert driver in message
     assert "device not found" in message  # the backend's own reason, flattened
     if system == "Linux":
-        assert "sudo modprobe v4l2loopback devices=1 exclusive_caps=1" in message
+        assert "sudo modprobe v4l2loopback devices=1 exclusive_caps=1 card_label=vcam-me" in message
     if system == "Windows":
         assert "UnityCapture" in message
 

@@ -43,7 +43,7 @@ DEFAULT_BACKENDS: dict[str, tuple[str, ...]] = {
 #: What to install, per OS (one line each).
 DRIVER_HINTS: dict[str, str] = {
     "Linux": "install and load v4l2loopback: sudo apt install v4l2loopback-dkms && "
-             "sudo modprobe v4l2loopback devices=1 exclusive_caps=1",
+             "sudo modprobe v4l2loopback devices=1 exclusive_caps=1 card_label=vcam-me",
     "Windows": "install OBS Studio 26 or newer (its Virtual Camera) or UnityCapture "
                "(https://github.com/schellingb/UnityCapture), then try again",
     "Darwin": "install OBS Studio 26.1 or newer and click 'Start Virtual Camera' in it once "
@@ -393,7 +393,7 @@ def _linux_status(options: OutputOptions, sysfs: Path, dev: Path) -> tuple[bool,
         devices.append((str(dev / entry.name), label))
     if not devices:
         return False, ("v4l2loopback is loaded but has no devices; reload it: sudo modprobe -r v4l2loopback && "
-                       "sudo modprobe v4l2loopback devices=1 exclusive_caps=1")
+                       "sudo modprobe v4l2loopback devices=1 exclusive_caps=1 card_label=vcam-me")
     wanted = options.virtualcam_device
     if wanted:
         devices = [d for d in devices if d[0] == wanted]
