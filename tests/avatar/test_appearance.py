@@ -189,6 +189,28 @@ def test_live_renderer_runs_the_network_off_the_render_thread_and_catches_up(ava
         live.close()
 
 
+def test_live_renderer_calls_the_network_again_only_when_the_face_changed(avatar, cfg, shipped):
+    net = A.AppearanceNet.load(shipped, device="cpu")
+    live = A.NeuralAvatarRenderer(_warp(avatar, cfg), net, asynchronous=True, min_interval_ms=0)
+
+    def settle(state, calls):
+        """Render ``state`` until the network has answered ``calls`` times in all, then 20 frames more."""
+        assert wait_until(lambda: (live.render(state), net.calls >= calls)[1] and not live._worker.busy,
+                          timeout_s=10.0, poll_s=0.02), f"no network call number {calls}"
+        for _ in range(20):
+            live.render(state)
+        return net.calls
+
+    try:
+        assert settle(_state(jaw=0.6), 1) == 1  # the same face, frame after frame: one call
+        below = 0.5 * A.STILL_CONDITION
+        assert settle(_state(jaw=0.6 + below), 1) == 1  # a change under the threshold reuses it
+        assert settle(_state(jaw=0.6 + 3 * below), 2) == 2  # small steps add up against the last call
+        assert settle(_state(jaw=0.6 + 3 * below, yaw=1.5), 3) == 3  # a head turn of 1.5° is a change
+    finally:
+        live.close()
+
+
 def _warp(avatar, cfg) -> AvatarRenderer:
     warp = AvatarRenderer.create(avatar, SIZE, cfg.avatar)
     warp.draw_details = False
