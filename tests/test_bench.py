@@ -26,6 +26,18 @@ def test_bench_writes_every_figure(private_user_dirs):
     assert result["tracking_alone"]["tracking_ms_median"] > 0
     assert set(result["targets"]) >= {"latency_ms_p50 <= 30", "cpu_cores <= 1.0", "startup_s <= 3"}
     assert result["machine"]["logical_cores"] >= 1
+    assert result["appearance_network"] is None  # the bundled photo avatar keeps the mesh warp
+
+
+def test_bench_reports_what_the_appearance_network_did(private_user_dirs, tmp_path):
+    config = tmp_path / "net.toml"
+    config.write_text('[avatar]\nappearance = "network"\nappearance_device = "cpu"\n')
+    out = private_user_dirs / "bench_network.json"
+    assert main(["--config", str(config), "bench", "--seconds", "2", "--size", "640x360", "--out", str(out)]) == 0
+    network = json.loads(out.read_text())["appearance_network"]
+    assert network["provider"] == "CPUExecutionProvider"
+    assert network["calls"] > 0 and network["ms_per_call"] > 0
+    assert 0 < network["calls_per_s"] <= 1000 / 40 + 1  # the default appearance_interval_ms
 
 
 def test_process_age_is_positive_and_small():

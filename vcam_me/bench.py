@@ -181,6 +181,22 @@ def prepare_live_bench(args, cfg: AppConfig) -> LiveBenchSetup:
     )
 
 
+def _network_use(renderer, wall_s: float | None) -> dict | None:
+    """How much the appearance network ran during the stream (None for the warp alone): the
+    provider that really ran it, calls per second (at most 1000 / ``appearance_interval_ms``,
+    fewer when the face held still) and its time per call on its own thread."""
+    net = getattr(renderer, "net", None)
+    if net is None:
+        return None
+    calls = int(net.calls)
+    return {
+        "provider": net.provider,
+        "calls": calls,
+        "calls_per_s": round(calls / wall_s, 2) if wall_s else None,
+        "ms_per_call": round(1000.0 * net.busy_s / calls, 2) if calls else None,
+    }
+
+
 def run_bench(args, cfg: AppConfig) -> dict:
     import psutil
 
@@ -247,6 +263,7 @@ def run_bench(args, cfg: AppConfig) -> dict:
         "startup_s": round(first_frame_at[0], 2) if first_frame_at else None,
         "rss_mb_after_warmup": [round(warm[0] / 2**20, 1), round(warm[-1] / 2**20, 1)] if warm else None,
         "tracking_alone": alone,
+        "appearance_network": _network_use(renderer, summary.get("wall_s")),
         "pipeline_cpu_ms_per_camera_frame": round(pipeline_cpu_per_camera_frame, 2),
         "pipeline_ms_per_camera_frame": round(per_frame_ms, 2),
         "overhead_ratio": round(per_frame_ratio, 3),
