@@ -176,9 +176,10 @@ def test_notices_and_errors_reach_the_user(qtbot, session_cfg, private_user_dirs
     tray, controller, bridge, *_ = make_tray(cfg, real_outputs, private_user_dirs)
     controller.start()
     qtbot.waitUntil(lambda: bridge.stream_status is StreamStatus.ERROR, timeout=20_000)
+    # the bridge's status flips on the session's thread; the GUI shows it when it has read the mail
+    qtbot.waitUntil(lambda: tray.preview.message.text().startswith("vcam-me: "), timeout=5000)  # no tray here: the preview window says it
     titles = [t for t, _ in tray.notifications]
     assert "Virtual camera missing" in titles
-    assert tray.preview.message.text().startswith("vcam-me: ")  # no tray here: the preview window says it
     assert all("\n" not in text for _, text in tray.notifications)
     assert "error" in tray.status_line.text() and tray.actions["start_stop"].text() == "Start"
     bridge.listener.notice("Camera lost", "The camera stopped delivering frames")  # as the session says it
