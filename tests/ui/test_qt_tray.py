@@ -70,7 +70,8 @@ def test_the_tray_menu_drives_a_real_stream(qtbot, session_cfg, make_session, me
     assert tray.actions["start_stop"].text() == "Start"
     tray.actions["start_stop"].trigger()
     qtbot.waitUntil(lambda: bridge.stream_status is StreamStatus.LIVE and memory_sink.count >= 10, timeout=30_000)
-    assert tray.actions["start_stop"].text() == "Stop" and "live" in tray.status_line.text()
+    qtbot.waitUntil(lambda: "live" in tray.status_line.text(), timeout=5000)  # once the GUI has read the mail
+    assert tray.actions["start_stop"].text() == "Stop"
     session = controller.session
 
     # the preview shows the frames as they are sent, with the overlay
