@@ -12,7 +12,8 @@ crop space. :class:`NeuralAvatarRenderer` wraps the mesh-warp renderer:
 - the network itself runs either inline (``asynchronous=False``: offline renders and
   evaluation, every frame, deterministic) or on its own thread (live: at most one call per
   ``min_interval_ms``, 40 ms by default: 25 calls/s, a little under a 30 fps camera's rate,
-  which keeps the whole pipeline within one core on two; never blocking the 60 fps loop) — design.md §4.
+  to save CPU, and none while the face holds still (:data:`STILL_CONDITION`); never blocking
+  the 60 fps loop) — design.md §4.
 
 :func:`open_session` creates the ONNX Runtime session and reports the provider that really
 runs: onnxruntime-gpu falls back to the CPU silently when CUDA cannot start, so the

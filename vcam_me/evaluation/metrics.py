@@ -173,10 +173,7 @@ def aed_largest_channels(drv: np.ndarray, out: np.ndarray, *, top: int = 8,
     error = aed_per_channel(drv, out, drv_mask=drv_mask, out_mask=out_mask, compare_mask=compare_mask)
     if error is None:
         return {}
-    rows = face_rows(out, out_mask)
-    frozen = frozen_output(out, out_mask)
-    frozen[~rows] = np.nan
-    still = aed_per_channel(drv, frozen, drv_mask=drv_mask, compare_mask=compare_mask)
+    still = aed_per_channel(drv, _seen_still(out, out_mask), drv_mask=drv_mask, compare_mask=compare_mask)
     keep = _channel_keep(error.size, channel_names, exclude)
     names = list(channel_names) if channel_names is not None else (
         list(BLENDSHAPE_NAMES) if error.size == len(BLENDSHAPE_NAMES) else [str(i) for i in range(error.size)])
@@ -209,11 +206,16 @@ def frozen_aed(drv: np.ndarray, out: np.ndarray | None = None, *, drv_mask: np.n
     drv = _as_2d(drv, "driver")
     out = drv if out is None else _as_2d(out, "output")
     _check_pair(drv, out, "scores")
-    rows = face_rows(out, out_mask)
-    frozen = frozen_output(out, out_mask)
-    frozen[~rows] = np.nan  # the still avatar is "seen" exactly where the real one was
-    return aed(drv, frozen, drv_mask=drv_mask, compare_mask=compare_mask,
+    return aed(drv, _seen_still(out, out_mask), drv_mask=drv_mask, compare_mask=compare_mask,
                channel_names=channel_names, exclude=exclude)
+
+
+def _seen_still(out: np.ndarray, out_mask: np.ndarray | None) -> np.ndarray:
+    """The frozen avatar's scores (:func:`frozen_output`), NaN where the real output had no
+    face: the still avatar is "seen" exactly where the real one was."""
+    frozen = frozen_output(out, out_mask)
+    frozen[~face_rows(out, out_mask)] = np.nan
+    return frozen
 
 
 # -- APD -------------------------------------------------------------------------------------
