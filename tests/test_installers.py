@@ -182,7 +182,7 @@ def test_the_encoder_stand_ins_refuse_their_codecs_and_h264_still_works(tmp_path
     assert "libx265 refused cleanly" in result.stdout and "libsvtav1 refused cleanly" in result.stdout
 
 
-SCRIPTS = ["linux/build.sh", "linux/smoke_test.sh", "linux/install.sh", "linux/install-v4l2loopback.sh",
+SCRIPTS = ["linux/build.sh", "linux/appimage.sh", "linux/smoke_test.sh", "linux/install.sh", "linux/install-v4l2loopback.sh",
            "macos/build.sh"]
 
 

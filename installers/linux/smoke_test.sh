@@ -4,27 +4,46 @@
 # PATH, HOME and QT_QPA_PLATFORM (no venv, no PYTHONPATH, no VCAM_ME_* overrides).
 #
 #   bash installers/linux/smoke_test.sh [BUNDLE_DIR]      (default: dist/vcam-me)
+#   bash installers/linux/smoke_test.sh dist/vcam-me-<version>-<arch>.AppImage
 #
 # Checks: `vcam-me --version`, `vcam-me doctor` (exit 0: every essential found), `vcam-me avatar
-# create` on the portrait inside the bundle, `consent attest` for it, `vcam-me render` of a 2-second cut of the clip inside
-# the bundle onto that avatar, and that the MP4 decodes to the expected frames (ffprobe).
+# create` on the bundled portrait, `consent attest` for it, `vcam-me render` of a 2-second cut of
+# the bundled clip onto that avatar, and that the MP4 decodes to the expected frames (ffprobe).
+# An AppImage is run as a user runs it (mounted by its runtime with FUSE, never unpacked), and
+# once more unpacked (--appimage-extract-and-run); its portrait and clip are the source tree's
+# copies of the same files, since the image is read-only and is not unpacked first.
 # Needs ffmpeg/ffprobe on the machine (to cut the clip and to check the result).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-bundle=$(cd "${1:-dist/vcam-me}" && pwd)
-[ -x "$bundle/vcam-me" ] || { echo "smoke: no bundle at $bundle: run installers/linux/build.sh" >&2; exit 2; }
+target=${1:-dist/vcam-me}
 for tool in ffmpeg ffprobe; do
   command -v "$tool" >/dev/null || { echo "smoke: needs $tool" >&2; exit 2; }
 done
 
 work=$(mktemp -d /tmp/vcam-me-smoke.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-cp -a "$bundle" "$work/vcam-me"
 mkdir "$work/home" "$work/out"
-exe=$work/vcam-me/vcam-me
-data=$work/vcam-me/_internal
-portrait=$data/assets/avatars/sample/reference.png
-clip=$data/assets/driving/pyfeat_WolfgangLanger_Pexels.mp4
+case $target in
+  *.AppImage)
+    [ -x "$target" ] || { echo "smoke: no AppImage at $target: run installers/linux/appimage.sh" >&2; exit 2; }
+    bundle=$(cd "$(dirname "$target")" && pwd)/$(basename "$target")
+    cp "$bundle" "$work/vcam-me.AppImage"
+    exe=$work/vcam-me.AppImage
+    mkdir "$work/inputs"
+    cp assets/avatars/sample/reference.png assets/driving/pyfeat_WolfgangLanger_Pexels.mp4 "$work/inputs/"
+    portrait=$work/inputs/reference.png
+    clip=$work/inputs/pyfeat_WolfgangLanger_Pexels.mp4
+    ;;
+  *)
+    bundle=$(cd "$target" && pwd)
+    [ -x "$bundle/vcam-me" ] || { echo "smoke: no bundle at $bundle: run installers/linux/build.sh" >&2; exit 2; }
+    cp -a "$bundle" "$work/vcam-me"
+    exe=$work/vcam-me/vcam-me
+    data=$work/vcam-me/_internal
+    portrait=$data/assets/avatars/sample/reference.png
+    clip=$data/assets/driving/pyfeat_WolfgangLanger_Pexels.mp4
+    ;;
+esac
 if [ ! -f "$portrait" ] || [ ! -f "$clip" ]; then echo "smoke: the bundle lacks its portrait or clip" >&2; exit 1; fi
 case "$work" in "$PWD"/*) echo "smoke: temp folder inside the source tree" >&2; exit 1;; esac
 
@@ -34,6 +53,13 @@ step() { echo "smoke: $*"; }
 
 step "vcam-me --version"
 bare "$exe" --version
+if [ "$exe" = "$work/vcam-me.AppImage" ]; then
+  step "vcam-me.AppImage --appimage-extract-and-run --version (no FUSE needed)"
+  bare "$exe" --appimage-extract-and-run --version
+  if [ -n "$(find /tmp -maxdepth 1 -name 'appimage_extracted_vcam-me.*' -newer "$work/home" -print -quit)" ]; then
+    echo "smoke: --appimage-extract-and-run left its folder behind" >&2; exit 1
+  fi
+fi
 
 step "vcam-me doctor"
 bare "$exe" doctor | tee "$work/doctor.txt"
@@ -94,4 +120,8 @@ else
 fi
 
 if [ -n "$(ls -A "$work/home")" ]; then step "files the bundle wrote under HOME:"; (cd "$work/home" && find . -type f | head -20); fi
+# The AppImage's file-system process unmounts and removes its mount point once the app has ended.
+left_mounted() { find /tmp -maxdepth 1 -name '.mount_vcam-me.*' -newer "$work/home" -print -quit; }
+for _ in $(seq 50); do [ -z "$(left_mounted)" ] && break; sleep 0.1; done
+if [ -n "$(left_mounted)" ]; then echo "smoke: an AppImage mount point was left behind: $(left_mounted)" >&2; exit 1; fi
 echo "smoke: passed ($frames frames decoded; bundle $(du -sh "$bundle" | cut -f1))"
