@@ -99,3 +99,17 @@ def test_the_installed_linux_bundle_points_to_its_own_driver_script(monkeypatch,
     advice = driver_advice(os_release={"ID": "ubuntu", "PRETTY_NAME": "Ubuntu 24.04.1 LTS"})
     assert advice.steps[0].startswith(f"In a terminal: sudo {script}")
     assert not any("modprobe" in step for step in advice.steps)  # the script loads it with the right options
+
+
+def test_an_appimage_gives_the_distribution_commands_not_a_script_on_its_mount(monkeypatch, tmp_path):
+    import sys
+
+    pretend(monkeypatch, "Linux")
+    (tmp_path / "vcam-me").write_bytes(b"")
+    (tmp_path / "install-v4l2loopback.sh").write_text("#!/bin/sh\n", encoding="utf-8")
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "vcam-me"))
+    monkeypatch.setenv("APPIMAGE", "/home/user/vcam-me-0.1.0-x86_64.AppImage")
+    advice = driver_advice(os_release={"ID": "ubuntu", "PRETTY_NAME": "Ubuntu 24.04.1 LTS"})
+    assert advice.steps[0] == "In a terminal: sudo apt install v4l2loopback-dkms linux-headers-$(uname -r)"
+    assert any("modprobe v4l2loopback" in step and "exclusive_caps=1" in step for step in advice.steps)

@@ -15,6 +15,7 @@ seam the driver checks use, so a test can pretend to be each OS.
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 from dataclasses import dataclass
@@ -84,7 +85,12 @@ def _os_release(path: Path = Path("/etc/os-release")) -> dict[str, str]:
 
 
 def _bundled_driver_script() -> Path | None:
-    """The Linux bundle's own ``install-v4l2loopback.sh`` (beside the executable), if this is one."""
+    """The Linux bundle's own ``install-v4l2loopback.sh`` (beside the executable), if this is one.
+
+    Not from an AppImage: its files live on a FUSE mount that only the user who started it may
+    read (``sudo`` could not run a script there), and the mount goes away when the app ends."""
+    if os.environ.get("APPIMAGE"):
+        return None
     if getattr(sys, "frozen", False):
         script = Path(sys.executable).resolve().parent / "install-v4l2loopback.sh"
         if script.is_file():
