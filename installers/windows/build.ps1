@@ -4,7 +4,8 @@
 #   powershell -ExecutionPolicy Bypass -File installers\windows\build.ps1
 #   ... -Python C:\path\to\python.exe -Gpu       # GPU variant: that env has onnxruntime-gpu
 #
-# Needs: Python 3.11 x64 with the project installed (pip install -e ".[ui,bundle]"), Inno Setup 6
+# Needs: Python 3.11 x64 with the project installed (pip install -e ".[ui,bundle]"), Inno Setup 6.3 or
+# newer (the script uses the x64compatible architecture identifier, new in 6.3)
 # (iscc.exe on PATH or in its default folder), and internet access for UnityCapture's release
 # (the DirectShow filter DLLs the installer offers when no OBS Virtual Camera is found).
 param(

@@ -1,4 +1,4 @@
-; Inno Setup 6 script: one installer for vcam-me on Windows 10/11 (x64).
+; Inno Setup 6 script (6.3 or newer: x64compatible): one installer for vcam-me on Windows 10/11 (x64).
 ;
 ;   iscc /DAppVersion=0.1.0 installers\windows\vcam-me.iss
 ;
