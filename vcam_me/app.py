@@ -1729,6 +1729,12 @@ def cmd_doctor(args, cfg: AppConfig) -> int:
         net = AppearanceNet.load(AppearanceFiles(verified_model_path("transfer_appearance"),
                                                  verified_model_path("transfer_appearance_int8")), device="auto")
         check("appearance network", True, f"runs on {net.provider}")
+        import onnxruntime as ort
+
+        if "CUDAExecutionProvider" in ort.get_available_providers():
+            from vcam_me.avatar.appearance import cuda_report
+
+            check("CUDA", net.provider == "CUDAExecutionProvider", cuda_report(ort))
     except VcamError as err:
         check("appearance network", False, f"{err} (personalised avatars need it; photo avatars use the mesh warp)")
     try:

@@ -6,6 +6,8 @@ import logging
 
 import cv2
 import numpy as np
+from pathlib import Path
+
 import pytest
 
 from vcam_me.avatar import AvatarRenderer
@@ -147,6 +149,42 @@ def test_cuda_libraries_are_preloaded_once_before_a_cuda_session(shipped, monkey
     if can_preload:
         assert fake.events[0] == "preload"
     assert "some warning" not in capsys.readouterr().out  # its prints go to the log, not the console
+
+
+@pytest.mark.parametrize("driver_loads", [True, False])
+def test_the_cuda_report_names_loaded_libraries_and_the_driver(monkeypatch, tmp_path, driver_loads):
+    """doctor's CUDA line: a real library loaded from a folder shows up with that folder (a copy
+    of a system library under a CUDA library's name stands in for libcudart, which this CPU
+    machine lacks), and the driver's absence is said with its consequence."""
+    import _ctypes
+    import ctypes
+
+    import onnxruntime
+
+    if not Path("/proc/self/maps").is_file():
+        pytest.skip("reads /proc/self/maps (Linux)")
+    fake = _OnnxRuntimeWithCuda(onnxruntime)
+    stand_in = tmp_path / "nvidia" / "libcudart.so.99"
+    stand_in.parent.mkdir()
+    stand_in.write_bytes(Path(_ctypes.__file__).read_bytes())  # any real shared library will do
+    fake.preload_dlls = lambda: ctypes.CDLL(str(stand_in))
+    monkeypatch.setattr(A, "_cuda_preloaded", False)
+    real_cdll = ctypes.CDLL
+
+    def cdll(name, *args, **kwargs):
+        if name in ("libcuda.so.1", "nvcuda.dll"):
+            if not driver_loads:
+                raise OSError(f"{name}: cannot open shared object file")
+            return None
+        return real_cdll(name, *args, **kwargs)
+
+    monkeypatch.setattr(ctypes, "CDLL", cdll)
+    line = A.cuda_report(fake)
+    assert f"CUDA libraries loaded: libcudart.so.99 (from {stand_in.parent})" in line
+    if driver_loads:
+        assert line.endswith("NVIDIA driver: found (libcuda.so.1)")
+    else:
+        assert line.endswith("NVIDIA driver: not found (libcuda.so.1), so the CPU runs the network")
 
 
 def test_a_corrupt_network_file_is_a_clear_error(tmp_path):

@@ -81,6 +81,42 @@ def preload_cuda_libraries(ort) -> None:
 
 _cuda_preloaded = False
 
+#: Stems of the CUDA libraries the CUDA provider needs (runtime, BLAS, cuDNN), and the driver's.
+_CUDA_LIBRARY_STEMS = ("libcudart", "libcublas", "libcudnn", "cudart64", "cublas64", "cudnn64")
+_CUDA_DRIVER = {"Linux": "libcuda.so.1", "Windows": "nvcuda.dll"}
+
+
+def cuda_report(ort) -> str:
+    """One line for ``vcam-me doctor`` when this onnxruntime offers CUDA: which CUDA libraries
+    this process has loaded and from where, and whether the NVIDIA driver is there. Without the
+    driver the CUDA provider cannot start and the CPU runs the network."""
+    import ctypes
+    import platform
+
+    preload_cuda_libraries(ort)
+    loaded: dict[str, str] = {}
+    try:  # Linux: what the process has mapped
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            for line in maps:
+                path = line.split(maxsplit=5)[-1].strip() if line.count(" ") >= 5 else ""
+                name = Path(path).name
+                if name.startswith(_CUDA_LIBRARY_STEMS) and name not in loaded:
+                    loaded[name] = str(Path(path).parent)
+    except OSError:
+        pass
+    folders = sorted(set(loaded.values()))
+    libraries = (f"CUDA libraries loaded: {', '.join(sorted(loaded))} (from {'; '.join(folders)})" if loaded
+                 else "no CUDA libraries loaded (install onnxruntime-gpu[cuda,cudnn], or CUDA and cuDNN)")
+    driver_name = _CUDA_DRIVER.get(platform.system())
+    if driver_name is None:
+        return libraries
+    try:
+        ctypes.CDLL(driver_name)
+        driver = f"NVIDIA driver: found ({driver_name})"
+    except OSError:
+        driver = f"NVIDIA driver: not found ({driver_name}), so the CPU runs the network"
+    return f"{libraries}; {driver}"
+
 
 def open_session(path: Path, *, device: str = "auto", threads: int = 1):
     """ONNX Runtime session for ``path``; returns ``(session, provider actually used)``.
