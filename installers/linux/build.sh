@@ -166,6 +166,101 @@ while :; do
   [ "$removed" = 1 ] || break
 done
 
+# ICU data for English. QtCore links ICU, whose libicudata (32 MB) holds every language's locale,
+# collation, time-zone-name, converter and break-iteration data. Qt 6 asks ICU only for collation,
+# named text converters, locale case mapping and time-zone names (the ICU symbols libQt6Core
+# imports), and the app's UI is English. The data package (the library's one symbol, icudt73_dat)
+# is copied out, ICU's icupkg keeps the items listed in icu_data/keep.txt, and a library of our
+# own with the same name, SONAME and symbol carries the rest (icu_data/icudata.S). Before the
+# swap, Qt with the reduced data must give the same results as with the real one for English and
+# C (icu_data/check.py, on copies of the build environment's PySide6); otherwise, or when a tool
+# is missing, the real library stays.
+icu_data=installers/linux/icu_data
+icu_work=build/icu-data
+# Debian puts icupkg in /usr/sbin, which a user's PATH may lack
+icupkg=$(command -v icupkg || { [ -x /usr/sbin/icupkg ] && echo /usr/sbin/icupkg; } || true)
+reduce_icu_data() {  # LIBRARY: builds $icu_work/reduced/<its name>; else sets icu_failure and returns 1
+  local library=$1 symbol size address offset="" name type section_address section_offset section_size rest
+  read -r address size symbol < <(nm -D -S --defined-only "$library" | awk '$4 ~ /^icudt[0-9]+_dat$/ {print $1, $2, $4}')
+  [ -n "${symbol:-}" ] || { icu_failure="no icudt*_dat symbol in $library"; return 1; }
+  while read -r name type section_address section_offset section_size rest; do
+    [ "$type" = PROGBITS ] || continue
+    if (( 16#$address >= 16#$section_address && 16#$address + 16#$size <= 16#$section_address + 16#$section_size )); then
+      offset=$(( 16#$address - 16#$section_address + 16#$section_offset ))
+    fi
+  done < <(readelf -S -W "$library" | sed -nE 's/^ *\[ *[0-9]+\] +//p')
+  [ -n "$offset" ] || { icu_failure="$symbol lies in no section of $library"; return 1; }
+  rm -rf "$icu_work" && mkdir -p "$icu_work/reduced"
+  dd if="$library" of="$icu_work/full.dat" bs=1M iflag=skip_bytes,count_bytes skip="$offset" count=$((16#$size)) status=none ||
+    { icu_failure="cannot copy $symbol out of $library"; return 1; }
+  # icupkg comes from the system's ICU, which may be older: the package format does not depend on
+  # the version, and a package it rewrites unchanged must come out byte for byte the same.
+  "$icupkg" --auto_toc_prefix -w "$icu_work/full.dat" "$icu_work/rewritten.dat" && cmp -s "$icu_work/full.dat" "$icu_work/rewritten.dat" ||
+    { icu_failure="icupkg does not rewrite $symbol unchanged"; return 1; }
+  "$icupkg" --auto_toc_prefix -l -o "$icu_work/items.txt" "$icu_work/full.dat" 2>/dev/null ||
+    { icu_failure="icupkg cannot list $symbol"; return 1; }
+  local patterns pattern item keep
+  local -A matched=()
+  mapfile -t patterns < <(grep -vE '^[[:space:]]*(#|$)' "$icu_data/keep.txt")
+  while read -r item; do
+    keep=0
+    for pattern in "${patterns[@]}"; do
+      # shellcheck disable=SC2053  # a glob on purpose
+      if [[ $item == $pattern ]]; then keep=1; matched[$pattern]=1; fi
+    done
+    [ "$keep" = 1 ] || echo "$item"
+  done < "$icu_work/items.txt" > "$icu_work/remove.txt"
+  for pattern in "${patterns[@]}"; do
+    [ -n "${matched[$pattern]:-}" ] || echo "build: ICU data: keep.txt names $pattern, which $symbol does not hold" >&2
+  done
+  # Items the kept ones refer to must be kept too; the only ones allowed missing are the
+  # dictionaries of the break rules (Thai, Lao, Khmer, Burmese, CJK), which ICU loads on demand.
+  local missing
+  missing=$("$icupkg" --auto_toc_prefix -r "$icu_work/remove.txt" "$icu_work/full.dat" "$icu_work/check-deps.dat" 2>&1 |
+    sed -n 's/.*depends on missing item //p' | sort -u | grep -v '^brkitr/.*\.dict$' || true)
+  [ -z "$missing" ] || { icu_failure="kept items need items keep.txt leaves out: $(echo "$missing" | tr '\n' ' ')"; return 1; }
+  "$icupkg" --auto_toc_prefix --ignore-deps -r "$icu_work/remove.txt" "$icu_work/full.dat" "$icu_work/reduced.dat" ||
+    { icu_failure="icupkg cannot write the reduced package"; return 1; }
+  local soname reduced_library
+  soname=$(readelf -d "$library" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
+  reduced_library=$icu_work/reduced/$(basename "$library")
+  cc -shared -nostdlib -Wl,-soname,"${soname:-$(basename "$library")}" -DICU_DATA_SYMBOL="$symbol" \
+    -DICU_DATA_FILE="\"$PWD/$icu_work/reduced.dat\"" -o "$reduced_library" "$icu_data/icudata.S" ||
+    { icu_failure="cannot link the reduced library"; return 1; }
+  [ "$(nm -D -S --defined-only "$reduced_library" | awk -v s="$symbol" '$4 == s {print $2}')" = \
+    "$(printf '%016x' "$(stat -c %s "$icu_work/reduced.dat")")" ] ||
+    { icu_failure="the reduced library does not export $symbol with the reduced package's size"; return 1; }
+  # Qt with the real and with the reduced data side by side: two copies of the build
+  # environment's PySide6 (hard links where possible) that differ only in this library.
+  local pyside copy
+  pyside=$("$PYTHON" -c "import PySide6, os; print(os.path.dirname(PySide6.__file__))") ||
+    { icu_failure="no PySide6 in $PYTHON"; return 1; }
+  for copy in real-data reduced-data; do
+    mkdir -p "$icu_work/$copy"
+    { cp -al "$pyside" "$icu_work/$copy/" 2>/dev/null || cp -a "$pyside" "$icu_work/$copy/"; } ||
+      { icu_failure="cannot copy $pyside"; return 1; }
+    # a new file, never a write through the hard link into the build environment
+    rm -f "$icu_work/$copy/PySide6/Qt/lib/$(basename "$library")"
+  done
+  cp "$library" "$icu_work/real-data/PySide6/Qt/lib/" && cp "$reduced_library" "$icu_work/reduced-data/PySide6/Qt/lib/" ||
+    { icu_failure="cannot set up the check"; return 1; }
+  "$PYTHON" "$icu_data/check.py" "$icu_work/real-data" "$icu_work/reduced-data" ||
+    { icu_failure="Qt's results changed with the reduced data (above)"; return 1; }
+}
+icu_library=$(find "$internal/PySide6/Qt/lib" -maxdepth 1 -type f -name "libicudata.so.*" 2>/dev/null | head -1)
+if [ -z "$icu_library" ]; then
+  echo "build: no libicudata in the bundle's PySide6: nothing to reduce"
+elif [ -z "$icupkg" ] || ! command -v cc >/dev/null 2>&1 || ! command -v nm >/dev/null 2>&1 || ! command -v readelf >/dev/null 2>&1; then
+  echo "build: keeping the full ICU data: needs icupkg (Debian/Ubuntu package icu-devtools), cc, nm and readelf" >&2
+elif icu_failure="" && reduce_icu_data "$icu_library"; then
+  icu_before=$(stat -c %s "$icu_library")
+  cp "$icu_work/reduced/$(basename "$icu_library")" "$icu_library"
+  echo "build: ICU data reduced to $icu_data/keep.txt: $(basename "$icu_library") $icu_before -> $(stat -c %s "$icu_library") bytes"
+else
+  echo "build: keeping the full ICU data: $icu_failure" >&2
+fi
+rm -rf "$icu_work/real-data" "$icu_work/reduced-data" "$icu_work/rewritten.dat" "$icu_work/check-deps.dat"
+
 # numpy and OpenCV vendor libgfortran and libquadmath; where two copies are the same bytes under
 # one name (numpy and scipy did, when scipy was in the bundle), one stays and the other becomes a
 # relative link to it. (The OpenBLAS builds differ: numpy's is 64-bit indexed with suffixed
