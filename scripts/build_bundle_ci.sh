@@ -6,6 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || bash scripts/setup.sh
+# icupkg shrinks Qt's ICU data in the bundle; a .venv made before setup.sh installed it skips setup
+command -v icupkg >/dev/null 2>&1 || [ -x /usr/sbin/icupkg ] || bash scripts/setup.sh
 .venv/bin/python -m pip install -q -e ".[ui,bundle]"
 bash installers/linux/build.sh
 bash installers/linux/smoke_test.sh dist/vcam-me
