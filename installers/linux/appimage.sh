@@ -8,6 +8,7 @@
 #
 #   bash installers/linux/build.sh && bash installers/linux/appimage.sh
 #   VCAM_ME_BUNDLE_GPU=1 bash installers/linux/appimage.sh     # from dist/vcam-me-gpu/
+#   VCAM_ME_APPIMAGE_ZSTD=9 bash installers/linux/appimage.sh  # faster, larger (default level 19)
 #
 # Needs a C compiler, squashfs-tools, and the static libraries of squashfuse, FUSE 3 and the
 # SquashFS decompressors (Debian: gcc libc6-dev squashfs-tools libsquashfuse-dev libfuse3-dev
@@ -58,7 +59,9 @@ sys.exit(0 if status_pixmap(StreamStatus.LIVE, 256).save(sys.argv[1]) else 1)
 " "$appdir/vcam-me.png"
 ln -s vcam-me.png "$appdir/.DirIcon"
 
-mksquashfs "$appdir" "$work/image.sqfs" -comp zstd -Xcompression-level 19 -root-owned -noappend -no-progress -quiet
+level=${VCAM_ME_APPIMAGE_ZSTD:-19}
+case $level in ''|*[!0-9]*) echo "appimage: VCAM_ME_APPIMAGE_ZSTD must be a zstd level, 1 to 22" >&2; exit 2;; esac
+mksquashfs "$appdir" "$work/image.sqfs" -comp zstd -Xcompression-level "$level" -root-owned -noappend -no-progress -quiet
 out=dist/$name-$version-$arch.AppImage
 cat "$work/runtime" "$work/image.sqfs" > "$out.part"
 # AppImage type 2 magic in the ELF header's padding bytes: "AI" and the type, 2.
