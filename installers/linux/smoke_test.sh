@@ -66,6 +66,14 @@ bare "$exe" doctor | tee "$work/doctor.txt"
 # The shipped network must open, and doctor must name the provider really running it.
 grep -Eq '^ok +appearance network +runs on [A-Za-z]+ExecutionProvider' "$work/doctor.txt" ||
   { echo "smoke: doctor does not report the appearance network's provider" >&2; exit 1; }
+# The GPU variant brings its own CUDA and cuDNN: they must load from inside the bundle (on a
+# machine without an NVIDIA driver the network then runs on the CPU, and doctor says why).
+case $(basename "$bundle") in
+  vcam-me-gpu*)
+    grep -Eq '^(ok|--) +CUDA +CUDA libraries loaded: .*libcudart.*libcudnn.*\(from [^)]*/nvidia/' "$work/doctor.txt" ||
+      { echo "smoke: the GPU bundle's own CUDA libraries did not load" >&2; exit 1; }
+    ;;
+esac
 
 step "vcam-me avatar create (bundled portrait)"
 bare "$exe" avatar create --photo "$portrait" --name smoke --out "$work/out/smoke-avatar"
