@@ -182,6 +182,76 @@ def test_the_encoder_stand_ins_refuse_their_codecs_and_h264_still_works(tmp_path
     assert "libx265 refused cleanly" in result.stdout and "libsvtav1 refused cleanly" in result.stdout
 
 
+ICU_DATA = INSTALLERS / "linux" / "icu_data"
+
+
+def _icu_tools_missing() -> str | None:
+    if not sys.platform.startswith("linux"):
+        return "the reduced ICU data is a Linux library"
+    missing = [tool for tool in ("cc", "nm", "readelf") if shutil.which(tool) is None]
+    if shutil.which("icupkg") is None and not Path("/usr/sbin/icupkg").is_file():
+        missing.append("icupkg (icu-devtools)")
+    return f"needs {', '.join(missing)}" if missing else None
+
+
+def _run_build_icu_step(tmp_path: Path, keep_lines: list[str] | None = None) -> tuple[subprocess.CompletedProcess, Path]:
+    """build.sh's ICU step alone, on a bundle folder holding this environment's libicudata, its work
+    files under tmp_path; keep_lines replaces icu_data/keep.txt (in a copy of the folder)."""
+    pyside = Path(pytest.importorskip("PySide6").__file__).parent
+    libraries = sorted((pyside / "Qt" / "lib").glob("libicudata.so.*"))
+    if not libraries:
+        pytest.skip("this PySide6 has no libicudata")
+    script = (INSTALLERS / "linux" / "build.sh").read_text()
+    start = script.index("# ICU data for English")
+    end = script.index("\n", script.index('rm -rf "$icu_work/real-data"', start))
+    step = script[start:end]
+    for line in ("icu_data=installers/linux/icu_data\n", "icu_work=build/icu-data\n"):
+        assert line in step, f"build.sh's ICU step no longer sets {line.strip()}"
+    icu_data = ICU_DATA
+    if keep_lines is not None:
+        icu_data = tmp_path / "icu_data"
+        shutil.copytree(ICU_DATA, icu_data)
+        (icu_data / "keep.txt").write_text("\n".join(keep_lines) + "\n")
+    step = step.replace("icu_data=installers/linux/icu_data\n", f"icu_data={icu_data}\n")
+    step = step.replace("icu_work=build/icu-data\n", f"icu_work={tmp_path / 'work'}\n")
+    internal = tmp_path / "_internal"
+    (internal / "PySide6" / "Qt" / "lib").mkdir(parents=True)
+    shutil.copy2(libraries[0], internal / "PySide6" / "Qt" / "lib")
+    result = subprocess.run(["bash", "-c", f"set -euo pipefail\nPYTHON={sys.executable}\ninternal={internal}\n{step}"],
+                            check=False, capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT)
+    return result, internal / "PySide6" / "Qt" / "lib" / libraries[0].name
+
+
+@pytest.mark.skipif(_icu_tools_missing() is not None, reason=str(_icu_tools_missing()))
+def test_the_build_reduces_qts_icu_data_and_qt_gives_the_same_results(tmp_path):
+    """build.sh's ICU step on this environment's PySide6: the library it leaves has the same
+    SONAME and symbol, a fraction of the size, and passed icu_data/check.py (Qt's results with
+    the real and the reduced data compared)."""
+    original = next(Path(pytest.importorskip("PySide6").__file__).parent.glob("Qt/lib/libicudata.so.*"))
+    result, library = _run_build_icu_step(tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "check: Qt gives the same results with the reduced ICU data" in result.stdout, result.stdout[-3000:]
+    assert "ICU data reduced" in result.stdout, result.stderr[-3000:]
+    assert library.stat().st_size < original.stat().st_size / 5
+    symbols = subprocess.run(["nm", "-D", "--defined-only", str(library)], check=True, capture_output=True,
+                             text=True).stdout.split()
+    assert any(symbol.startswith("icudt") and symbol.endswith("_dat") for symbol in symbols), symbols
+    dynamic = subprocess.run(["readelf", "-d", str(library)], check=True, capture_output=True, text=True).stdout
+    assert f"Library soname: [{original.name}]" in dynamic
+
+
+@pytest.mark.skipif(_icu_tools_missing() is not None, reason=str(_icu_tools_missing()))
+def test_the_build_keeps_the_real_icu_data_when_qt_would_answer_differently(tmp_path):
+    """Without English time-zone names, Qt names zones differently in English: the check sees it
+    and the real library stays, byte for byte."""
+    keep = [line for line in (ICU_DATA / "keep.txt").read_text().splitlines() if not line.startswith("zone/en")]
+    result, library = _run_build_icu_step(tmp_path, keep)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "DIFFERS" in result.stdout and "keeping the full ICU data" in result.stderr, result.stdout[-3000:]
+    original = next(Path(pytest.importorskip("PySide6").__file__).parent.glob("Qt/lib/libicudata.so.*"))
+    assert library.read_bytes() == original.read_bytes()
+
+
 SCRIPTS = ["linux/build.sh", "linux/appimage.sh", "linux/smoke_test.sh", "linux/install.sh", "linux/install-v4l2loopback.sh",
            "macos/build.sh"]
 

@@ -195,7 +195,7 @@ reduce_icu_data() {  # LIBRARY: builds $icu_work/reduced/<its name>; else sets i
     { icu_failure="cannot copy $symbol out of $library"; return 1; }
   # icupkg comes from the system's ICU, which may be older: the package format does not depend on
   # the version, and a package it rewrites unchanged must come out byte for byte the same.
-  "$icupkg" --auto_toc_prefix -w "$icu_work/full.dat" "$icu_work/rewritten.dat" && cmp -s "$icu_work/full.dat" "$icu_work/rewritten.dat" ||
+  { "$icupkg" --auto_toc_prefix -w "$icu_work/full.dat" "$icu_work/rewritten.dat" && cmp -s "$icu_work/full.dat" "$icu_work/rewritten.dat"; } ||
     { icu_failure="icupkg does not rewrite $symbol unchanged"; return 1; }
   "$icupkg" --auto_toc_prefix -l -o "$icu_work/items.txt" "$icu_work/full.dat" 2>/dev/null ||
     { icu_failure="icupkg cannot list $symbol"; return 1; }
@@ -225,7 +225,7 @@ reduce_icu_data() {  # LIBRARY: builds $icu_work/reduced/<its name>; else sets i
   soname=$(readelf -d "$library" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
   reduced_library=$icu_work/reduced/$(basename "$library")
   cc -shared -nostdlib -Wl,-soname,"${soname:-$(basename "$library")}" -DICU_DATA_SYMBOL="$symbol" \
-    -DICU_DATA_FILE="\"$PWD/$icu_work/reduced.dat\"" -o "$reduced_library" "$icu_data/icudata.S" ||
+    -DICU_DATA_FILE="\"$(realpath "$icu_work/reduced.dat")\"" -o "$reduced_library" "$icu_data/icudata.S" ||
     { icu_failure="cannot link the reduced library"; return 1; }
   [ "$(nm -D -S --defined-only "$reduced_library" | awk -v s="$symbol" '$4 == s {print $2}')" = \
     "$(printf '%016x' "$(stat -c %s "$icu_work/reduced.dat")")" ] ||
@@ -242,7 +242,7 @@ reduce_icu_data() {  # LIBRARY: builds $icu_work/reduced/<its name>; else sets i
     # a new file, never a write through the hard link into the build environment
     rm -f "$icu_work/$copy/PySide6/Qt/lib/$(basename "$library")"
   done
-  cp "$library" "$icu_work/real-data/PySide6/Qt/lib/" && cp "$reduced_library" "$icu_work/reduced-data/PySide6/Qt/lib/" ||
+  { cp "$library" "$icu_work/real-data/PySide6/Qt/lib/" && cp "$reduced_library" "$icu_work/reduced-data/PySide6/Qt/lib/"; } ||
     { icu_failure="cannot set up the check"; return 1; }
   "$PYTHON" "$icu_data/check.py" "$icu_work/real-data" "$icu_work/reduced-data" ||
     { icu_failure="Qt's results changed with the reduced data (above)"; return 1; }
