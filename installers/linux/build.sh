@@ -59,7 +59,8 @@ fi
 # into files the loader refuses ("ELF load command address/offset not page-aligned"). The
 # smoke test imports and runs every stripped library.
 if command -v strip >/dev/null 2>&1; then
-  find "$bundle/_internal" -type f \( -name "*.so" -o -name "*.so.*" \) -not -path "*.libs/*" -print0 |
+  # (The GPU variant's CUDA and cuDNN libraries, under _internal/nvidia, come stripped already.)
+  find "$bundle/_internal" -type f \( -name "*.so" -o -name "*.so.*" \) -not -path "*.libs/*" -not -path "*/nvidia/*" -print0 |
     while IFS= read -r -d '' library; do
       if [ "$(head -c 4 "$library" | od -An -c | tr -d ' ')" = '177ELF' ]; then
         strip --strip-unneeded "$library"
