@@ -2261,9 +2261,53 @@ def load_config_for(args) -> tuple[AppConfig, str | None]:
         return cfg, notice
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (a logout, a shutdown, ``kill``, a closed terminal): stop the way Ctrl+C
+    stops, so that a recording in progress is closed into a playable file instead of being cut
+    off, and the camera and virtual camera are released."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def stop_on_termination_signals():
+    """Turn SIGTERM and SIGHUP into :class:`Terminated` on the main thread (the default would
+    end the process at once). The tray app replaces these with a quit of its event loop.
+    Returns a function that puts the previous handlers back."""
+    import signal
+
+    def stop(signum, _frame):
+        raise Terminated(signum)
+
+    previous = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        number = getattr(signal, name, None)
+        if number is None:  # Windows has no SIGHUP
+            continue
+        try:
+            previous[number] = signal.signal(number, stop)
+        except ValueError:  # not the main thread (main() called by a test from a worker thread)
+            break
+
+    def restore() -> None:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+    return restore
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``vcam-me`` command. Returns the process exit code."""
     _quiet_native_logs()
+    restore_signals = stop_on_termination_signals()
+    try:
+        return _main(argv)
+    finally:
+        restore_signals()  # main() may be called in-process (tests, scripts)
+
+
+def _main(argv: list[str] | None) -> int:
     from vcam_me.cli import build_parser
 
     args = build_parser().parse_args(argv)
@@ -2275,7 +2319,12 @@ def main(argv: list[str] | None = None) -> int:
     except VcamError as err:
         print(f"vcam-me: error: {err}", file=sys.stderr)
         return err.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
+        if isinstance(err, Terminated):
+            import signal
+
+            print(f"vcam-me: stopped ({signal.Signals(err.signum).name})", file=sys.stderr)
+            return 128 + err.signum
         print("vcam-me: stopped", file=sys.stderr)
         return 130
     except Exception as err:  # a bug: one line for the user, the traceback to the log file

@@ -52,6 +52,9 @@ MOUTH_FULL_GAP_IOD = 0.06
 #: avatar's): closure = clip(BLINK_GAIN · AU43, 0, 1) of the lid gap. MediaPipe reads a
 #: fully closed eye as eyeBlink ≈ 0.6–0.7 above rest, hence the gain.
 BLINK_GAIN = 1.6
+#: How far the iris may travel towards an eye corner, as a fraction of the room between its rest
+#: place and that corner (less its radius and 2 px); a soft (tanh) limit.
+IRIS_ROOM = 0.55
 #: Lash line drawn along a closing lid (RGB).
 LASH_COLOUR = np.array([38, 28, 28], np.float32)
 #: Non-rigid motion of boundary vertices fades out over this many face widths outside the face.
@@ -620,7 +623,7 @@ class AvatarRenderer:
                         self.rest[eye.corners[1]] - self.rest[eye.corners[0]])), 1e-6)))
                 t = float((v[eye.iris[0]] - inner) @ axis)
                 room = (length - rest_t - eye.disc_radius - 2.0) if t > rest_t else (rest_t - eye.disc_radius - 2.0)
-                room = max(0.55 * room, 0.5)
+                room = max(IRIS_ROOM * room, 0.5)
                 t_new = rest_t + room * np.tanh((t - rest_t) / room)
                 v[eye.iris] += (t_new - t) * axis
                 up, low = v[eye.mid_upper], v[eye.mid_lower]

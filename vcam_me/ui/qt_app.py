@@ -5,6 +5,7 @@ driver is present, says what to install (:mod:`vcam_me.ui.first_run`)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 
@@ -33,6 +34,44 @@ def show_first_run(tray, cfg: AppConfig):
     return dialog
 
 
+#: How often Qt's event loop hands control back to Python, so that a signal handler can run (ms).
+SIGNAL_POLL_MS = 250
+
+
+@contextlib.contextmanager
+def quit_on_termination_signals(app):
+    """While inside: SIGTERM, SIGHUP and SIGINT (a logout, a shutdown, ``kill``, Ctrl+C in the
+    terminal that started it) quit the tray as its Quit item does, so the session stops and
+    closes a recording in progress. Python runs signal handlers only between its own bytecodes,
+    and Qt's event loop is C++: a short repeating timer gives Python that chance. The previous
+    handlers come back on leaving."""
+    import signal
+
+    from PySide6.QtCore import QTimer
+
+    def quit_app(signum, _frame):
+        log.warning("%s: quitting", signal.Signals(signum).name)
+        app.quit()
+
+    previous = {}
+    try:
+        for name in ("SIGTERM", "SIGHUP", "SIGINT"):
+            number = getattr(signal, name, None)
+            if number is not None:
+                previous[number] = signal.signal(number, quit_app)
+    except ValueError:  # not the main thread: leave the signals alone
+        pass
+    timer = QTimer()
+    timer.timeout.connect(lambda: None)
+    timer.start(SIGNAL_POLL_MS)
+    try:
+        yield
+    finally:
+        timer.stop()
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 def run_desktop(cfg: AppConfig, *, start_streaming: bool = True, notice: str | None = None) -> int:
     """Run the tray app until Quit; returns the process exit code. ``notice``: a problem to
     show as soon as the tray is up (a settings file that could not be read, say)."""
@@ -55,6 +94,7 @@ def run_desktop(cfg: AppConfig, *, start_streaming: bool = True, notice: str | N
     if start_streaming:
         controller.start()
     try:
-        return app.exec()
+        with quit_on_termination_signals(app):
+            return app.exec()
     finally:
         controller.stop(wait_s=3.0)

@@ -1,0 +1,94 @@
+"""SIGTERM and SIGHUP (a logout, a shutdown, ``kill``, a closed terminal) stop vcam-me the way
+Ctrl+C does: a recording in progress is closed into a playable file, and the tray app quits
+through its own Quit path. Python's default for both signals ends the process on the spot,
+which leaves an MP4 without its index (unplayable): these tests would see the exit by signal
+(a negative return code) and the missing file."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from vcam_me.config import PROJECT_ROOT
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="POSIX signals"),
+]
+
+CLIP = PROJECT_ROOT / "assets" / "driving" / "pyfeat_WolfgangLanger_Pexels.mp4"
+
+
+def _env(private_user_dirs: Path, **extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env.update(extra)
+    return env
+
+
+def _wait_for(proc: subprocess.Popen, log: Path, text: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if text in log.read_text(encoding="utf-8", errors="replace"):
+            return
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    proc.kill()
+    pytest.fail(f"never saw {text!r}: {log.read_text(encoding='utf-8', errors='replace')[-2000:]}")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_stops_run_and_the_recording_is_kept(private_user_dirs, tmp_path, signum):
+    import av
+
+    out = tmp_path / "recording.mp4"
+    log = tmp_path / "run.log"
+    with open(log, "w", encoding="utf-8") as handle:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vcam_me", "run", "--video", str(CLIP), "--loop", "--duration", "120",
+             "--record", str(out), "--no-hotkeys", "--size", "320x180", "--fps", "30"],
+            stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=_env(private_user_dirs))
+        _wait_for(proc, log, "Ctrl+C stops")
+        time.sleep(2.0)  # some frames into the recording
+        proc.send_signal(signum)
+        try:
+            code = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            pytest.fail("vcam-me run did not stop within 30 s of the signal")
+    text = log.read_text(encoding="utf-8")
+    assert code == 0, f"exit {code} (negative: killed by the signal, nothing closed)\n{text[-2000:]}"
+    assert f"recording saved to {out}" in text
+    with av.open(str(out)) as container:
+        frames = sum(1 for _ in container.decode(video=0))
+    assert frames >= 10
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_quits_the_tray_app_through_its_quit_path(private_user_dirs, tmp_path, signum):
+    log = tmp_path / "tray.log"
+    with open(log, "w", encoding="utf-8") as handle:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vcam_me", "-v"], stdout=handle, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, env=_env(private_user_dirs, DISPLAY=":0", QT_QPA_PLATFORM="offscreen"))
+        config = private_user_dirs / "xdg_config_home" / "vcam-me" / "config.toml"
+        deadline = time.monotonic() + 60
+        while not config.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)  # the first run writes the settings file once the tray is up
+        assert proc.poll() is None, log.read_text(encoding="utf-8")
+        time.sleep(1.0)
+        proc.send_signal(signum)
+        try:
+            code = proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            pytest.fail("the tray app did not quit within 20 s of the signal")
+    text = log.read_text(encoding="utf-8")
+    assert code == 0, f"exit {code}\n{text[-2000:]}"
+    assert f"{signal.Signals(signum).name}: quitting" in text
