@@ -332,3 +332,24 @@ def test_doctor_in_the_frozen_app_points_to_the_gpu_build_not_pip(monkeypatch, c
     gpu_line = next(line for line in capsys.readouterr().out.splitlines() if " GPU " in line)
     assert "onnxruntime providers:" in gpu_line
     assert "pip install" not in gpu_line
+
+
+def test_make_icon_draws_the_png_ico_and_icns_the_installers_use(tmp_path):
+    from PIL import Image
+
+    result = subprocess.run([sys.executable, str(INSTALLERS / "make_icon.py"), str(tmp_path)], check=False,
+                            capture_output=True, text=True, env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    png = Image.open(tmp_path / "vcam-me.png")
+    assert png.size == (256, 256) and png.mode == "RGBA"
+    assert png.getpixel((128, 128))[3] > 0 or png.getpixel((40, 128))[3] > 0  # something is drawn
+    ico = Image.open(tmp_path / "vcam-me.ico")
+    assert {(16, 16), (32, 32), (256, 256)} <= set(ico.info["sizes"])
+    assert Image.open(tmp_path / "vcam-me.icns").size == (1024, 1024)
+    # the builds use them
+    assert "make_icon.py" in (INSTALLERS / "windows" / "build.ps1").read_text(encoding="utf-8")
+    assert "SetupIconFile=" in (INSTALLERS / "windows" / "vcam-me.iss").read_text(encoding="utf-8")
+    assert "make_icon.py" in (INSTALLERS / "macos" / "build.sh").read_text(encoding="utf-8")
+    assert "make_icon.py" in (INSTALLERS / "linux" / "appimage.sh").read_text(encoding="utf-8")
+    assert "icon=EXE_ICON" in SPEC.read_text(encoding="utf-8")

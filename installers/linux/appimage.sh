@@ -48,15 +48,9 @@ rm -f "$appdir/install.sh" "$appdir/install-v4l2loopback.sh" "$appdir/README.txt
 ln -s vcam-me "$appdir/AppRun"
 sed -e 's/^Icon=.*/Icon=vcam-me/' installers/linux/vcam-me.desktop > "$appdir/vcam-me.desktop"
 echo "X-AppImage-Version=$version" >> "$appdir/vcam-me.desktop"
-# The icon is the tray's own "live" icon, drawn by the app's code at 256 px.
-QT_QPA_PLATFORM=offscreen "$PYTHON" -c "
-import sys
-from PySide6.QtWidgets import QApplication
-app = QApplication([])
-from vcam_me.ui.bridge import StreamStatus
-from vcam_me.ui.qt_icons import status_pixmap
-sys.exit(0 if status_pixmap(StreamStatus.LIVE, 256).save(sys.argv[1]) else 1)
-" "$appdir/vcam-me.png"
+# The icon is the tray's own "live" icon, drawn by the app's code (installers/make_icon.py).
+"$PYTHON" installers/make_icon.py "$work/icon" >/dev/null
+cp "$work/icon/vcam-me.png" "$appdir/vcam-me.png"
 ln -s vcam-me.png "$appdir/.DirIcon"
 
 level=${VCAM_ME_APPIMAGE_ZSTD:-19}

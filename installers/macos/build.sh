@@ -26,6 +26,7 @@ PYTHON=${PYTHON:-.venv/bin/python}
 version=$("$PYTHON" -c "import vcam_me; print(vcam_me.__version__)")
 arch=$(uname -m)
 
+"$PYTHON" installers/make_icon.py build/icon   # vcam-me.icns for the .app (the spec picks it up)
 "$PYTHON" -m PyInstaller --noconfirm --log-level WARN --distpath dist --workpath build/pyinstaller installers/vcam_me.spec
 app=dist/vcam-me.app
 [ -d "$app" ] || { echo "build: PyInstaller made no $app" >&2; exit 1; }

@@ -21,6 +21,9 @@ if (-not (Test-Path $Python)) { throw "no Python at $Python: create .venv and pi
 if ($LASTEXITCODE -ne 0) { & $Python -m pip install -q -e ".[ui,bundle]"; if ($LASTEXITCODE -ne 0) { throw "pip install failed" } }
 $version = (& $Python -c "import vcam_me; print(vcam_me.__version__)").Trim()
 
+# The icon (.ico) the spec gives both executables and the installer uses, drawn by the app's code.
+& $Python installers\make_icon.py build\icon
+if ($LASTEXITCODE -ne 0) { throw "make_icon.py failed" }
 if ($Gpu) { $env:VCAM_ME_BUNDLE_GPU = "1" } else { Remove-Item Env:VCAM_ME_BUNDLE_GPU -ErrorAction SilentlyContinue }
 & $Python -m PyInstaller --noconfirm --log-level WARN --distpath dist --workpath build\pyinstaller installers\vcam_me.spec
 if ($LASTEXITCODE -ne 0) { throw "PyInstaller failed" }

@@ -47,6 +47,8 @@ Compression=lzma2/max
 SolidCompression=yes
 WizardStyle=modern
 UninstallDisplayIcon={app}\{#AppExe}
+; drawn by installers\make_icon.py (build.ps1 runs it first)
+SetupIconFile={#Root}\build\icon\vcam-me.ico
 CloseApplications=yes
 
 [Languages]
