@@ -43,6 +43,16 @@ def _wait_for(proc: subprocess.Popen, log: Path, text: str, timeout_s: float = 6
     pytest.fail(f"never saw {text!r}: {log.read_text(encoding='utf-8', errors='replace')[-2000:]}")
 
 
+def _signal_and_wait(proc: subprocess.Popen, signum: int, what: str, timeout_s: float) -> int:
+    """Send ``signum`` and return the exit code; fail when ``what`` outlives ``timeout_s``."""
+    proc.send_signal(signum)
+    try:
+        return proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f"{what} did not stop within {timeout_s:.0f} s of the signal")
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_a_signal_stops_run_and_the_recording_is_kept(private_user_dirs, tmp_path, signum):
     import av
@@ -56,12 +66,7 @@ def test_a_signal_stops_run_and_the_recording_is_kept(private_user_dirs, tmp_pat
             stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=_env(private_user_dirs))
         _wait_for(proc, log, "Ctrl+C stops")
         time.sleep(2.0)  # some frames into the recording
-        proc.send_signal(signum)
-        try:
-            code = proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            pytest.fail("vcam-me run did not stop within 30 s of the signal")
+        code = _signal_and_wait(proc, signum, "vcam-me run", 30)
     text = log.read_text(encoding="utf-8")
     assert code == 0, f"exit {code} (negative: killed by the signal, nothing closed)\n{text[-2000:]}"
     assert f"recording saved to {out}" in text
@@ -83,12 +88,7 @@ def test_a_signal_quits_the_tray_app_through_its_quit_path(private_user_dirs, tm
             time.sleep(0.1)  # the first run writes the settings file once the tray is up
         assert proc.poll() is None, log.read_text(encoding="utf-8")
         time.sleep(1.0)
-        proc.send_signal(signum)
-        try:
-            code = proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            pytest.fail("the tray app did not quit within 20 s of the signal")
+        code = _signal_and_wait(proc, signum, "the tray app", 20)
     text = log.read_text(encoding="utf-8")
     assert code == 0, f"exit {code}\n{text[-2000:]}"
     assert f"{signal.Signals(signum).name}: quitting" in text
