@@ -97,8 +97,9 @@ def cuda_report(ort) -> str:
     loaded: dict[str, str] = {}
     try:  # Linux: what the process has mapped
         with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
-            for line in maps:
-                path = line.split(maxsplit=5)[-1].strip() if line.count(" ") >= 5 else ""
+            for line in maps:  # address, perms, offset, device, inode[, path]
+                fields = line.split(maxsplit=5)
+                path = fields[5].strip() if len(fields) == 6 else ""
                 name = Path(path).name
                 if name.startswith(_CUDA_LIBRARY_STEMS) and name not in loaded:
                     loaded[name] = str(Path(path).parent)
