@@ -12,11 +12,12 @@ if command -v apt-get >/dev/null 2>&1; then
   # desktop-file-utils: tests/test_installers.py validates the Linux menu entry with it.
   # trayer (a system-tray host), x11-utils (xwininfo), xdotool (a real right click): the tray
   # icon docked in a real tray on Xvfb (tests/ui/test_qt_tray_docked.py).
-  # gcc … liblzo2-dev, fuse3: tests/test_appimage.py compiles the AppImage runtime and mounts an image.
+  # gcc … liblzo2-dev: tests/test_appimage.py compiles the AppImage runtime and mounts an image (as root
+  # libfuse mounts by itself; users of the AppImage need fusermount3, from their fuse3 package).
   # icu-devtools (icupkg): the Linux bundle build reduces Qt's ICU data with it (installers/linux/build.sh).
   for pkg in libgl1 libegl1 libglib2.0-0 libxkbcommon0 xvfb ffmpeg libportaudio2 espeak-ng desktop-file-utils \
       trayer x11-utils xdotool \
-      gcc libc6-dev squashfs-tools fuse3 libsquashfuse-dev libfuse3-dev zlib1g-dev libzstd-dev liblzma-dev \
+      gcc libc6-dev squashfs-tools libsquashfuse-dev libfuse3-dev zlib1g-dev libzstd-dev liblzma-dev \
       liblz4-dev liblzo2-dev icu-devtools \
       libfontconfig1 libdbus-1-3 libx11-xcb1 libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-image0 \
       libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-shape0 libxcb-xfixes0 libxcb-xkb1; do

@@ -82,7 +82,15 @@ def test_the_image_starts_where_the_runtime_ends(image):
     assert image.read_bytes()[8:11] == b"AI\x02"
 
 
-@pytest.mark.skipif(not os.path.exists("/dev/fuse"), reason="no /dev/fuse on this machine")
+def _cannot_mount() -> str | None:
+    if not os.access("/dev/fuse", os.R_OK | os.W_OK):
+        return "no usable /dev/fuse here (missing, or not open to this user)"
+    if os.geteuid() != 0 and shutil.which("fusermount3") is None:
+        return "a user who is not root mounts through fusermount3 (apt install fuse3)"
+    return None
+
+
+@pytest.mark.skipif(_cannot_mount() is not None, reason=str(_cannot_mount()))
 def test_running_it_mounts_the_image_runs_apprun_and_unmounts(image):
     result = _run(image, "one", "two words")
     assert result.returncode == 7, result.stderr  # AppRun's own exit status
