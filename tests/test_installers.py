@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import configparser
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -180,6 +181,56 @@ def test_the_encoder_stand_ins_refuse_their_codecs_and_h264_still_works(tmp_path
                             text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(tmp_path)}, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr[-2000:]
     assert "libx265 refused cleanly" in result.stdout and "libsvtav1 refused cleanly" in result.stdout
+
+
+BLAS_SHIM = INSTALLERS / "linux" / "blas_shim"
+
+
+def _build_blas_shim(output_dir: Path, *cc_flags: str) -> Path:
+    """The shim for this environment's cv2 and numpy, built as build.sh builds it."""
+    import cv2
+    import numpy
+
+    extension = next(Path(cv2.__file__).parent.glob("cv2*.so"))
+    dynamic = subprocess.run(["readelf", "-d", str(extension)], check=True, capture_output=True, text=True).stdout
+    opencv_blas = next((word.strip("[]") for line in dynamic.splitlines() if "(NEEDED)" in line
+                        for word in line.split() if word.startswith("[libopenblas")), None)
+    if opencv_blas is None:
+        pytest.skip("this environment's cv2 uses no OpenBLAS of its own")
+    numpy_blas = next((Path(numpy.__file__).parent.parent / "numpy.libs").glob("libscipy_openblas64_*.so"), None)
+    if numpy_blas is None:
+        pytest.skip("this environment's numpy vendors no libscipy_openblas64_")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    shim = output_dir / opencv_blas
+    subprocess.run(["bash", str(BLAS_SHIM / "make_shim.sh"), opencv_blas, str(numpy_blas), str(shim), *cc_flags],
+                   check=True)
+    return shim
+
+
+def _run_blas_check(shim: Path, work_dir: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(BLAS_SHIM / "check.py"), str(shim), str(work_dir)], check=False,
+                          capture_output=True, text=True, timeout=180)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux") or any(shutil.which(tool) is None for tool in ("cc", "nm", "readelf")),
+                    reason="the BLAS shim is a Linux library built with a C compiler (cc); the check uses nm and readelf")
+def test_cv2_gives_the_same_results_with_the_blas_shim_and_a_broken_shim_is_caught(tmp_path):
+    """What build.sh does before it replaces OpenCV's OpenBLAS: this environment's cv2 with the
+    shim (installers/linux/blas_shim, forwarding to numpy's 64-bit OpenBLAS) must call every
+    function of the shim and give the same linear algebra and geometry as with its own OpenBLAS
+    (check.py). And the check must catch a shim that swaps two arguments (alpha and beta of
+    cblas_dgemm, built with -DBLAS_SHIM_BREAK_ARGUMENT_ORDER)."""
+    good = _run_blas_check(_build_blas_shim(tmp_path / "good"), tmp_path / "good")
+    assert good.returncode == 0, good.stdout + good.stderr[-2000:]
+    assert re.search(r"cv2 called \d+ of the shim's 19 functions", good.stdout), good.stdout
+    assert "results agree" in good.stdout
+
+    broken = _run_blas_check(_build_blas_shim(tmp_path / "broken", "-DBLAS_SHIM_BREAK_ARGUMENT_ORDER"),
+                             tmp_path / "broken")
+    assert broken.returncode == 1, broken.stdout + broken.stderr[-2000:]
+    assert "results differ with the shim" in broken.stdout
+    assert re.search(r"^  gemm\w*/float64/\d+: relative difference", broken.stdout, re.MULTILINE), broken.stdout
 
 
 ICU_DATA = INSTALLERS / "linux" / "icu_data"
