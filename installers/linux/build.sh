@@ -146,6 +146,46 @@ else
   echo "build: no C compiler (cc) or nm: keeping PyAV's x265 and SVT-AV1 libraries" >&2
 fi
 
+# One OpenBLAS. OpenCV vendors OpenBLAS 0.3.15 (37 MB) with 32-bit integers; numpy vendors a newer
+# one with 64-bit integers and suffixed names (scipy_..._64_). cv2 takes 19 BLAS and LAPACK
+# functions from its copy, so it gets a shim of the same file name and SONAME that forwards each
+# to numpy's copy, widening and narrowing the integers (linux/blas_shim/). Before the swap,
+# blas_shim/check.py runs cv2's linear algebra and geometry on a copy of the bundle's cv2 (the
+# overlay's) with the real OpenBLAS and with the shim, and every result must agree; otherwise
+# OpenBLAS stays. The libgfortran and libquadmath that only OpenCV's OpenBLAS needed then go with
+# the unused libraries below.
+blas_shim=installers/linux/blas_shim
+blas_work=build/blas-shim
+opencv_blas=$("$patchelf" --print-needed "$internal/cv2/cv2.abi3.so" | grep '^libopenblas' | head -1 || true)
+numpy_blas=$(find "$internal/numpy.libs" -maxdepth 1 -type f -name "libscipy_openblas64_*.so" 2>/dev/null | head -1)
+if [ -z "$opencv_blas" ] || [ ! -f "$internal/$opencv_blas" ]; then
+  echo "build: cv2 needs no OpenBLAS of its own in the bundle: no shim"
+elif [ -z "$numpy_blas" ] || ! command -v cc >/dev/null 2>&1 || ! command -v nm >/dev/null 2>&1; then
+  echo "build: keeping OpenCV's OpenBLAS: the shim needs numpy's libscipy_openblas64_ in the bundle, cc and nm" >&2
+else
+  rm -rf "$blas_work" && mkdir -p "$blas_work"
+  blas_failure=""
+  bash "$blas_shim/make_shim.sh" "$opencv_blas" "$numpy_blas" "$blas_work/$opencv_blas" || blas_failure="the shim does not compile"
+  if [ -z "$blas_failure" ]; then
+    # every function cv2 takes from the real library must be in the shim
+    missing=$(comm -23 <(comm -12 <(nm -D --undefined-only "$internal/cv2/cv2.abi3.so" | awk '{print $NF}' | sort -u) \
+                                  <(nm -D --defined-only "$internal/$opencv_blas" | awk '{print $NF}' | sort -u)) \
+                       <(nm -D --defined-only "$blas_work/$opencv_blas" | awk '{print $NF}' | sort -u))
+    [ -z "$missing" ] || blas_failure="the shim lacks $(echo "$missing" | tr '\n' ' ')"
+  fi
+  if [ -z "$blas_failure" ] && ! PYTHONPATH=$overlay "$PYTHON" "$blas_shim/check.py" "$blas_work/$opencv_blas" "$blas_work"; then
+    blas_failure="cv2's results changed with the shim (above)"
+  fi
+  if [ -z "$blas_failure" ]; then
+    blas_before=$(stat -c %s "$internal/$opencv_blas")
+    cp "$blas_work/$opencv_blas" "$internal/$opencv_blas"
+    echo "build: OpenCV's OpenBLAS replaced by the shim to numpy's: $opencv_blas $blas_before -> $(stat -c %s "$internal/$opencv_blas") bytes"
+  else
+    echo "build: keeping OpenCV's OpenBLAS: $blas_failure" >&2
+  fi
+  rm -rf "$blas_work/shim" "$blas_work"/*.npz "$blas_work"/bindings.*
+fi
+
 # Libraries nothing loads. PyInstaller collects the dependencies of every binary it analyses,
 # among them Qt plugins the spec then leaves out: the GTK 3 theme alone brings pango, cairo,
 # gdk-pixbuf, ATK and GIO with their own dependencies (Kerberos, libmount, ...). A library at
@@ -264,8 +304,8 @@ rm -rf "$icu_work/real-data" "$icu_work/reduced-data" "$icu_work/rewritten.dat" 
 
 # numpy and OpenCV vendor libgfortran and libquadmath; where two copies are the same bytes under
 # one name (numpy and scipy did, when scipy was in the bundle), one stays and the other becomes a
-# relative link to it. (The OpenBLAS builds differ: numpy's is 64-bit indexed with suffixed
-# symbols, OpenCV's an older release with plain names; each needs its own.)
+# relative link to it. (OpenCV's own OpenBLAS, with its libgfortran and libquadmath, is gone when
+# the BLAS shim above passed its check.)
 "$PYTHON" - "$bundle/_internal" <<'EOF'
 import hashlib
 import os
