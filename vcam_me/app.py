@@ -2234,9 +2234,24 @@ def cmd_default(args, cfg: AppConfig) -> int:
     return 0
 
 
+def cmd_desktop_entry(args, cfg: AppConfig) -> int:
+    """From the AppImage: write (or remove) the applications-menu entry that starts it."""
+    from vcam_me.ui import desktop_entry
+
+    if args.remove:
+        removed = desktop_entry.remove()
+        print("vcam-me: removed " + ", ".join(map(str, removed)) if removed else "vcam-me: no menu entry to remove")
+        return 0
+    image, appdir = desktop_entry.running_appimage()
+    entry, icon = desktop_entry.install(image, appdir)
+    print(f"vcam-me: menu entry {entry} (icon {icon}) starts {image}; if you move that file, run this again")
+    return 0
+
+
 COMMANDS = {
     None: cmd_default, "demo": cmd_demo, "run": cmd_run, "render": cmd_render, "avatar": cmd_avatar, "consent": cmd_consent, "verify": cmd_verify,
     "doctor": cmd_doctor, "bench": cmd_bench, "eval": cmd_eval, "setup": cmd_setup,
+    "desktop-entry": cmd_desktop_entry,
 }
 
 

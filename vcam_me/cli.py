@@ -152,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     setup.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
                        help="where to fine-tune (default auto: the GPU when PyTorch sees one)")
     sub.add_parser("doctor", help="check this machine: camera, virtual camera driver, models, GPU")
+    entry = sub.add_parser("desktop-entry", help="AppImage: add vcam-me to your applications menu (or --remove it)")
+    entry.add_argument("--remove", action="store_true", help="take the menu entry and its icon out again")
 
     bench = sub.add_parser("bench", help="measure speed: fps, latency, CPU, per-stage cost")
     bench.add_argument("--driving", metavar="VIDEO", help="driving video (default: the bundled clip)")
