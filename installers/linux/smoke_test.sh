@@ -54,6 +54,13 @@ step() { echo "smoke: $*"; }
 step "vcam-me --version"
 bare "$exe" --version
 if [ "$exe" = "$work/vcam-me.AppImage" ]; then
+  step "vcam-me.AppImage desktop-entry, then --remove (the applications-menu entry)"
+  bare "$exe" desktop-entry
+  entry=$work/home/.local/share/applications/vcam-me.desktop
+  grep -qxF "Exec=\"$exe\"" "$entry" || { echo "smoke: the menu entry does not start the AppImage" >&2; exit 1; }
+  [ -s "$work/home/.local/share/icons/hicolor/256x256/apps/vcam-me.png" ] || { echo "smoke: no menu icon" >&2; exit 1; }
+  bare "$exe" desktop-entry --remove
+  [ ! -e "$entry" ] || { echo "smoke: desktop-entry --remove left the entry" >&2; exit 1; }
   step "vcam-me.AppImage --appimage-extract-and-run --version (no FUSE needed)"
   bare "$exe" --appimage-extract-and-run --version
   if [ -n "$(find /tmp -maxdepth 1 -name 'appimage_extracted_vcam-me.*' -newer "$work/home" -print -quit)" ]; then
