@@ -245,9 +245,11 @@ def _icu_tools_missing() -> str | None:
     return f"needs {', '.join(missing)}" if missing else None
 
 
-def _run_build_icu_step(tmp_path: Path, keep_lines: list[str] | None = None) -> tuple[subprocess.CompletedProcess, Path]:
+def _run_build_icu_step(tmp_path: Path, keep_lines: list[str] | None = None
+                        ) -> tuple[subprocess.CompletedProcess, Path, Path]:
     """build.sh's ICU step alone, on a bundle folder holding this environment's libicudata, its work
-    files under tmp_path; keep_lines replaces icu_data/keep.txt (in a copy of the folder)."""
+    files under tmp_path; keep_lines replaces icu_data/keep.txt (in a copy of the folder).
+    Returns the step's result, the bundle's library after it, and the environment's original."""
     pyside = Path(pytest.importorskip("PySide6").__file__).parent
     libraries = sorted((pyside / "Qt" / "lib").glob("libicudata.so.*"))
     if not libraries:
@@ -270,7 +272,7 @@ def _run_build_icu_step(tmp_path: Path, keep_lines: list[str] | None = None) -> 
     shutil.copy2(libraries[0], internal / "PySide6" / "Qt" / "lib")
     result = subprocess.run(["bash", "-c", f"set -euo pipefail\nPYTHON={sys.executable}\ninternal={internal}\n{step}"],
                             check=False, capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT)
-    return result, internal / "PySide6" / "Qt" / "lib" / libraries[0].name
+    return result, internal / "PySide6" / "Qt" / "lib" / libraries[0].name, libraries[0]
 
 
 @pytest.mark.skipif(_icu_tools_missing() is not None, reason=str(_icu_tools_missing()))
@@ -278,8 +280,7 @@ def test_the_build_reduces_qts_icu_data_and_qt_gives_the_same_results(tmp_path):
     """build.sh's ICU step on this environment's PySide6: the library it leaves has the same
     SONAME and symbol, a fraction of the size, and passed icu_data/check.py (Qt's results with
     the real and the reduced data compared)."""
-    original = next(Path(pytest.importorskip("PySide6").__file__).parent.glob("Qt/lib/libicudata.so.*"))
-    result, library = _run_build_icu_step(tmp_path)
+    result, library, original = _run_build_icu_step(tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "check: Qt gives the same results with the reduced ICU data" in result.stdout, result.stdout[-3000:]
     assert "ICU data reduced" in result.stdout, result.stderr[-3000:]
@@ -296,10 +297,9 @@ def test_the_build_keeps_the_real_icu_data_when_qt_would_answer_differently(tmp_
     """Without English time-zone names, Qt names zones differently in English: the check sees it
     and the real library stays, byte for byte."""
     keep = [line for line in (ICU_DATA / "keep.txt").read_text().splitlines() if not line.startswith("zone/en")]
-    result, library = _run_build_icu_step(tmp_path, keep)
+    result, library, original = _run_build_icu_step(tmp_path, keep)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "DIFFERS" in result.stdout and "keeping the full ICU data" in result.stderr, result.stdout[-3000:]
-    original = next(Path(pytest.importorskip("PySide6").__file__).parent.glob("Qt/lib/libicudata.so.*"))
     assert library.read_bytes() == original.read_bytes()
 
 
