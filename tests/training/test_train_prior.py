@@ -137,6 +137,44 @@ def test_cli_trains_exports_and_resumes(tmp_path):
     assert (out / "appearance.onnx").is_file() and (out / "geometry.onnx").is_file()
 
 
+@pytest.mark.slow
+def test_cli_exports_trained_weights_without_training(tmp_path):
+    """``--export-from``: the saved weights go to ONNX as they are (no step taken), at the
+    widths they were made with."""
+    torch.manual_seed(3)
+    net = TransferNet(NetConfig(widths=(8, 16, 24, 32)))
+    prior = tmp_path / "prior.pt"
+    torch.save(net.state_dict(), prior)
+    out = tmp_path / "export"
+    common = ["--clips", str(CLIP), "--max-frames", "4", "--stride", "15", "--cache-dir", str(tmp_path / "cache"),
+              "--out", str(out), "--latency-calls", "2"]
+    assert T.main(common + ["--export-from", str(prior)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["steps"] == 0 and "loss_last" not in report
+    assert report["settings"]["exported_from"] == str(prior)
+    assert max(report["onnx_parity_max_abs"].values()) < ONNX_PARITY_ATOL
+    assert not (out / T.CHECKPOINT).exists()
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(out / "appearance.onnx"), providers=["CPUExecutionProvider"])
+    size = session.get_inputs()[0].shape[-1]
+    x = np.random.default_rng(0).random((1, 3, size, size), dtype=np.float32)
+    c = np.zeros((1, T.N_CONDITION), np.float32)
+    residual, mask = session.run(None, {"warped": x, "condition": c})
+    with torch.no_grad():
+        want_residual, want_mask = net.appearance(torch.from_numpy(x), torch.from_numpy(c))
+    assert np.abs(residual - want_residual.numpy()).max() < ONNX_PARITY_ATOL
+    assert np.abs(mask - want_mask.numpy()).max() < ONNX_PARITY_ATOL
+
+
+def test_cli_export_from_needs_an_existing_file_and_steps_otherwise(tmp_path, capsys):
+    common = ["--clips", str(CLIP), "--out", str(tmp_path / "o")]
+    assert T.main(common + ["--export-from", str(tmp_path / "missing.pt")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert T.main(common) == 2
+    assert "--steps is required" in capsys.readouterr().err
+
+
 def test_face_l1_of_an_untrained_net_is_the_warp(data):
     net, _ = _fresh()
     l1 = T.face_l1(net, data)

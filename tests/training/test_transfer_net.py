@@ -88,3 +88,29 @@ def test_the_core_never_imports_torch():
         "sys.exit('torch' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False, timeout=120).returncode == 0
+
+
+def test_reducing_before_upsampling_is_the_same_function():
+    """The decoder reduces channels, then upsamples; that commutes with nearest upsampling, so
+    weights trained with the other order (the shipped prior was) keep their function."""
+    from torch.nn import functional as F
+
+    from vcam_me.training.transfer_net import _Up
+
+    torch.manual_seed(1)
+    up = _Up(32, 16, 8).eval()
+    for p in up.parameters():
+        nn.init.normal_(p, std=0.3)  # FiLM starts at zero; make every term count
+    x, skip, h = torch.rand(2, 32, 8, 8), torch.rand(2, 16, 16, 16), torch.rand(2, 8)
+    with torch.no_grad():
+        upsampled_first = up.fuse(torch.cat([up.reduce(F.interpolate(x, scale_factor=2.0, mode="nearest")), skip], 1))
+        gamma, beta = up.film(h).chunk(2, dim=1)
+        expected = upsampled_first * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
+        assert torch.allclose(up(x, skip, h), expected, atol=1e-5)
+
+
+def test_net_config_is_read_back_from_a_state_dict():
+    narrow = NetConfig(widths=(8, 12, 24, 40))
+    state = TransferNet(narrow).state_dict()
+    assert NetConfig.of_state_dict(state) == narrow
+    assert NetConfig.of_state_dict(TransferNet().state_dict()) == NetConfig()

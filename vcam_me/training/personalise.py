@@ -163,7 +163,7 @@ def load_prior(path: Path):
     from vcam_me.training.transfer_net import NetConfig, TransferNet
 
     state = torch.load(path, map_location="cpu", weights_only=True)
-    net = TransferNet(NetConfig())
+    net = TransferNet(NetConfig.of_state_dict(state))
     net.load_state_dict(state)
     return net
 

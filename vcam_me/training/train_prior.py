@@ -371,7 +371,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--clips", nargs="+", required=True, help="face videos (one person each) or folders of .mp4")
     ap.add_argument("--holdout", nargs="*", default=[], help="clips not trained on, only scored (face L1 in the report)")
-    ap.add_argument("--steps", type=int, required=True)
+    ap.add_argument("--steps", type=int, default=None, help="training steps (required unless --export-from)")
+    ap.add_argument("--export-from", type=Path, default=None, metavar="PRIOR.pt",
+                    help="train nothing: export this trained state dict (e.g. models/transfer_prior.pt) to ONNX "
+                         "with the current code, calibrating --int8 on the --clips recipe")
     ap.add_argument("--out", type=Path, required=True, help="folder for the checkpoint, ONNX files and report.json")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=3e-4)
@@ -388,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", type=float, default=None,
                     help="train on the first SPLIT fraction of each clip's frames only; report face L1 on the rest")
     ap.add_argument("--no-augment", action="store_true", help="no mirroring or colour jitter")
+    ap.add_argument("--widths", type=int, nargs=4, default=list(NetConfig.widths), metavar="W",
+                    help="U-Net channels at full, 1/2, 1/4 and 1/8 resolution (default: %(default)s)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
@@ -398,7 +403,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.steps < 1 or args.batch < 1:
+    if args.export_from is None and args.steps is None:
+        raise VcamError("--steps is required (or --export-from PRIOR.pt to export trained weights)")
+    if args.export_from is not None and not args.export_from.is_file():
+        raise VcamError(f"--export-from {args.export_from}: no such file")
+    if (args.steps is not None and args.steps < 1) or args.batch < 1:
         raise VcamError(f"--steps and --batch must be ≥ 1, got {args.steps}, {args.batch}")
     clips = _clip_paths(args.clips)
     torch.set_num_threads(args.threads)
@@ -413,6 +422,8 @@ def _run(args: argparse.Namespace) -> int:
     settings = {"clips": [c.name for c in clips], "batch": args.batch, "lr": args.lr, "seed": args.seed,
                 "max_frames": args.max_frames, "stride": args.stride, "basis": not args.no_basis,
                 "split": args.split, "augment": not args.no_augment}
+    if tuple(args.widths) != NetConfig.widths:  # recorded only when not the default, so older checkpoints still resume
+        settings["widths"] = list(args.widths)
 
     basis = None
     if not args.no_basis:
@@ -420,8 +431,14 @@ def _run(args: argparse.Namespace) -> int:
 
         with np.load(verified_model_path("au_basis")) as z:
             basis = z["basis"]
+    if args.export_from is not None:
+        # Exporting again (the network's code changed in a way that keeps its function, or
+        # the exporter did): the weights are the trained ones, untouched.
+        from vcam_me.training.personalise import load_prior
+
+        return _report_and_export(args, load_prior(args.export_from), data, clips, [], settings | {"exported_from": str(args.export_from)})
     torch.manual_seed(args.seed)
-    net = TransferNet(NetConfig(), basis)
+    net = TransferNet(NetConfig(widths=tuple(args.widths)), basis)
     optimiser = torch.optim.Adam(net.parameters(), lr=args.lr)
     ckpt = args.out / CHECKPOINT
     start, history = 0, []
@@ -446,14 +463,24 @@ def _run(args: argparse.Namespace) -> int:
         return 130
     progress.close()
     save_checkpoint(ckpt, net, optimiser, len(history), history, settings)
+    return _report_and_export(args, net, data, clips, history, settings)
 
+
+def _report_and_export(args: argparse.Namespace, net: TransferNet, data: TrainData, clips: list[Path],
+                       history: list, settings: dict) -> int:
+    """Score ``net`` (face L1 in sample, on held-back parts and hold-out clips), export it to
+    ONNX (and int8 with ``--int8``) in ``args.out``, write ``report.json``."""
+    net.eval()
     size = data.target.shape[-1]
     x, c = torch.rand(1, 3, size, size), torch.zeros(1, N_CONDITION)
     report: dict = {
         "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
         "settings": settings, "samples": len(data), "steps": len(history),
-        "loss_first": history[0], "loss_last": history[-1],
-        "loss_last_50_mean": float(np.mean([h["total"] for h in history[-50:]])),
+    }
+    if history:
+        report |= {"loss_first": history[0], "loss_last": history[-1],
+                   "loss_last_50_mean": float(np.mean([h["total"] for h in history[-50:]]))}
+    report |= {
         "appearance_gmac": count_macs(net.appearance, x, c) / 1e9,
         "geometry_mmac": count_macs(net.geometry, c) / 1e6,
         "face_l1_in_sample": face_l1(net, data),
