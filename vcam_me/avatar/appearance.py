@@ -11,9 +11,9 @@ crop space. :class:`NeuralAvatarRenderer` wraps the mesh-warp renderer:
   milliseconds old still sits on the face as the head moves;
 - the network itself runs either inline (``asynchronous=False``: offline renders and
   evaluation, every frame, deterministic) or on its own thread (live: at most one call per
-  ``min_interval_ms``, 40 ms by default: 25 calls/s, a little under a 30 fps camera's rate,
-  to save CPU, and none while the face holds still (:data:`STILL_CONDITION`); never blocking
-  the 60 fps loop) — design.md §4.
+  ``min_interval_ms``: the ``[avatar] appearance_interval_ms`` setting, 60 ms by default, so
+  at most 15 calls/s, half a 30 fps camera's rate, to save CPU, and none while the face
+  holds still (:data:`STILL_CONDITION`); never blocking the 60 fps loop) — design.md §4.
 
 :func:`open_session` creates the ONNX Runtime session and reports the provider that really
 runs: onnxruntime-gpu falls back to the CPU silently when CUDA cannot start, so the
@@ -275,7 +275,7 @@ class NeuralAvatarRenderer:
     its last frame as ``last_mesh``.
     """
 
-    def __init__(self, warp, net: AppearanceNet, *, asynchronous: bool, min_interval_ms: float = 40.0) -> None:
+    def __init__(self, warp, net: AppearanceNet, *, asynchronous: bool, min_interval_ms: float = 60.0) -> None:
         self.warp = warp
         self.net = net
         self.asynchronous = asynchronous
