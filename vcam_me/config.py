@@ -138,7 +138,8 @@ class AvatarOptions:
     #: result is carried on the moving mesh in between. 60 (≤ 15 calls/s, at most 16.7 ms more
     #: stale than 40): with the shipped prior the residual on screen is then 1.37 grey levels
     #: from a fresh one on average (1.24 at 40 ms, 0.84 called every frame; liveportrait_d8),
-    #: and the network path costs about half the CPU it did at 40 ms (benchmarks/README.md).
+    #: and the network path costs 0.18 instead of 0.24 core over the warp alone
+    #: (benchmarks/README.md, "Live speed with the network", 24 Nov afternoon).
     appearance_interval_ms: int = 60
 
 
