@@ -425,18 +425,19 @@ def _run(args: argparse.Namespace) -> int:
     if tuple(args.widths) != NetConfig.widths:  # recorded only when not the default, so older checkpoints still resume
         settings["widths"] = list(args.widths)
 
+    if args.export_from is not None:
+        # Exporting again (the network's code changed in a way that keeps its function, or
+        # the exporter did): the weights are the trained ones, untouched.
+        from vcam_me.training.personalise import load_prior
+
+        settings["exported_from"] = str(args.export_from)
+        return _report_and_export(args, load_prior(args.export_from), data, clips, [], settings)
     basis = None
     if not args.no_basis:
         from vcam_me.models import verified_model_path
 
         with np.load(verified_model_path("au_basis")) as z:
             basis = z["basis"]
-    if args.export_from is not None:
-        # Exporting again (the network's code changed in a way that keeps its function, or
-        # the exporter did): the weights are the trained ones, untouched.
-        from vcam_me.training.personalise import load_prior
-
-        return _report_and_export(args, load_prior(args.export_from), data, clips, [], settings | {"exported_from": str(args.export_from)})
     torch.manual_seed(args.seed)
     net = TransferNet(NetConfig(widths=tuple(args.widths)), basis)
     optimiser = torch.optim.Adam(net.parameters(), lr=args.lr)
