@@ -422,16 +422,19 @@ def _run(args: argparse.Namespace) -> int:
     settings = {"clips": [c.name for c in clips], "batch": args.batch, "lr": args.lr, "seed": args.seed,
                 "max_frames": args.max_frames, "stride": args.stride, "basis": not args.no_basis,
                 "split": args.split, "augment": not args.no_augment}
-    if tuple(args.widths) != NetConfig.widths:  # recorded only when not the default, so older checkpoints still resume
-        settings["widths"] = list(args.widths)
 
     if args.export_from is not None:
         # Exporting again (the network's code changed in a way that keeps its function, or
         # the exporter did): the weights are the trained ones, untouched.
         from vcam_me.training.personalise import load_prior
 
+        net = load_prior(args.export_from)  # at the widths it was trained with; --widths does not apply
         settings["exported_from"] = str(args.export_from)
-        return _report_and_export(args, load_prior(args.export_from), data, clips, [], settings)
+        if net.config.widths != NetConfig.widths:
+            settings["widths"] = list(net.config.widths)
+        return _report_and_export(args, net, data, clips, [], settings)
+    if tuple(args.widths) != NetConfig.widths:  # recorded only when not the default, so older checkpoints still resume
+        settings["widths"] = list(args.widths)
     basis = None
     if not args.no_basis:
         from vcam_me.models import verified_model_path
