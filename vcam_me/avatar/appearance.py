@@ -277,7 +277,9 @@ class NeuralAvatarRenderer:
     its last frame as ``last_mesh``.
     """
 
-    def __init__(self, warp, net: AppearanceNet, *, asynchronous: bool, min_interval_ms: float = 60.0) -> None:
+    def __init__(self, warp, net: AppearanceNet, *, asynchronous: bool, min_interval_ms: float = 0.0) -> None:
+        # min_interval_ms only paces the asynchronous worker; its default lives in the config
+        # ([avatar] appearance_interval_ms), which the composition root passes in.
         self.warp = warp
         self.net = net
         self.asynchronous = asynchronous
