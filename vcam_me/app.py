@@ -22,7 +22,7 @@ from pathlib import Path
 
 from vcam_me.clock import now_ms
 from vcam_me.config import PROJECT_ROOT, AppConfig, load_config, user_config_path
-from vcam_me.errors import AvatarError, ConfigError, OutputError, TrackingError, VcamError
+from vcam_me.errors import AvatarError, ConfigError, ModelError, OutputError, TrackingError, VcamError
 
 log = logging.getLogger("vcam_me")
 
@@ -273,12 +273,14 @@ def appearance_files(avatar):
     return AppearanceFiles(verified_model_path("transfer_appearance"), verified_model_path("transfer_appearance_int8"))
 
 
-def build_renderer(avatar, size: tuple[int, int], cfg: AppConfig, *, live: bool = False):
+def build_renderer(avatar, size: tuple[int, int], cfg: AppConfig, *, live: bool = False, basis=None):
     """The avatar renderer the configuration asks for. ``live``: the appearance network runs
-    on its own thread at the camera's rate; otherwise inline, every frame (deterministic)."""
+    on its own thread at the camera's rate; otherwise inline, every frame (deterministic).
+    ``basis``: an :class:`~vcam_me.avatar.AUBasis` instead of the shipped one (evaluation of
+    a recalibrated basis)."""
     from vcam_me import avatar as avatar_stage
 
-    warp = avatar_stage.AvatarRenderer.create(avatar, size, cfg.avatar, cache_dir=user_cache_dir() / "warp")
+    warp = avatar_stage.AvatarRenderer.create(avatar, size, cfg.avatar, basis=basis, cache_dir=user_cache_dir() / "warp")
     mode = cfg.avatar.appearance
     if mode == "warp" or (mode == "auto" and not avatar.network_files()):
         return warp
@@ -1784,6 +1786,19 @@ def cmd_bench(args, cfg: AppConfig) -> int:
     return 0
 
 
+def _eval_basis(args):
+    """The AU basis of ``--basis`` (a recalibrated copy to compare with the shipped one), or
+    None for the shipped, hash-checked basis."""
+    path = getattr(args, "basis", None)
+    if not path:
+        return None
+    from vcam_me.avatar import AUBasis
+
+    if not Path(path).is_file():
+        raise ModelError(f"--basis {path}: no such file")
+    return AUBasis.load(path)
+
+
 def _eval_inputs(args, cfg: AppConfig, default_clips: tuple[str, ...]):
     """(clips, size, avatar, consent) of an eval command: ``--driving`` or the default real
     clips of ../shared (the bundled clip when it is absent), every clip opened once so a bad
@@ -1815,6 +1830,7 @@ def cmd_eval(args, cfg: AppConfig) -> int:
     from vcam_me.evaluation.closed_loop import Stages, run_clips
 
     clips, size, avatar, consent = _eval_inputs(args, cfg, EVAL_CLIPS)
+    basis = _eval_basis(args)
 
     def make_stages(clip: Path) -> Stages:
         return Stages(
@@ -1822,7 +1838,7 @@ def cmd_eval(args, cfg: AppConfig) -> int:
             driver_tracker=build_tracker(cfg, "video"),
             output_tracker=build_tracker(cfg, "video"),
             make_expression=lambda observations: build_expression(cfg, offline=True, observations=observations),
-            renderer=build_renderer(avatar, size, cfg),
+            renderer=build_renderer(avatar, size, cfg, basis=basis),
             stamper=build_stamper(cfg, size, consent),
         )
 
@@ -2119,7 +2135,8 @@ def still_driver(observations: list, seconds: float, fps: float = 30.0) -> list:
             for i in range(int(seconds * fps))]
 
 
-def micro_renderer(cfg: AppConfig, avatar, consent, size: tuple[int, int], driver: list, fps: int = 60):
+def micro_renderer(cfg: AppConfig, avatar, consent, size: tuple[int, int], driver: list, fps: int = 60, *,
+                   basis=None):
     """``render(script)`` for :mod:`vcam_me.evaluation.micro_loop`: the avatar driven by
     ``driver`` exactly as ``vcam-me render`` draws it, with ``script`` (JSON entries, or None
     for nothing injected) played by a fresh engine, every output frame re-tracked."""
@@ -2134,7 +2151,7 @@ def micro_renderer(cfg: AppConfig, avatar, consent, size: tuple[int, int], drive
     from vcam_me.pipeline import render_offline
 
     library = MicroLibrary.load(*micro_library_paths(cfg))
-    renderer = build_renderer(avatar, size, cfg)
+    renderer = build_renderer(avatar, size, cfg, basis=basis)
     stamper = build_stamper(cfg, size, consent)
     seed = 0 if cfg.micro.seed == "random" else int(cfg.micro.seed)
 
@@ -2162,6 +2179,7 @@ def cmd_eval_micro(args, cfg: AppConfig) -> int:
     from vcam_me.evaluation import micro_loop as L
 
     clips, size, avatar, consent = _eval_inputs(args, cfg, MICRO_EVAL_CLIPS)
+    basis = _eval_basis(args)
     results, drivers, natural = [], {}, {}
     for clip in clips:
         with _open_driving(clip) as source:
@@ -2173,7 +2191,7 @@ def cmd_eval_micro(args, cfg: AppConfig) -> int:
         drivers["still neutral face"] = still_driver(drivers[clips[0].name], still_seconds)
     types = None
     for k, (name, driver) in enumerate(drivers.items()):
-        render, library = micro_renderer(cfg, avatar, consent, size, driver)
+        render, library = micro_renderer(cfg, avatar, consent, size, driver, basis=basis)
         types = types or [t for t in library.names if t not in L.NOT_SPOTTED_TYPES]
         duration = driver[-1].timestamp_ms if driver else 0
         script = L.plan_script(types, duration, seed=args.seed + k)
@@ -2187,7 +2205,8 @@ def cmd_eval_micro(args, cfg: AppConfig) -> int:
     sensitivity = None
     if args.peaks and "still neutral face" in drivers:
         # long enough for every type three times, 1.2 s apart (micro_loop.sensitivity)
-        render, _ = micro_renderer(cfg, avatar, consent, size, still_driver(drivers[clips[0].name], 3 * 1.2 * len(types) + 2))
+        render, _ = micro_renderer(cfg, avatar, consent, size, still_driver(drivers[clips[0].name], 3 * 1.2 * len(types) + 2),
+                                   basis=basis)
         table = L.sensitivity(render, types, args.peaks, seed=args.seed)
         sensitivity = {t: {"spotted_with_right_au_and_side": row, "needed_peak": L.needed_peak(row)} for t, row in table.items()}
     result = {

@@ -179,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--avatar", metavar="A", help="avatar (default: the bundled sample)")
     ev.add_argument("--driving", metavar="VIDEO", nargs="+", help="driving videos (default: the real clips in ../shared/data/driving)")
     ev.add_argument("--size", type=_size, default=(1280, 720), metavar="WxH", help="render size (default 1280x720)")
+    ev.add_argument("--basis", metavar="FILE.npz", help="fidelity, micro: draw with this AU basis (a recalibrated copy) "
+                                                      "instead of the shipped one")
     ev.add_argument("--out", metavar="FILE.json", help="write the results as JSON here too")
     ev.add_argument("--still-seconds", type=float, default=30.0, metavar="S",
                     help="micro: length of the still neutral driver (0: none; default 30)")

@@ -22,3 +22,29 @@ def test_eval_scores_a_real_clip(shared_file, private_user_dirs):
     assert 0 < row["aed_ratio"] < 1.0
     assert any(r is not None and r > 0.7 for r in row["pearson_r"].values())
     assert set(row["targets"]) == {"aed_ratio <= 0.4", "apd_ratio <= 0.4", "pearson_r >= 0.7 for every moving AU"}
+
+
+def test_eval_draws_with_the_basis_it_is_given(shared_file, private_user_dirs):
+    """--basis replaces the shipped basis: one whose displacements are all zero moves no
+    expression, so the avatar scores like a frozen face on expression (AED ratio near 1)."""
+    import numpy as np
+
+    from vcam_me.models import verified_model_path
+
+    tmp_path = private_user_dirs
+    clip = shared_file("driving/pyfeat_single_face.mp4")
+    with np.load(verified_model_path("au_basis")) as data:
+        stored = {k: data[k] for k in data.files}
+    stored["basis"] = np.zeros_like(stored["basis"])
+    still = tmp_path / "still_basis.npz"
+    np.savez(still, **stored)
+    out = tmp_path / "eval.json"
+    main(["eval", "--driving", str(clip), "--size", "640x360", "--basis", str(still), "--out", str(out)])
+    row = json.loads(out.read_text())["clips"]["pyfeat_single_face.mp4"]
+    assert row["aed_ratio"] > 0.8  # the shipped basis scores about 0.5 on this clip
+
+
+def test_eval_names_a_missing_basis_file(private_user_dirs, capsys):
+    rc = main(["eval", "--basis", str(private_user_dirs / "nope.npz")])
+    assert rc != 0
+    assert "--basis" in capsys.readouterr().err
