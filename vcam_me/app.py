@@ -1799,6 +1799,12 @@ def _eval_basis(args):
     return AUBasis.load(path)
 
 
+def _basis_label(args) -> str:
+    """What the results say was drawn with: the ``--basis`` file, or the shipped basis."""
+    path = getattr(args, "basis", None)
+    return str(Path(path).resolve()) if path else "shipped (models/au_basis.npz)"
+
+
 def _eval_inputs(args, cfg: AppConfig, default_clips: tuple[str, ...]):
     """(clips, size, avatar, consent) of an eval command: ``--driving`` or the default real
     clips of ../shared (the bundled clip when it is absent), every clip opened once so a bad
@@ -1821,6 +1827,8 @@ def cmd_eval(args, cfg: AppConfig) -> int:
 
     from vcam_me.bench import machine_info, write_results
 
+    if getattr(args, "basis", None) and getattr(args, "what", "fidelity") in ("renderers", "identity"):
+        raise ConfigError(f"--basis applies to eval fidelity and eval micro, not eval {args.what}")
     if getattr(args, "what", "fidelity") == "micro":
         return cmd_eval_micro(args, cfg)
     if getattr(args, "what", "fidelity") == "renderers":
@@ -1848,6 +1856,7 @@ def cmd_eval(args, cfg: AppConfig) -> int:
         date=datetime.datetime.now().isoformat(timespec="seconds"),
         machine=machine_info(),
         avatar=str(getattr(avatar, "folder", args.avatar)),
+        basis=_basis_label(args),
         size=list(size),
     )
     write_results(result, args.out)
@@ -2214,6 +2223,7 @@ def cmd_eval_micro(args, cfg: AppConfig) -> int:
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "machine": machine_info(),
         "avatar": str(getattr(avatar, "folder", args.avatar)),
+        "basis": _basis_label(args),
         "size": list(size),
         "intensity": cfg.micro.intensity,
         "spotter": vars(L.DEFAULT_SPOTTER),

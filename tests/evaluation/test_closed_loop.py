@@ -40,11 +40,19 @@ def test_eval_draws_with_the_basis_it_is_given(shared_file, private_user_dirs):
     np.savez(still, **stored)
     out = tmp_path / "eval.json"
     main(["eval", "--driving", str(clip), "--size", "640x360", "--basis", str(still), "--out", str(out)])
-    row = json.loads(out.read_text())["clips"]["pyfeat_single_face.mp4"]
+    result = json.loads(out.read_text())
+    row = result["clips"]["pyfeat_single_face.mp4"]
     assert row["aed_ratio"] > 0.8  # the shipped basis scores about 0.5 on this clip
+    assert result["basis"] == str(still.resolve())
 
 
 def test_eval_names_a_missing_basis_file(private_user_dirs, capsys):
     rc = main(["eval", "--basis", str(private_user_dirs / "nope.npz")])
     assert rc != 0
     assert "--basis" in capsys.readouterr().err
+
+
+def test_eval_refuses_a_basis_where_it_would_be_ignored(private_user_dirs, capsys):
+    rc = main(["eval", "renderers", "--basis", str(private_user_dirs / "any.npz")])
+    assert rc != 0
+    assert "--basis applies to eval fidelity and eval micro" in capsys.readouterr().err
