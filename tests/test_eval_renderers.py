@@ -33,7 +33,10 @@ def test_eval_renderers_scores_three_renderers_on_held_back_frames(short_clip, p
         for key in ("face_psnr", "mouth_psnr", "eyes_psnr"):
             assert 5 < r[key] < 60
         assert 0 < r["face_ssim"] <= 1 and r["identity_to_avatar_mean"] is not None
-    assert set(result["summary"]) == {"warp_only", "generic", "personalised"}
+    # the person's own held-back frames, described at the same frames as the renders
+    real = row["real_frames"]
+    assert real["frames"] >= 3 and 0 < real["identity_to_avatar_mean"] <= real["identity_to_avatar_max"] < 0.6
+    assert set(result["summary"]) == {"warp_only", "generic", "personalised", "real_frames"}
 
 
 def test_eval_identity_compares_the_render_with_avatar_and_driver(short_clip, private_user_dirs):

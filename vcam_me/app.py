@@ -1873,16 +1873,18 @@ RENDERER_EVAL_CLIPS = (
 SHEET_CLIPS = ("pyfeat_WolfgangLanger_Pexels.mp4",)
 
 
-def _track_clip_for_renderers(clip: Path, cfg: AppConfig, first_held_back: int, keep: set[int]):
+def _track_clip_for_renderers(clip: Path, cfg: AppConfig, first_held_back: int, keep: set[int], describe=None):
     """Track every frame of ``clip``; keep the aligned crops of the held-back frames and the
-    full frames at the indices in ``keep``. Returns (observations, HeldBack, kept frames)."""
+    full frames at the indices in ``keep``; with ``describe(image, landmarks)``, also the face
+    descriptors of the real held-back frames the renders are described at (every
+    ``IDENTITY_EVERY``-th). Returns (observations, HeldBack, kept frames, real descriptors)."""
     from vcam_me.avatar import mesh
-    from vcam_me.evaluation.renderers import HeldBack, aligned_crop
+    from vcam_me.evaluation.renderers import IDENTITY_EVERY, HeldBack, aligned_crop
     from vcam_me.types import Frame
 
     source = _open_driving(clip)
     tracker = build_tracker(cfg, "video")
-    held, kept, observations = HeldBack(), {}, []
+    held, kept, observations, described = HeldBack(), {}, [], {}
     try:
         for frame, pts in source.iter_timed():
             obs = tracker.track(Frame(frame.image, int(pts) + 1, frame.index))
@@ -1894,10 +1896,12 @@ def _track_clip_for_renderers(clip: Path, cfg: AppConfig, first_held_back: int, 
                 got = aligned_crop(frame.image, mesh.landmarks_to_pixels(obs.landmarks, obs.image_size))
                 if got is not None:
                     held.crops[k], held.landmarks[k] = got
+                if describe is not None and (k - first_held_back) % IDENTITY_EVERY == 0:
+                    described[k] = describe(frame.image, obs.landmarks)
     finally:
         tracker.close()
         source.close()
-    return observations, held, kept
+    return observations, held, kept, described
 
 
 def _avatar_from_frame(image, cfg: AppConfig):
@@ -1957,7 +1961,8 @@ def cmd_eval_renderers(args, cfg: AppConfig) -> int:
         cut = part["first_held_back_frame"]
         # a few held-back frames of a clip that may be shown go into the picture sheet
         show = {cut + 12, cut + 40, cut + 80} if clip.name in SHEET_CLIPS else set()
-        observations, held, kept = _track_clip_for_renderers(clip, cfg, cut, show | {part["reference_frame"]})
+        observations, held, kept, real = _track_clip_for_renderers(clip, cfg, cut, show | {part["reference_frame"]},
+                                                                   describe=describer.describe)
         avatar = _avatar_from_frame(kept[part["reference_frame"]], cfg)
         ref_obs = observations[part["reference_frame"]]
         ref_px = mesh_mod.landmarks_to_pixels(ref_obs.landmarks, ref_obs.image_size)
@@ -1968,7 +1973,11 @@ def cmd_eval_renderers(args, cfg: AppConfig) -> int:
             "personalised": _neural(avatar, size, cfg, AppearanceFiles(part["fp32"], part["int8"])),
         }
         row = {"first_held_back_frame": cut, "reference_frame": part["reference_frame"],
-               "held_back_face_l1_crops": part["held_back_face_l1"]}
+               "held_back_face_l1_crops": part["held_back_face_l1"],
+               # what the person's own held-back frames score against their reference frame:
+               # the identity distance a perfect self-reenactment would have
+               "real_frames": _identity_row(real.values(), references["avatar"])}
+        print(f"  real frames   identity {row['real_frames'].get('identity_to_avatar_mean')}", file=sys.stderr)
         shots: dict = {k: {} for k in show}
         for name, renderer in renderers.items():
             expression = build_expression(cfg, offline=True, observations=observations[:cut])
@@ -2085,13 +2094,22 @@ def cmd_eval_identity(args, cfg: AppConfig) -> int:
     return 0 if every else 1
 
 
+def _identity_row(descriptors, reference) -> dict:
+    """Mean and largest descriptor distance of ``descriptors`` to ``reference``."""
+    import numpy as np
+
+    d = [float(np.linalg.norm(np.asarray(x) - reference)) for x in descriptors]
+    return {"identity_to_avatar_mean": round(float(np.mean(d)), 4) if d else None,
+            "identity_to_avatar_max": round(float(np.max(d)), 4) if d else None, "frames": len(d)}
+
+
 def _renderer_summary(rows: dict) -> dict:
     import numpy as np
 
     keys = ("face_psnr", "face_ssim", "mouth_psnr", "mouth_ssim", "eyes_psnr", "eyes_ssim", "aed_ratio", "apd_ratio",
             "min_pearson_r", "identity_to_avatar_mean", "identity_to_avatar_max")
     out = {}
-    for name in ("warp_only", "generic", "personalised"):
+    for name in ("warp_only", "generic", "personalised", "real_frames"):
         out[name] = {}
         for key in keys:
             values = [r[name].get(key) for r in rows.values() if r.get(name, {}).get(key) is not None]
