@@ -2098,9 +2098,10 @@ def _identity_row(descriptors, reference) -> dict:
     """Mean and largest descriptor distance of ``descriptors`` to ``reference``."""
     import numpy as np
 
+    from vcam_me.evaluation.renderers import identity_fields
+
     d = [float(np.linalg.norm(np.asarray(x) - reference)) for x in descriptors]
-    return {"identity_to_avatar_mean": round(float(np.mean(d)), 4) if d else None,
-            "identity_to_avatar_max": round(float(np.max(d)), 4) if d else None, "frames": len(d)}
+    return identity_fields(d, "avatar") | {"frames": len(d)}
 
 
 def _renderer_summary(rows: dict) -> dict:

@@ -18,6 +18,7 @@ and the personalised network (the core never imports the training code).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -167,6 +168,11 @@ def score_renderer(
             row[f"{name}_ssim"] = round(float(np.nanmean(arr[:, 1])), 4)
     row["quality_frames"] = len(quality["face"])
     for name, values in distances.items():
-        row[f"identity_to_{name}_mean"] = round(float(np.mean(values)), 4) if values else None
-        row[f"identity_to_{name}_max"] = round(float(np.max(values)), 4) if values else None
+        row.update(identity_fields(values, name))
     return row
+
+
+def identity_fields(distances: Sequence[float], name: str) -> dict:
+    """``identity_to_{name}_mean`` and ``…_max`` of descriptor distances (None when there are none)."""
+    return {f"identity_to_{name}_mean": round(float(np.mean(distances)), 4) if len(distances) else None,
+            f"identity_to_{name}_max": round(float(np.max(distances)), 4) if len(distances) else None}
