@@ -273,6 +273,21 @@ def appearance_files(avatar):
     return AppearanceFiles(verified_model_path("transfer_appearance"), verified_model_path("transfer_appearance_int8"))
 
 
+def geometry_refiner(avatar, cfg: AppConfig, *, own_only: bool = False):
+    """What refines the AU basis (``[avatar] geometry``): the avatar's own geometry head when
+    ``vcam-me setup`` made one, else the shipped generic one; ``None`` for "basis".
+    ``own_only``: the avatar's own or none (the evaluation's renderers keep them apart)."""
+    if cfg.avatar.geometry == "basis":
+        return None
+    from vcam_me.avatar.geometry_refiner import GeometryRefiner
+    from vcam_me.models import verified_model_path
+
+    own = (avatar.network_files() or {}).get("geometry")
+    if own is None and own_only:
+        return None
+    return GeometryRefiner.load(own or verified_model_path("transfer_geometry_refinement"))
+
+
 def build_renderer(avatar, size: tuple[int, int], cfg: AppConfig, *, live: bool = False, basis=None):
     """The avatar renderer the configuration asks for. ``live``: the appearance network runs
     on its own thread at the camera's rate; otherwise inline, every frame (deterministic).
@@ -280,7 +295,8 @@ def build_renderer(avatar, size: tuple[int, int], cfg: AppConfig, *, live: bool 
     a recalibrated basis)."""
     from vcam_me import avatar as avatar_stage
 
-    warp = avatar_stage.AvatarRenderer.create(avatar, size, cfg.avatar, basis=basis, cache_dir=user_cache_dir() / "warp")
+    warp = avatar_stage.AvatarRenderer.create(avatar, size, cfg.avatar, basis=basis, cache_dir=user_cache_dir() / "warp",
+                                              refiner=geometry_refiner(avatar, cfg))
     mode = cfg.avatar.appearance
     if mode == "warp" or (mode == "auto" and not avatar.network_files()):
         return warp
@@ -1913,11 +1929,11 @@ def _avatar_from_frame(image, cfg: AppConfig):
     return avatar_stage.create_avatar(image, faces, None, min_face_px=64, source_name="evaluation reference frame")
 
 
-def _neural(avatar, size, cfg: AppConfig, files):
+def _neural(avatar, size, cfg: AppConfig, files, refiner=None):
     from vcam_me.avatar import AvatarRenderer
     from vcam_me.avatar.appearance import AppearanceNet, NeuralAvatarRenderer
 
-    warp = AvatarRenderer.create(avatar, size, cfg.avatar)
+    warp = AvatarRenderer.create(avatar, size, cfg.avatar, refiner=refiner)
     warp.draw_details = False
     net = AppearanceNet.load(files, device=cfg.avatar.appearance_device, threads=cfg.avatar.appearance_threads)
     return NeuralAvatarRenderer(warp, net, asynchronous=False)
@@ -1931,6 +1947,7 @@ def cmd_eval_renderers(args, cfg: AppConfig) -> int:
     from vcam_me.avatar import AvatarRenderer
     from vcam_me.avatar import mesh as mesh_mod
     from vcam_me.avatar.appearance import AppearanceFiles
+    from vcam_me.avatar.geometry_refiner import GeometryRefiner
     from vcam_me.bench import machine_info, write_results
     from vcam_me.errors import SetupError
     from vcam_me.evaluation.renderers import aligned_crop, posed_mesh, score_renderer
@@ -1969,8 +1986,10 @@ def cmd_eval_renderers(args, cfg: AppConfig) -> int:
         references = {"avatar": describer.describe(kept[part["reference_frame"]], ref_obs.landmarks)}
         renderers = {
             "warp_only": AvatarRenderer.create(avatar, size, cfg.avatar),
-            "generic": _neural(avatar, size, cfg, generic),
-            "personalised": _neural(avatar, size, cfg, AppearanceFiles(part["fp32"], part["int8"])),
+            # each network renderer with its own geometry head (the warp keeps the basis alone)
+            "generic": _neural(avatar, size, cfg, generic, geometry_refiner(avatar, cfg)),
+            "personalised": _neural(avatar, size, cfg, AppearanceFiles(part["fp32"], part["int8"]),
+                                    None if cfg.avatar.geometry == "basis" else GeometryRefiner.load(part["geometry"])),
         }
         row = {"first_held_back_frame": cut, "reference_frame": part["reference_frame"],
                "held_back_face_l1_crops": part["held_back_face_l1"],

@@ -68,7 +68,10 @@ def test_setup_writes_an_avatar_with_its_own_network_and_resumes_after_cancel(sh
 
     avatar = Avatar.load(out)
     net = avatar.network_files()
-    assert net is not None and net["fp32"].is_file() and net["int8"].is_file()
+    assert net is not None and net["fp32"].is_file() and net["int8"].is_file() and net["geometry"].is_file()
+    from vcam_me.avatar.geometry_refiner import GeometryRefiner
+
+    assert GeometryRefiner.load(net["geometry"])(np.zeros((1, 50), np.float32)).shape == (478, 3)
     cal = json.loads((out / "calibration.json").read_text())
     assert np.all(np.array(cal["maximum"]) > np.array(cal["baseline"]))
 

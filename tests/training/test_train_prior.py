@@ -135,6 +135,7 @@ def test_cli_trains_exports_and_resumes(tmp_path):
     assert report["appearance_gmac"] <= 0.7
     assert max(report["onnx_parity_max_abs"].values()) < ONNX_PARITY_ATOL
     assert (out / "appearance.onnx").is_file() and (out / "geometry.onnx").is_file()
+    assert (out / "geometry_refinement.onnx").is_file() and report["geometry_refinement_latency_ms_1thread_median"] > 0
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ from torch import nn
 from vcam_me.training.reenact_data import CROP_SIZE, N_CONDITION
 from vcam_me.training.transfer_net import (
     N_VERTICES,
+    GeometryRefinement,
     NetConfig,
     TransferNet,
     composite,
@@ -80,6 +81,27 @@ def test_runs_at_other_crop_sizes(net):
     with torch.no_grad():
         _, residual, _ = net(torch.rand(1, 3, 64, 64), torch.rand(1, N_CONDITION))
     assert residual.shape == (1, 3, 64, 64)
+
+
+def test_the_geometry_refinement_is_the_heads_mlp_anchored_at_rest(tmp_path):
+    torch.manual_seed(1)
+    net = TransferNet().eval()
+    for p in net.geometry.mlp.parameters():  # a trained-looking head (the last layer starts at zero)
+        nn.init.normal_(p, std=0.05)
+    c = torch.rand(3, N_CONDITION)
+    refinement = GeometryRefinement(net.geometry)
+    with torch.no_grad():
+        want = (net.geometry.mlp(c) - net.geometry.mlp(torch.zeros(1, N_CONDITION))).reshape(-1, N_VERTICES, 3)
+        np.testing.assert_allclose(refinement(c).numpy(), want.numpy(), atol=1e-6)
+        assert float(refinement(torch.zeros(1, N_CONDITION)).abs().max()) == 0.0
+        assert float(net.geometry.mlp(torch.zeros(1, N_CONDITION)).abs().max()) > 0.01, "the head alone is not anchored"
+
+    from vcam_me.avatar.geometry_refiner import GeometryRefiner
+    from vcam_me.training.train_prior import export_geometry_refinement
+
+    runtime = GeometryRefiner.load(export_geometry_refinement(net, tmp_path))
+    with torch.no_grad():
+        np.testing.assert_allclose(runtime(c[:1].numpy()), refinement(c[:1])[0].numpy(), atol=1e-5)
 
 
 def test_the_core_never_imports_torch():

@@ -119,7 +119,7 @@ def cuda_report(ort) -> str:
     return f"{libraries}; {driver}"
 
 
-def open_session(path: Path, *, device: str = "auto", threads: int = 1):
+def open_session(path: Path, *, device: str = "auto", threads: int = 1, what: str = "appearance network"):
     """ONNX Runtime session for ``path``; returns ``(session, provider actually used)``.
 
     ``device``: "cpu", "gpu" (CUDA, warning when it is not really used) or "auto" (CUDA when
@@ -139,10 +139,10 @@ def open_session(path: Path, *, device: str = "auto", threads: int = 1):
     try:
         session = ort.InferenceSession(str(path), opts, providers=providers)
     except Exception as err:  # onnxruntime raises its own exception types for bad files
-        raise ModelError(f"appearance network {path} cannot be loaded: {str(err).splitlines()[0]}") from None
+        raise ModelError(f"{what} {path} cannot be loaded: {str(err).splitlines()[0]}") from None
     actual = session.get_providers()[0]
     if device == "gpu" and actual != CUDA:
-        log.warning("appearance network: CUDA was asked for but %s runs it (no usable GPU or CUDA libraries)", actual)
+        log.warning("%s: CUDA was asked for but %s runs it (no usable GPU or CUDA libraries)", what, actual)
     return session, actual
 
 

@@ -7,8 +7,8 @@ Folder layout (every file's sha256 is in ``avatar.json``; :meth:`Avatar.load` ch
     landmarks.npy     (478, 3) float32 MediaPipe-normalised landmarks of the portrait
     transform.npy     (4, 4) float32 MediaPipe facial transformation matrix (canonical → camera, cm)
     blendshapes.npy   (52,) float32 the portrait's own blendshape scores (its rest expression)
-    network/          optional, a personalised appearance network (``vcam-me setup``):
-                      appearance.onnx (fp32) and appearance.int8.onnx, named in
+    network/          optional, a personalised network (``vcam-me setup``): appearance.onnx
+                      (fp32), appearance.int8.onnx and geometry_refinement.onnx, named in
                       ``avatar.json`` under "network" and hash-checked like the rest
 
 :func:`create_avatar` is pure apart from writing the folder: the caller runs the face
@@ -88,6 +88,8 @@ MANIFEST_CHECKSUM = "manifest_sha256"
 #: Every field ``avatar.json`` may hold. Another one means a damaged manifest (a changed bit
 #: in the checksum's own name would otherwise read as an older avatar without it) or one
 #: from a newer vcam-me.
+#: What ``avatar.json``'s "network" may name.
+NETWORK_KINDS = frozenset({"fp32", "int8", "geometry"})
 MANIFEST_FIELDS = frozenset({"format", "version", "created", "source", "image_size", "files", "network",
                              "extra_files", MANIFEST_CHECKSUM})
 
@@ -139,7 +141,8 @@ class Avatar:
         return hashlib.sha256(text.encode()).hexdigest()
 
     def network_files(self) -> dict[str, Path] | None:
-        """The avatar's own appearance network, ``{"fp32": path, "int8": path or absent}``, or
+        """The avatar's own network, ``{"fp32": path, "int8": path, "geometry": path}`` (the
+        last two may be absent: avatars set up before the geometry refinement have none), or
         ``None`` when it has none (a photo avatar: the shipped generic prior draws it)."""
         names = self.meta.get("network")
         if not names or self.folder is None:
@@ -214,13 +217,13 @@ def _load_array(path: Path, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _check_network(meta: dict, files: dict, meta_path: Path) -> None:
-    """``"network"`` (``{"fp32": file, "int8": file}``) and ``"extra_files"`` in ``avatar.json``
-    name only files that ``"files"`` hashes."""
+    """``"network"`` (``{"fp32": file, "int8": file, "geometry": file}``) and ``"extra_files"``
+    in ``avatar.json`` name only files that ``"files"`` hashes."""
     network = meta.get("network")
     if network is None:
         network = {}
-    if not isinstance(network, dict) or not network.keys() <= {"fp32", "int8"} or (network and "fp32" not in network):
-        raise AvatarError(f"{meta_path}: 'network' must be {{\"fp32\": file, \"int8\": file}}")
+    if not isinstance(network, dict) or not network.keys() <= NETWORK_KINDS or (network and "fp32" not in network):
+        raise AvatarError(f"{meta_path}: 'network' must be {{\"fp32\": file, \"int8\": file, \"geometry\": file}}")
     for kind, name in network.items():
         if not isinstance(name, str) or name not in files:
             raise AvatarError(f"{meta_path}: network.{kind} = {name!r} is not one of the hashed files")
@@ -361,9 +364,11 @@ def save_avatar(avatar: Avatar, out: Path) -> Avatar:
     return Avatar(avatar.image, avatar.landmarks, avatar.transform, avatar.blendshapes, files, avatar.meta, out)
 
 
-def add_network(avatar: Avatar, fp32: Path, int8: Path | None = None, calibration: Path | None = None) -> Avatar:
-    """Copy a personalised appearance network (and the owner's calibration) into a saved
-    avatar folder and bind them in ``avatar.json`` by hash; returns the avatar as loaded back.
+def add_network(avatar: Avatar, fp32: Path, int8: Path | None = None, calibration: Path | None = None, *,
+                geometry: Path | None = None) -> Avatar:
+    """Copy a personalised appearance network (and the owner's geometry refinement and
+    calibration) into a saved avatar folder and bind them in ``avatar.json`` by hash; returns
+    the avatar as loaded back.
     The avatar's content ID changes, so consent is recorded after this, for the avatar as it
     will be used."""
     if avatar.folder is None:
@@ -374,6 +379,9 @@ def add_network(avatar: Avatar, fp32: Path, int8: Path | None = None, calibratio
     if int8 is not None:
         network["int8"] = "network/appearance.int8.onnx"
         copies[network["int8"]] = int8
+    if geometry is not None:
+        network["geometry"] = "network/geometry_refinement.onnx"
+        copies[network["geometry"]] = geometry
     if calibration is not None:
         copies["calibration.json"] = calibration
     try:

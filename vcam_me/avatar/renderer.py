@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from vcam_me.avatar import mesh as M
+from vcam_me.avatar.appearance import condition_of
 from vcam_me.avatar.avatar import Avatar
 from vcam_me.avatar.basis import FEATURE_NAMES, AUBasis, state_features
 from vcam_me.avatar.delaunay import delaunay_triangles
@@ -456,6 +457,8 @@ class AvatarRenderer:
         patches: list[DetailPatch | None] | None = None,
         pose_coupling: np.ndarray | None = None,
         mixing: np.ndarray | None = None,
+        refiner=None,
+        canonical_to_px: np.ndarray | None = None,
     ) -> None:
         self.canvas = canvas
         self.rest = rest
@@ -492,6 +495,10 @@ class AvatarRenderer:
         lips = np.asarray(_LIP_PAIRS)
         self._lips_up, self._lips_low = lips[:, 0], lips[:, 1]
         self._rest_gap = self._lip_gap(rest[:, :2])
+        # the geometry head's refinement of the basis (canonical frame → output pixels by
+        # canonical_to_px), or None: the basis alone
+        self._refiner = refiner if canonical_to_px is not None else None
+        self._canonical_to_px = None if canonical_to_px is None else np.asarray(canonical_to_px, np.float32)
 
     # -- construction ----------------------------------------------------------------------
     @classmethod
@@ -502,10 +509,13 @@ class AvatarRenderer:
         options: AvatarOptions | None = None,
         basis: AUBasis | None = None,
         cache_dir: Path | None = None,
+        refiner=None,
     ) -> "AvatarRenderer":
         """Precompute everything for ``avatar`` at output ``size = (W, H)``.
 
         ``basis`` defaults to the shipped, hash-checked ``models/au_basis.npz``.
+        ``refiner``: a :class:`~vcam_me.avatar.geometry_refiner.GeometryRefiner` whose output is
+        added to the basis's displacements (None: the basis alone).
         ``cache_dir``: where the warp (the slow part, about half a second) is kept once
         computed, keyed by the avatar's mesh, the size and the options, so switching to an
         avatar shown before is quick. A damaged cache file is recomputed.
@@ -573,7 +583,8 @@ class AvatarRenderer:
                                _lid_colour(canvas, rest, upper, unit, M.interocular(rest)), disc))
         return cls(canvas, rest, basis_px, pivot, ctrl3, matrix, bbox, grid, options.warp_downscale, eyes,
                    iod, basis.pose_gain.astype(np.float64), basis.gain.astype(np.float32), patches,
-                   basis.pose_coupling.astype(np.float32), basis.mixing.astype(np.float32))
+                   basis.pose_coupling.astype(np.float32), basis.mixing.astype(np.float32),
+                   refiner, to_px if refiner is not None else None)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -639,6 +650,10 @@ class AvatarRenderer:
         """``(478, 3) float32`` posed mesh in output pixels (x, y; z scaled like x)."""
         f = self.drive(state)
         v = self.rest + (f @ self._basis).reshape(-1, 3)
+        if self._refiner is not None:
+            # the head was trained on the features as tracked, before the gains and mixing
+            # that make the basis read back right
+            v += self._refiner(condition_of(state)) @ self._canonical_to_px
         self._fix_eyes(v, f)
         pose = self._pose(state)
         self._rotation = np.eye(3)

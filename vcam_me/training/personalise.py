@@ -10,8 +10,9 @@
 3. **fine-tune** the transfer network from the shipped prior on the capture's
    self-reenactment samples (its rest frame warped to every other frame), on the GPU when
    PyTorch sees one;
-4. **export** the appearance head to ONNX (fp32, and int8 for the CPU) and write the avatar
-   folder: the rest frame as the reference, the network, the calibration.
+4. **export** the appearance head to ONNX (fp32, and int8 for the CPU) and the owner's
+   refinement of the AU basis (the geometry head's non-linear part), and write the avatar
+   folder: the rest frame as the reference, the networks, the calibration.
 
 A checkpoint is written every :data:`CHECKPOINT_EVERY` steps into a work folder keyed by the
 capture's content and the settings, so an interrupted or cancelled run resumes where it
@@ -214,12 +215,13 @@ def fine_tune(net, data, *, steps: int, work: Path, settings: dict, device: str 
     return history
 
 
-def export_network(net, data, out_dir: Path) -> tuple[Path, Path]:
-    """``appearance.onnx`` and ``appearance.int8.onnx`` in ``out_dir``."""
-    from vcam_me.training.train_prior import export_onnx, quantize_int8
+def export_network(net, data, out_dir: Path) -> tuple[Path, Path, Path]:
+    """``appearance.onnx``, ``appearance.int8.onnx`` and ``geometry_refinement.onnx`` (the
+    owner's own refinement of the AU basis) in ``out_dir``."""
+    from vcam_me.training.train_prior import export_geometry_refinement, export_onnx, quantize_int8
 
     appearance, _ = export_onnx(net, out_dir)
-    return appearance, quantize_int8(appearance, data)
+    return appearance, quantize_int8(appearance, data), export_geometry_refinement(net, out_dir)
 
 
 def personalise(capture: Path, out_dir: Path, *, prior: Path, steps: int = DEFAULT_STEPS, device: str = "auto",
@@ -303,10 +305,10 @@ def personalise(capture: Path, out_dir: Path, *, prior: Path, steps: int = DEFAU
     # skipped by avatar lists and cleared when stale
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
     try:
-        fp32, int8 = export_network(net, data, staging)
+        fp32, int8, geometry = export_network(net, data, staging)
         avatar = create_avatar(rest_rgb, faces, staging / "avatar", source_name=source_name or f"setup capture {capture.name}")
         calibration.save(staging / "calibration.json")
-        add_network(avatar, fp32, int8, staging / "calibration.json")
+        add_network(avatar, fp32, int8, staging / "calibration.json", geometry=geometry)
         try:
             publish_folder(staging / "avatar", out_dir)  # whole or not at all
         except FileExistsError:
@@ -352,8 +354,8 @@ def personalise_clip_part(clip: Path, out_dir: Path, *, prior: Path, split: floa
               progress=progress)
     after = face_l1(net, held)
     out_dir.mkdir(parents=True, exist_ok=True)
-    fp32, int8 = export_network(net, TrainData.stack([first]), out_dir)
-    return {"fp32": fp32, "int8": int8, "reference_frame": first.reference_index,
+    fp32, int8, geometry = export_network(net, TrainData.stack([first]), out_dir)
+    return {"fp32": fp32, "int8": int8, "geometry": geometry, "reference_frame": first.reference_index,
             "first_held_back_frame": int(rest.frame_index.min()),
             "held_back_face_l1": {"warp_only": round(before["warp_only"], 3), "prior": round(before["network"], 3),
                                   "personalised": round(after["network"], 3)}}

@@ -15,7 +15,8 @@ Losses, all computable offline (no pretrained weights):
 Batches are drawn from an RNG seeded by ``(seed, step)``, so a run resumed from a checkpoint
 continues exactly as an uninterrupted one. The checkpoint (``OUT/checkpoint.pt``) is written
 to a temporary file and renamed, every ``--checkpoint-every`` steps and on Ctrl-C.
-At the end: ``OUT/appearance.onnx`` and ``OUT/geometry.onnx`` (opset :data:`OPSET`), their
+At the end: ``OUT/appearance.onnx``, ``OUT/geometry.onnx`` and the part of the geometry head
+the runtime adds to the AU basis, ``OUT/geometry_refinement.onnx`` (opset :data:`OPSET`), their
 parity with PyTorch under onnxruntime (CPU, one thread), an optional int8 (QDQ, static,
 calibrated on training crops) ``OUT/appearance.int8.onnx``, the median latency per call, and
 all figures in ``OUT/report.json``.
@@ -47,7 +48,7 @@ from vcam_me.training.reenact_data import (
     mirror_condition,
     mirror_displacement,
 )
-from vcam_me.training.transfer_net import NetConfig, TransferNet, composite, count_macs
+from vcam_me.training.transfer_net import GeometryRefinement, NetConfig, TransferNet, composite, count_macs
 
 log = logging.getLogger(__name__)
 
@@ -269,6 +270,18 @@ def export_onnx(net: TransferNet, out_dir: Path, size: int = CROP_SIZE) -> tuple
         torch.onnx.export(net.geometry, (cond,), str(geometry), input_names=["condition"],
                           output_names=["displacement"], opset_version=OPSET, dynamo=False)
     return appearance, geometry
+
+
+def export_geometry_refinement(net: TransferNet, out_dir: Path) -> Path:
+    """``geometry_refinement.onnx``: condition → what the runtime adds to the AU basis
+    (:class:`~vcam_me.training.transfer_net.GeometryRefinement`)."""
+    net.eval()
+    path = out_dir / "geometry_refinement.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(GeometryRefinement(net.geometry), (torch.zeros(1, net.config.n_condition),), str(path),
+                          input_names=["condition"], output_names=["displacement"], opset_version=OPSET, dynamo=False)
+    return path
 
 
 def ort_session(path: Path):
@@ -502,6 +515,8 @@ def _report_and_export(args: argparse.Namespace, net: TransferNet, data: TrainDa
     report["onnx_parity_max_abs"] = onnx_parity(net, appearance, geometry, data)
     report["latency_ms_fp32_1thread_median"] = latency_ms(appearance, size, args.latency_calls)
     report["geometry_latency_ms_1thread_median"] = _geometry_latency(geometry, args.latency_calls)
+    refinement = export_geometry_refinement(net, args.out)
+    report["geometry_refinement_latency_ms_1thread_median"] = _geometry_latency(refinement, args.latency_calls)
     if args.int8:
         int8 = quantize_int8(appearance, data)
         report["latency_ms_int8_1thread_median"] = latency_ms(int8, size, args.latency_calls)

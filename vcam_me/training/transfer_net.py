@@ -81,6 +81,26 @@ class GeometryHead(nn.Module):
         return (self.linear(condition) + self.mlp(condition)).reshape(-1, N_VERTICES, 3)
 
 
+class GeometryRefinement(nn.Module):
+    """What the runtime adds to the fixed AU basis: the geometry head's non-linear part,
+    anchored so that the neutral condition (all zeros) adds nothing.
+
+    The linear path is left out because the renderer already draws the basis, with its
+    closed-loop gains and cross-talk mixing, which a learnt linear map would bypass. The
+    anchor matters: unanchored, the part adds a constant 0.013 IOD on average (0.04 at most)
+    to every frame, a change of the avatar's resting face that no expression asked for.
+    """
+
+    def __init__(self, head: GeometryHead) -> None:
+        super().__init__()
+        self.mlp = head.mlp
+
+    def forward(self, condition: torch.Tensor) -> torch.Tensor:
+        """``(B, n_condition)`` → ``(B, 478, 3)`` displacement added to the basis's."""
+        zero = torch.zeros_like(condition[:1])
+        return (self.mlp(condition) - self.mlp(zero)).reshape(-1, N_VERTICES, 3)
+
+
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.LeakyReLU(0.1))
 
