@@ -130,3 +130,37 @@ def test_a_wrong_geometry_setting_is_named(tmp_path):
     bad.write_text('[avatar]\ngeometry = "learned"\n')
     with pytest.raises(ConfigError, match="avatar.geometry"):
         load_config(bad, use_user_config=False)
+
+
+class _Recorder:
+    n_condition = 50
+
+    def __init__(self):
+        self.seen = []
+
+    def __call__(self, condition):
+        self.seen.append(condition.copy())
+        return np.zeros((478, 3), np.float32)
+
+
+def test_injected_micro_expressions_are_left_to_the_basis(avatar):
+    """The refinement sees the face as tracked; a micro-expression's increments are drawn by
+    the basis alone, which keeps a one-sided action on its side."""
+    from vcam_me.avatar.basis import FEATURE_NAMES
+
+    seen = _Recorder()
+    renderer = AvatarRenderer.create(avatar, SIZE, refiner=seen)
+    tracked = np.zeros(len(AU_CHANNELS), np.float32)
+    tracked[AU_INDEX["AU12_R"]] = 0.3
+    injected = np.zeros_like(tracked)
+    injected[AU_INDEX["AU12_L"]] = 0.2
+    injected[AU_INDEX["AU12_R"]] = 0.1
+    state = ExpressionState(0, tracked + injected, np.zeros((2, 2), np.float32), np.zeros(3, np.float32), 0, True,
+                            components={"tracked": tracked, "injected": injected, "idle": np.zeros_like(tracked)})
+    renderer.mesh(state)
+    c = seen.seen[-1][0]
+    assert c[FEATURE_NAMES.index("AU12_L")] == pytest.approx(0.0, abs=1e-6)
+    assert c[FEATURE_NAMES.index("AU12_R")] == pytest.approx(0.3, abs=1e-6)
+    # ... while the basis draws the whole face, injected part included
+    plain = AvatarRenderer.create(avatar, SIZE)
+    np.testing.assert_allclose(renderer.mesh(state), plain.mesh(state), atol=1e-4)

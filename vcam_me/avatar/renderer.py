@@ -23,7 +23,7 @@ How a frame is made (design.md §4):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -651,9 +651,7 @@ class AvatarRenderer:
         f = self.drive(state)
         v = self.rest + (f @ self._basis).reshape(-1, 3)
         if self._refiner is not None:
-            # the head was trained on the features as tracked, before the gains and mixing
-            # that make the basis read back right
-            v += self._refiner(condition_of(state)) @ self._canonical_to_px
+            v += self._refiner(self._refiner_condition(state)) @ self._canonical_to_px
         self._fix_eyes(v, f)
         pose = self._pose(state)
         self._rotation = np.eye(3)
@@ -662,6 +660,19 @@ class AvatarRenderer:
             v = (v - self._pivot) @ r.T + self._pivot
             self._rotation = r
         return v.astype(np.float32)
+
+    @staticmethod
+    def _refiner_condition(state: ExpressionState) -> np.ndarray:
+        """What the geometry refinement is fed: the features as tracked (before the gains and
+        mixing that make the basis read back right: the head was trained on tracked features),
+        less the micro-expression engine's increments. Injected events are drawn by the basis
+        alone, whose one-sided actions are kept to their side; the head's MLP, learnt from faces
+        whose two sides mostly move together, spread a one-sided event to both sides
+        (benchmarks/README.md, "The geometry head at run time")."""
+        injected = state.components.get("injected") if state.components else None
+        if injected is not None and np.any(injected):
+            state = replace(state, au=np.asarray(state.au, np.float32) - np.asarray(injected, np.float32))
+        return condition_of(state)
 
     def _pose(self, state: ExpressionState) -> np.ndarray:
         """Head rotation to apply (degrees): the commanded pose less what the expression
