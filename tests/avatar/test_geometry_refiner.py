@@ -109,18 +109,23 @@ def test_the_configuration_chooses_the_geometry(avatar, cfg, tmp_path):
     from vcam_me.app import build_renderer, geometry_refiner
     from vcam_me.avatar.avatar import add_network, save_avatar
 
-    assert isinstance(geometry_refiner(avatar, cfg), GeometryRefiner), "default: the basis refined by the network"
-    basis_cfg = dataclasses.replace(cfg, avatar=dataclasses.replace(cfg.avatar, geometry="basis"))
-    assert geometry_refiner(avatar, basis_cfg) is None
-    assert geometry_refiner(avatar, cfg, own_only=True) is None, "a photo avatar has no head of its own"
+    def with_geometry(mode: str, **avatar_options):
+        return dataclasses.replace(cfg, avatar=dataclasses.replace(cfg.avatar, geometry=mode, **avatar_options))
+
+    assert cfg.avatar.geometry == "auto"
+    assert geometry_refiner(avatar, cfg) is None, "auto: a photo avatar keeps the basis alone"
+    assert isinstance(geometry_refiner(avatar, with_geometry("network")), GeometryRefiner), "the generic head"
+    assert isinstance(geometry_refiner(avatar, cfg, generic=True), GeometryRefiner)
+    assert geometry_refiner(avatar, with_geometry("basis"), generic=True) is None
     own = add_network(save_avatar(avatar, tmp_path / "own"), verified_model_path("transfer_appearance"),
                       geometry=verified_model_path("transfer_geometry_refinement"))
     assert own.network_files()["geometry"].parent == tmp_path / "own" / "network"
-    assert isinstance(geometry_refiner(own, cfg, own_only=True), GeometryRefiner)
-    warp_cfg = dataclasses.replace(cfg, avatar=dataclasses.replace(cfg.avatar, appearance="warp"))
-    assert build_renderer(avatar, SIZE, warp_cfg)._refiner is not None
-    assert build_renderer(avatar, SIZE, dataclasses.replace(warp_cfg, avatar=dataclasses.replace(
-        warp_cfg.avatar, geometry="basis")))._refiner is None
+    mine = geometry_refiner(own, cfg)
+    assert isinstance(mine, GeometryRefiner), "auto: a set-up avatar gets its own head"
+    assert geometry_refiner(own, with_geometry("basis")) is None
+    assert build_renderer(avatar, SIZE, with_geometry("network", appearance="warp"))._refiner is not None
+    assert build_renderer(avatar, SIZE, with_geometry("auto", appearance="warp"))._refiner is None
+    assert build_renderer(own, SIZE, with_geometry("auto", appearance="warp"))._refiner is not None
 
 
 def test_a_wrong_geometry_setting_is_named(tmp_path):
