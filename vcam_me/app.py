@@ -273,23 +273,17 @@ def appearance_files(avatar):
     return AppearanceFiles(verified_model_path("transfer_appearance"), verified_model_path("transfer_appearance_int8"))
 
 
-def geometry_refiner(avatar, cfg: AppConfig, *, generic: bool | None = None):
-    """What refines the AU basis (``[avatar] geometry``): the avatar's own geometry head when
-    ``vcam-me setup`` made one; for other avatars the shipped generic head with "network",
-    nothing with "auto"; nothing at all with "basis". ``generic`` overrides whether an avatar
-    without its own head gets the generic one (the evaluation's generic renderer)."""
-    mode = cfg.avatar.geometry
-    if mode == "basis":
+def geometry_refiner(avatar, cfg: AppConfig):
+    """What refines the AU basis: with ``[avatar] geometry = "network"`` the avatar's own
+    geometry head when ``vcam-me setup`` made one, else the shipped generic head; ``None``
+    (the basis alone) with "basis"."""
+    if cfg.avatar.geometry == "basis":
         return None
     from vcam_me.avatar.geometry_refiner import GeometryRefiner
     from vcam_me.models import verified_model_path
 
     own = (avatar.network_files() or {}).get("geometry")
-    if own is not None:
-        return GeometryRefiner.load(own)
-    if generic if generic is not None else mode == "network":
-        return GeometryRefiner.load(verified_model_path("transfer_geometry_refinement"))
-    return None
+    return GeometryRefiner.load(own or verified_model_path("transfer_geometry_refinement"))
 
 
 def build_renderer(avatar, size: tuple[int, int], cfg: AppConfig, *, live: bool = False, basis=None):
@@ -1990,8 +1984,9 @@ def cmd_eval_renderers(args, cfg: AppConfig) -> int:
         references = {"avatar": describer.describe(kept[part["reference_frame"]], ref_obs.landmarks)}
         renderers = {
             "warp_only": AvatarRenderer.create(avatar, size, cfg.avatar),
-            # each network renderer with its own geometry head (the warp keeps the basis alone)
-            "generic": _neural(avatar, size, cfg, generic, geometry_refiner(avatar, cfg, generic=True)),
+            # with [avatar] geometry = "network", each network renderer with its own geometry
+            # head (the generic one, the fine-tuned one); the warp keeps the basis alone
+            "generic": _neural(avatar, size, cfg, generic, geometry_refiner(avatar, cfg)),
             "personalised": _neural(avatar, size, cfg, AppearanceFiles(part["fp32"], part["int8"]),
                                     None if cfg.avatar.geometry == "basis" else GeometryRefiner.load(part["geometry"])),
         }

@@ -141,12 +141,12 @@ class AvatarOptions:
     #: and the network path costs 0.18 instead of 0.24 core over the warp alone
     #: (benchmarks/README.md, "Live speed with the network", 24 Nov afternoon).
     appearance_interval_ms: int = 60
-    #: The face mesh: "auto": the fitted AU basis refined by the avatar's own geometry head
-    #: when ``vcam-me setup`` made one, the basis alone for a photo avatar; "network": refined
-    #: always (the shipped generic head for photo avatars; 0.06 ms a frame); "basis": the basis
-    #: alone. On the sample photo the generic head gained little fidelity and cost
-    #: micro-expressions their side (benchmarks/README.md, "The geometry head at run time").
-    geometry: Literal["auto", "network", "basis"] = "auto"
+    #: The face mesh: "basis": the fitted AU basis alone; "network": the basis refined by the
+    #: transfer network's geometry head (the avatar's own when ``vcam-me setup`` made one, else
+    #: the shipped generic head; 0.06 ms a frame). Not the default: measured on 10 clips it moved
+    #: fidelity little either way and cost micro-expressions their side (benchmarks/README.md,
+    #: "The geometry head at run time").
+    geometry: Literal["basis", "network"] = "basis"
 
 
 @dataclass(frozen=True)

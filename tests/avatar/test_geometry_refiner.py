@@ -112,20 +112,17 @@ def test_the_configuration_chooses_the_geometry(avatar, cfg, tmp_path):
     def with_geometry(mode: str, **avatar_options):
         return dataclasses.replace(cfg, avatar=dataclasses.replace(cfg.avatar, geometry=mode, **avatar_options))
 
-    assert cfg.avatar.geometry == "auto"
-    assert geometry_refiner(avatar, cfg) is None, "auto: a photo avatar keeps the basis alone"
-    assert isinstance(geometry_refiner(avatar, with_geometry("network")), GeometryRefiner), "the generic head"
-    assert isinstance(geometry_refiner(avatar, cfg, generic=True), GeometryRefiner)
-    assert geometry_refiner(avatar, with_geometry("basis"), generic=True) is None
+    assert cfg.avatar.geometry == "basis"
+    assert geometry_refiner(avatar, cfg) is None, "by default the basis alone"
+    network = with_geometry("network")
+    assert isinstance(geometry_refiner(avatar, network), GeometryRefiner), "a photo avatar: the generic head"
     own = add_network(save_avatar(avatar, tmp_path / "own"), verified_model_path("transfer_appearance"),
                       geometry=verified_model_path("transfer_geometry_refinement"))
     assert own.network_files()["geometry"].parent == tmp_path / "own" / "network"
-    mine = geometry_refiner(own, cfg)
-    assert isinstance(mine, GeometryRefiner), "auto: a set-up avatar gets its own head"
-    assert geometry_refiner(own, with_geometry("basis")) is None
+    assert isinstance(geometry_refiner(own, network), GeometryRefiner), "a set-up avatar: its own head"
+    assert geometry_refiner(own, cfg) is None
     assert build_renderer(avatar, SIZE, with_geometry("network", appearance="warp"))._refiner is not None
-    assert build_renderer(avatar, SIZE, with_geometry("auto", appearance="warp"))._refiner is None
-    assert build_renderer(own, SIZE, with_geometry("auto", appearance="warp"))._refiner is not None
+    assert build_renderer(own, SIZE, with_geometry("basis", appearance="warp"))._refiner is None
 
 
 def test_a_wrong_geometry_setting_is_named(tmp_path):

@@ -1,9 +1,9 @@
 """The transfer network's geometry head at run time: what it adds to the fixed AU basis.
 
 design.md §4 gives the network two heads; the geometry head maps the conditioning (driving
-AUs, gaze, head pose) to displacements of the pose-normalised mesh. The renderer keeps the
-fitted AU basis, with the closed-loop gains and cross-talk mixing calibrated for it, and adds
-the head's non-linear part (``geometry_refinement.onnx``, exported by
+AUs, gaze, head pose) to displacements of the pose-normalised mesh. With ``[avatar] geometry =
+"network"`` the renderer keeps the fitted AU basis, with the closed-loop gains and cross-talk
+mixing calibrated for it, and adds the head's non-linear part (``geometry_refinement.onnx``, exported by
 :func:`vcam_me.training.train_prior.export_geometry_refinement`): what a linear map cannot
 say, such as how a smile changes when the jaw is open, or how the face's mesh reads when the
 head is turned. It is anchored at the neutral condition, so an avatar at rest keeps exactly
@@ -11,7 +11,9 @@ its own face.
 
 The shipped generic refinement comes with the prior (``models/transfer_geometry_refinement.onnx``);
 ``vcam-me setup`` exports the owner's own, fine-tuned on their capture, into the avatar folder.
-It is a small MLP (≈ 0.5 MMAC), run on the render thread every frame.
+It is a small MLP (≈ 0.4 MMAC), run on the render thread every frame. It is not the default:
+on the project's clips it moved fidelity little and cost micro-expressions their side
+(benchmarks/README.md, "The geometry head at run time").
 """
 
 from __future__ import annotations
