@@ -273,16 +273,17 @@ def appearance_files(avatar):
     return AppearanceFiles(verified_model_path("transfer_appearance"), verified_model_path("transfer_appearance_int8"))
 
 
-def geometry_refiner(avatar, cfg: AppConfig):
+def geometry_refiner(avatar, cfg: AppConfig, *, own: Path | None = None):
     """What refines the AU basis: with ``[avatar] geometry = "network"`` the avatar's own
-    geometry head when ``vcam-me setup`` made one, else the shipped generic head; ``None``
+    geometry head when ``vcam-me setup`` made one (or ``own``, a head kept outside the avatar
+    folder: the evaluation's personalised renderer), else the shipped generic head; ``None``
     (the basis alone) with "basis"."""
     if cfg.avatar.geometry == "basis":
         return None
     from vcam_me.avatar.geometry_refiner import GeometryRefiner
     from vcam_me.models import verified_model_path
 
-    own = (avatar.network_files() or {}).get("geometry")
+    own = own or (avatar.network_files() or {}).get("geometry")
     return GeometryRefiner.load(own or verified_model_path("transfer_geometry_refinement"))
 
 
@@ -1945,7 +1946,6 @@ def cmd_eval_renderers(args, cfg: AppConfig) -> int:
     from vcam_me.avatar import AvatarRenderer
     from vcam_me.avatar import mesh as mesh_mod
     from vcam_me.avatar.appearance import AppearanceFiles
-    from vcam_me.avatar.geometry_refiner import GeometryRefiner
     from vcam_me.bench import machine_info, write_results
     from vcam_me.errors import SetupError
     from vcam_me.evaluation.renderers import aligned_crop, posed_mesh, score_renderer
@@ -1988,7 +1988,7 @@ def cmd_eval_renderers(args, cfg: AppConfig) -> int:
             # head (the generic one, the fine-tuned one); the warp keeps the basis alone
             "generic": _neural(avatar, size, cfg, generic, geometry_refiner(avatar, cfg)),
             "personalised": _neural(avatar, size, cfg, AppearanceFiles(part["fp32"], part["int8"]),
-                                    None if cfg.avatar.geometry == "basis" else GeometryRefiner.load(part["geometry"])),
+                                    geometry_refiner(avatar, cfg, own=part["geometry"])),
         }
         row = {"first_held_back_frame": cut, "reference_frame": part["reference_frame"],
                "held_back_face_l1_crops": part["held_back_face_l1"],

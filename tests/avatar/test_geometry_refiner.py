@@ -121,6 +121,9 @@ def test_the_configuration_chooses_the_geometry(avatar, cfg, tmp_path):
     assert own.network_files()["geometry"].parent == tmp_path / "own" / "network"
     assert isinstance(geometry_refiner(own, network), GeometryRefiner), "a set-up avatar: its own head"
     assert geometry_refiner(own, cfg) is None
+    kept_apart = verified_model_path("transfer_geometry_refinement")  # as the evaluation keeps a fine-tuned head
+    assert isinstance(geometry_refiner(avatar, network, own=kept_apart), GeometryRefiner)
+    assert geometry_refiner(avatar, cfg, own=kept_apart) is None
     assert build_renderer(avatar, SIZE, with_geometry("network", appearance="warp"))._refiner is not None
     assert build_renderer(own, SIZE, with_geometry("basis", appearance="warp"))._refiner is None
 

@@ -85,11 +85,11 @@ def _sha256(path: Path) -> str:
 #: changed byte in the manifest itself is caught too. Written since 2026-11; a manifest
 #: without it (older avatars) is still read.
 MANIFEST_CHECKSUM = "manifest_sha256"
+#: What ``avatar.json``'s "network" may name.
+NETWORK_KINDS = frozenset({"fp32", "int8", "geometry"})
 #: Every field ``avatar.json`` may hold. Another one means a damaged manifest (a changed bit
 #: in the checksum's own name would otherwise read as an older avatar without it) or one
 #: from a newer vcam-me.
-#: What ``avatar.json``'s "network" may name.
-NETWORK_KINDS = frozenset({"fp32", "int8", "geometry"})
 MANIFEST_FIELDS = frozenset({"format", "version", "created", "source", "image_size", "files", "network",
                              "extra_files", MANIFEST_CHECKSUM})
 

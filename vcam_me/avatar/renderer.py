@@ -497,7 +497,9 @@ class AvatarRenderer:
         self._rest_gap = self._lip_gap(rest[:, :2])
         # the geometry head's refinement of the basis (canonical frame → output pixels by
         # canonical_to_px), or None: the basis alone
-        self._refiner = refiner if canonical_to_px is not None else None
+        if refiner is not None and canonical_to_px is None:
+            raise ValueError("a geometry refiner needs canonical_to_px")
+        self._refiner = refiner
         self._canonical_to_px = None if canonical_to_px is None else np.asarray(canonical_to_px, np.float32)
 
     # -- construction ----------------------------------------------------------------------
@@ -584,7 +586,7 @@ class AvatarRenderer:
         return cls(canvas, rest, basis_px, pivot, ctrl3, matrix, bbox, grid, options.warp_downscale, eyes,
                    iod, basis.pose_gain.astype(np.float64), basis.gain.astype(np.float32), patches,
                    basis.pose_coupling.astype(np.float32), basis.mixing.astype(np.float32),
-                   refiner, to_px if refiner is not None else None)
+                   refiner, to_px)
 
     @property
     def size(self) -> tuple[int, int]:
