@@ -255,20 +255,24 @@ def face_l1(net: TransferNet, data: TrainData, batch: int = 16) -> dict[str, flo
 
 # --- export ---------------------------------------------------------------------------------------
 
+def _to_onnx(module: torch.nn.Module, inputs: tuple, path: Path, input_names: list[str], output_names: list[str]) -> Path:
+    # The TorchScript exporter: the newer torch.export-based one needs onnxscript, one more
+    # dependency for a graph of plain convolutions that this one exports exactly.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(module, inputs, str(path), input_names=input_names, output_names=output_names,
+                          opset_version=OPSET, dynamo=False)
+    return path
+
+
 def export_onnx(net: TransferNet, out_dir: Path, size: int = CROP_SIZE) -> tuple[Path, Path]:
     """``appearance.onnx`` (warped, condition → residual, mask) and ``geometry.onnx`` (condition → displacement)."""
     net.eval()
     warped = torch.rand(1, 3, size, size)
     cond = torch.zeros(1, net.config.n_condition)
-    appearance, geometry = out_dir / "appearance.onnx", out_dir / "geometry.onnx"
-    # The TorchScript exporter: the newer torch.export-based one needs onnxscript, one more
-    # dependency for a graph of plain convolutions that this one exports exactly.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(net.appearance, (warped, cond), str(appearance), input_names=["warped", "condition"],
-                          output_names=["residual", "mask"], opset_version=OPSET, dynamo=False)
-        torch.onnx.export(net.geometry, (cond,), str(geometry), input_names=["condition"],
-                          output_names=["displacement"], opset_version=OPSET, dynamo=False)
+    appearance = _to_onnx(net.appearance, (warped, cond), out_dir / "appearance.onnx", ["warped", "condition"],
+                          ["residual", "mask"])
+    geometry = _to_onnx(net.geometry, (cond,), out_dir / "geometry.onnx", ["condition"], ["displacement"])
     return appearance, geometry
 
 
@@ -276,12 +280,8 @@ def export_geometry_refinement(net: TransferNet, out_dir: Path) -> Path:
     """``geometry_refinement.onnx``: condition → what the runtime adds to the AU basis
     (:class:`~vcam_me.training.transfer_net.GeometryRefinement`)."""
     net.eval()
-    path = out_dir / "geometry_refinement.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(GeometryRefinement(net.geometry), (torch.zeros(1, net.config.n_condition),), str(path),
-                          input_names=["condition"], output_names=["displacement"], opset_version=OPSET, dynamo=False)
-    return path
+    return _to_onnx(GeometryRefinement(net.geometry), (torch.zeros(1, net.config.n_condition),),
+                    out_dir / "geometry_refinement.onnx", ["condition"], ["displacement"])
 
 
 def ort_session(path: Path):
