@@ -173,6 +173,23 @@ def test_badge_inside_crop_safe_region(size, position):
         assert bx >= (w - min(w, h)) / 2 and bx + bw2 <= (w + min(w, h)) / 2
 
 
+@pytest.mark.parametrize("size", [(1280, 720), (1920, 1080)])
+def test_badge_keeps_clear_of_the_sample_avatars_chin(size):
+    """What lies just under the chin changes how a face tracker reads the face (see ``_EDGE`` in
+    label.py): on 16:9 frames the badge starts at least 3 % of the height below the chin of the
+    bundled avatar as the renderer frames it."""
+    from vcam_me.app import BUNDLED_AVATAR
+    from vcam_me.avatar import Avatar
+    from vcam_me.avatar import mesh as M
+    from vcam_me.avatar.renderer import frame_portrait
+
+    avatar = Avatar.load(BUNDLED_AVATAR)
+    _, affine = frame_portrait(avatar.image, avatar.landmarks, size)
+    chin = affine[:, :2] @ M.landmarks_to_pixels(avatar.landmarks, avatar.image_size)[M.CHIN, :2] + affine[:, 2]
+    _, y, _, _ = render_label_sprites(size, LabelOptions(), consent_code=CODE).badge.rect
+    assert y - chin[1] >= 0.03 * size[1]
+
+
 @pytest.mark.parametrize("size", SIZES)
 def test_cap_height_at_least_5_percent(size):
     h = size[1]

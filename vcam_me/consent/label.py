@@ -68,7 +68,12 @@ _CAP_TARGET = 0.052          # primary cap height aimed for (a little above the 
 _BANNER_CAP = 0.055          # banner cap height (shrinks to _CAP_TARGET if the text is long)
 _SECONDARY_MIN_CAP = 0.028   # the Consent ID line never gets smaller than this
 _FILL_TRIM = 0.0556          # a 2:1 "fill" tile trims this much at top and bottom
-_EDGE = 0.015                # extra distance from the trimmed edge
+# Extra distance from the trimmed edge: none. The badge sits as low as every crop allows, over the
+# chest as consent-watermark.md §7.1 puts it, because what lies just under the chin changes how a face
+# tracker reads the whole face. On the sample avatar with its jaw drawn open, MediaPipe read jawOpen
+# +0.29 under the badge as it was (1.5 % of the height higher, with looser leading), +0.41 under this
+# one and +0.48 with no badge; lowered brows and a blink likewise (benchmarks/label_tracker.py).
+_EDGE = 0.0
 _COLUMN_INSET = 0.006        # inset from the crop-safe column's sides
 _GAP = 0.02                  # between the badge and the banner
 _FACE_BAND = (0.28, 0.75)    # landscape: rows (fraction of height) a wide banner keeps clear of
@@ -293,7 +298,8 @@ def _block(lines: list[_Line], width: int | None, pad_x: int, pad_top: int, pad_
             y += line.cap
         else:
             prev = lines[i - 1]
-            y += prev.descent + max(2, round(0.22 * line.cap)) + line.cap
+            # tight leading (12 % of the cap) keeps the three-line badge short, so its top stays off the chin
+            y += prev.descent + max(2, round(0.12 * line.cap)) + line.cap
         baselines.append(y)
     height = baselines[-1] + lines[-1].descent + pad_bottom
     # Reserved (empty) trailing room: centre the real lines in the full height.
@@ -376,7 +382,7 @@ def render_label_sprites(
         lines.append(_render_line(font2, CONSENT_PREFIX + code, avail, cap2))
     else:
         lines.append(_reserved_line(font2, cap2))
-    pad_top = max(2, round(0.32 * cap))
+    pad_top = max(2, round(0.22 * cap))
     text, backing = _block(lines, badge_w, pad_x, pad_top, max(2, round(0.15 * cap)), radius=round(0.3 * cap))
     bh = text.shape[0]
     bx = x0 + inset
