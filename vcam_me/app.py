@@ -295,7 +295,7 @@ def build_renderer(avatar, size: tuple[int, int], cfg: AppConfig, *, live: bool 
     from vcam_me import avatar as avatar_stage
 
     warp = avatar_stage.AvatarRenderer.create(avatar, size, cfg.avatar, basis=basis, cache_dir=user_cache_dir() / "warp",
-                                              refiner=geometry_refiner(avatar, cfg))
+                                              refiner=geometry_refiner(avatar, cfg), keep_clear_row=label_top_row(size, cfg))
     mode = cfg.avatar.appearance
     if mode == "warp" or (mode == "auto" and not avatar.network_files()):
         return warp
@@ -305,6 +305,22 @@ def build_renderer(avatar, size: tuple[int, int], cfg: AppConfig, *, live: bool 
                              threads=cfg.avatar.appearance_threads)
     warp.draw_details = False
     return NeuralAvatarRenderer(warp, net, asynchronous=live, min_interval_ms=cfg.avatar.appearance_interval_ms)
+
+
+@functools.lru_cache(maxsize=8)
+def _badge_top(size: tuple[int, int], options) -> int:
+    from vcam_me.consent.label import render_label_sprites
+
+    return int(render_label_sprites(size, options).badge.rect[1])
+
+
+def label_top_row(size: tuple[int, int], cfg: AppConfig) -> int | None:
+    """The top row of the label's badge when it sits under the face (the renderer frames the
+    face above it: on frames narrower than 16:9 the badge climbs to the chin); None when the
+    badge is at the top."""
+    if cfg.label.position != "bottom-centre":
+        return None
+    return _badge_top(tuple(int(v) for v in size), cfg.label)
 
 
 def build_stamper(cfg: AppConfig, size: tuple[int, int], consent: Consent):
@@ -1532,7 +1548,8 @@ class LiveSession:
                     continue
                 try:
                     avatar_stage.AvatarRenderer.create(avatar_stage.Avatar.load(folder), self.size, self.cfg.avatar,
-                                                       cache_dir=user_cache_dir() / "warp")
+                                                       cache_dir=user_cache_dir() / "warp",
+                                                       keep_clear_row=label_top_row(self.size, self.cfg))
                 except Exception as err:  # an avatar that cannot be prepared now says why when chosen
                     log.info("could not prepare avatar %s: %s", name, err)
         finally:
@@ -1932,7 +1949,7 @@ def _neural(avatar, size, cfg: AppConfig, files, refiner=None):
     from vcam_me.avatar import AvatarRenderer
     from vcam_me.avatar.appearance import AppearanceNet, NeuralAvatarRenderer
 
-    warp = AvatarRenderer.create(avatar, size, cfg.avatar, refiner=refiner)
+    warp = AvatarRenderer.create(avatar, size, cfg.avatar, refiner=refiner, keep_clear_row=label_top_row(size, cfg))
     warp.draw_details = False
     net = AppearanceNet.load(files, device=cfg.avatar.appearance_device, threads=cfg.avatar.appearance_threads)
     return NeuralAvatarRenderer(warp, net, asynchronous=False)
@@ -1983,7 +2000,7 @@ def cmd_eval_renderers(args, cfg: AppConfig) -> int:
         ref_px = mesh_mod.landmarks_to_pixels(ref_obs.landmarks, ref_obs.image_size)
         references = {"avatar": describer.describe(kept[part["reference_frame"]], ref_obs.landmarks)}
         renderers = {
-            "warp_only": AvatarRenderer.create(avatar, size, cfg.avatar),
+            "warp_only": AvatarRenderer.create(avatar, size, cfg.avatar, keep_clear_row=label_top_row(size, cfg)),
             # with [avatar] geometry = "network", each network renderer with its own geometry
             # head (the generic one, the fine-tuned one); the warp keeps the basis alone
             "generic": _neural(avatar, size, cfg, generic, geometry_refiner(avatar, cfg)),
@@ -2092,7 +2109,8 @@ def cmd_eval_identity(args, cfg: AppConfig) -> int:
         for clip, (observations, driver) in drivers.items():
             rows[name][clip.name] = {}
             for kind in ("warp_only", "network"):
-                renderer = AvatarRenderer.create(avatar, size, cfg.avatar) if kind == "warp_only" else build_renderer(avatar, size, net_cfg)
+                renderer = (AvatarRenderer.create(avatar, size, cfg.avatar, keep_clear_row=label_top_row(size, cfg))
+                            if kind == "warp_only" else build_renderer(avatar, size, net_cfg))
                 expression = build_expression(cfg, offline=True, observations=observations)
                 with build_tracker(cfg, "video") as out_tracker:
                     r = score_renderer(observations, 0, HeldBack(), renderer, expression, out_tracker,

@@ -74,6 +74,32 @@ def test_face_is_framed_sensibly(renderer):
     assert 0.3 * h < face_h < 0.55 * h
 
 
+@pytest.mark.parametrize("size, badge_top", [((640, 480), 299), ((720, 720), 388), ((1280, 720), 527)])
+def test_face_is_framed_above_a_row_to_keep_clear(size, badge_top):
+    """The label's badge climbs to the chin on frames narrower than 16:9: the renderer moves the
+    face up (then makes it smaller) so the chin stays above the badge; where it already is, the
+    framing is the usual one."""
+    from vcam_me.avatar.renderer import CHIN_CLEARANCE, FACE_TOP_LIMIT, frame_portrait
+
+    avatar = Avatar.load(SAMPLE)
+    _, usual = frame_portrait(avatar.image, avatar.landmarks, size)
+    _, kept = frame_portrait(avatar.image, avatar.landmarks, size, keep_clear_row=badge_top)
+    px = M.landmarks_to_pixels(avatar.landmarks, avatar.image_size)[:, :2]
+    chin, forehead = (kept[:, :2] @ px[i] + kept[:, 2] for i in (M.CHIN, M.FOREHEAD_TOP))
+    usual_chin = usual[:, :2] @ px[M.CHIN] + usual[:, 2]
+    h = size[1]
+    if usual_chin[1] <= badge_top - CHIN_CLEARANCE * h:
+        np.testing.assert_allclose(kept, usual)
+        return
+    assert chin[1] <= badge_top - CHIN_CLEARANCE * h + 1e-6
+    assert forehead[1] >= FACE_TOP_LIMIT * h - 1e-6
+    assert kept[0, 0] >= 0.5 * usual[0, 0]
+    assert abs(chin[0] - usual_chin[0]) < 1e-6 or kept[0, 0] < usual[0, 0]  # only moved up, or shrunk
+    # the renderer built with it draws its rest mesh there
+    r = AvatarRenderer.create(avatar, size=size, keep_clear_row=badge_top)
+    assert r.rest[M.CHIN, 1] <= badge_top - CHIN_CLEARANCE * h + 1e-3
+
+
 def test_jaw_open_darkens_the_mouth(renderer, neutral):
     open_ = renderer.render(state({"AU26": 1.0}))
     lips = renderer.mesh(state({"AU26": 1.0}))[list(M.INNER_LIPS), :2]

@@ -45,6 +45,11 @@ _FLIP = np.diag([1.0, -1.0, -1.0])
 #: output height, and where the eye midpoint goes (fractions of width, height).
 FACE_HEIGHT_FRACTION = 0.40
 EYES_AT = (0.5, 0.43)
+#: With a row to keep clear (the label's badge), the chin stays this far above it (fraction of
+#: the height); the face moves up for that until the forehead's top reaches ``FACE_TOP_LIMIT``
+#: of the height, and only then gets smaller (to half its size at most).
+CHIN_CLEARANCE = 0.03
+FACE_TOP_LIMIT = 0.10
 #: Dark mouth interior (RGB) and how far the lips must part beyond the portrait's rest gap
 #: (in IOD) before it is fully shown.
 MOUTH_COLOUR = np.array([46, 20, 24], np.float32)
@@ -68,12 +73,17 @@ MIXED_AU_RANGE = (-0.5, 1.5)
 _LIP_PAIRS = ((13, 14), (82, 87), (81, 178), (80, 88), (312, 317), (311, 402), (310, 318))
 
 
-def frame_portrait(image: np.ndarray, landmarks: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def frame_portrait(image: np.ndarray, landmarks: np.ndarray, size: tuple[int, int],
+                   keep_clear_row: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Place the portrait in a ``size = (W, H)`` frame: returns (canvas RGB, 2x3 photo→frame affine).
 
     The face is scaled to :data:`FACE_HEIGHT_FRACTION` of the height with the eyes at
     :data:`EYES_AT`; where the frame reaches beyond the photo, the photo's edge is
     replicated and heavily blurred, so the surround looks like out-of-focus background.
+
+    ``keep_clear_row``: the first row of something drawn over the lower frame (the label's
+    badge, which climbs higher on frames narrower than 16:9): the chin is kept
+    :data:`CHIN_CLEARANCE` above it, by moving the face up and then making it smaller.
     """
     w_out, h_out = size
     ih, iw = image.shape[:2]
@@ -86,6 +96,8 @@ def frame_portrait(image: np.ndarray, landmarks: np.ndarray, size: tuple[int, in
     if ih * s < h_out and ih * s * 1.25 >= h_out:
         s = h_out / ih
     t = np.array([EYES_AT[0] * w_out, EYES_AT[1] * h_out]) - s * eyes
+    if keep_clear_row is not None:
+        s, t = _keep_chin_above(s, t, px, keep_clear_row - CHIN_CLEARANCE * h_out, FACE_TOP_LIMIT * h_out)
     affine = np.array([[s, 0.0, t[0]], [0.0, s, t[1]]])
     interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
     sharp = cv2.warpAffine(image, affine, (w_out, h_out), flags=interp, borderMode=cv2.BORDER_REPLICATE)
@@ -99,6 +111,23 @@ def frame_portrait(image: np.ndarray, landmarks: np.ndarray, size: tuple[int, in
     mask = cv2.GaussianBlur(cv2.erode(inside, np.ones((3, 3), np.uint8), iterations=int(2 * feather)), (0, 0), feather)
     canvas = sharp * mask[..., None] + blurred * (1.0 - mask[..., None])
     return np.clip(canvas + 0.5, 0, 255).astype(np.uint8), affine
+
+
+def _keep_chin_above(s: float, t: np.ndarray, px: np.ndarray, limit: float, top: float) -> tuple[float, np.ndarray]:
+    """Scale ``s`` and offset ``t`` (photo → frame) moved so that the chin's row is at most
+    ``limit``: first up, as far as the forehead's top may go (``top``), then smaller about
+    the forehead's top, never below half the size."""
+    chin, forehead = px[M.CHIN, :2], px[M.FOREHEAD_TOP, :2]
+    t = np.asarray(t, np.float64).copy()
+    over = s * chin[1] + t[1] - limit
+    if over <= 0:
+        return s, t
+    t[1] -= min(over, max(s * forehead[1] + t[1] - top, 0.0))
+    if s * chin[1] + t[1] <= limit:
+        return s, t
+    anchor = s * forehead + t  # the forehead's top stays where it is while the face shrinks
+    s_new = max(s * (limit - anchor[1]) / max(s * (chin[1] - forehead[1]), 1e-6), 0.5 * s)
+    return s_new, anchor - s_new * forehead
 
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:
@@ -512,19 +541,22 @@ class AvatarRenderer:
         basis: AUBasis | None = None,
         cache_dir: Path | None = None,
         refiner=None,
+        keep_clear_row: int | None = None,
     ) -> "AvatarRenderer":
         """Precompute everything for ``avatar`` at output ``size = (W, H)``.
 
         ``basis`` defaults to the shipped, hash-checked ``models/au_basis.npz``.
         ``refiner``: a :class:`~vcam_me.avatar.geometry_refiner.GeometryRefiner` whose output is
         added to the basis's displacements (None: the basis alone).
+        ``keep_clear_row``: the label badge's top row; the face is framed above it
+        (:func:`frame_portrait`).
         ``cache_dir``: where the warp (the slow part, about half a second) is kept once
         computed, keyed by the avatar's mesh, the size and the options, so switching to an
         avatar shown before is quick. A damaged cache file is recomputed.
         """
         options = options or AvatarOptions()
         basis = basis if basis is not None else AUBasis.load()
-        canvas, affine = frame_portrait(avatar.image, avatar.landmarks, size)
+        canvas, affine = frame_portrait(avatar.image, avatar.landmarks, size, keep_clear_row)
         s = affine[0, 0]
         px = M.landmarks_to_pixels(avatar.landmarks, avatar.image_size)
         rest = px.copy()
