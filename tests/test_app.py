@@ -220,3 +220,20 @@ def test_the_avatar_list_skips_and_clears_what_a_killed_writer_left(private_user
     os.utime(old, (hour_ago, hour_ago))
     assert [name for name, _ in avatar_choices()] == ["sample"]
     assert not old.exists() and young.exists()
+
+
+@pytest.mark.parametrize("size", [(640, 480), (720, 720), (1280, 720)])
+def test_the_renderer_frames_the_face_above_the_labels_badge(size, private_user_dirs):
+    """The composition root gives the renderer the badge's top row: at any aspect the sample's
+    chin is drawn above the badge the stamper puts on the same frames."""
+    from vcam_me.app import BUNDLED_AVATAR, build_renderer, build_stamper, label_top_row, require_consent, resolve_avatar
+    from vcam_me.avatar import mesh as M
+    from vcam_me.avatar.renderer import CHIN_CLEARANCE
+    from vcam_me.config import load_config
+
+    cfg = load_config(None, use_user_config=False)
+    avatar = resolve_avatar(str(BUNDLED_AVATAR), cfg)
+    badge_top = build_stamper(cfg, size, require_consent(avatar, "render")).label.sprites_for(size).badge.rect[1]
+    assert label_top_row(size, cfg) == badge_top
+    chin_row = build_renderer(avatar, size, cfg).rest[M.CHIN, 1]
+    assert chin_row <= badge_top - CHIN_CLEARANCE * size[1] + 1e-3

@@ -292,10 +292,8 @@ def build_renderer(avatar, size: tuple[int, int], cfg: AppConfig, *, live: bool 
     on its own thread at the camera's rate; otherwise inline, every frame (deterministic).
     ``basis``: an :class:`~vcam_me.avatar.AUBasis` instead of the shipped one (evaluation of
     a recalibrated basis)."""
-    from vcam_me import avatar as avatar_stage
-
-    warp = avatar_stage.AvatarRenderer.create(avatar, size, cfg.avatar, basis=basis, cache_dir=user_cache_dir() / "warp",
-                                              refiner=geometry_refiner(avatar, cfg), keep_clear_row=label_top_row(size, cfg))
+    warp = warp_renderer(avatar, size, cfg, basis=basis, cache_dir=user_cache_dir() / "warp",
+                         refiner=geometry_refiner(avatar, cfg))
     mode = cfg.avatar.appearance
     if mode == "warp" or (mode == "auto" and not avatar.network_files()):
         return warp
@@ -305,6 +303,14 @@ def build_renderer(avatar, size: tuple[int, int], cfg: AppConfig, *, live: bool 
                              threads=cfg.avatar.appearance_threads)
     warp.draw_details = False
     return NeuralAvatarRenderer(warp, net, asynchronous=live, min_interval_ms=cfg.avatar.appearance_interval_ms)
+
+
+def warp_renderer(avatar, size: tuple[int, int], cfg: AppConfig, **kwargs):
+    """The mesh-warp renderer for ``avatar`` at ``size``, its face framed clear of the label
+    (``kwargs`` go to :meth:`~vcam_me.avatar.AvatarRenderer.create`)."""
+    from vcam_me.avatar import AvatarRenderer
+
+    return AvatarRenderer.create(avatar, size, cfg.avatar, keep_clear_row=label_top_row(size, cfg), **kwargs)
 
 
 @functools.lru_cache(maxsize=8)
@@ -1547,9 +1553,7 @@ class LiveSession:
                 if name == current:
                     continue
                 try:
-                    avatar_stage.AvatarRenderer.create(avatar_stage.Avatar.load(folder), self.size, self.cfg.avatar,
-                                                       cache_dir=user_cache_dir() / "warp",
-                                                       keep_clear_row=label_top_row(self.size, self.cfg))
+                    warp_renderer(avatar_stage.Avatar.load(folder), self.size, self.cfg, cache_dir=user_cache_dir() / "warp")
                 except Exception as err:  # an avatar that cannot be prepared now says why when chosen
                     log.info("could not prepare avatar %s: %s", name, err)
         finally:
@@ -1946,10 +1950,9 @@ def _avatar_from_frame(image, cfg: AppConfig):
 
 
 def _neural(avatar, size, cfg: AppConfig, files, refiner=None):
-    from vcam_me.avatar import AvatarRenderer
     from vcam_me.avatar.appearance import AppearanceNet, NeuralAvatarRenderer
 
-    warp = AvatarRenderer.create(avatar, size, cfg.avatar, refiner=refiner, keep_clear_row=label_top_row(size, cfg))
+    warp = warp_renderer(avatar, size, cfg, refiner=refiner)
     warp.draw_details = False
     net = AppearanceNet.load(files, device=cfg.avatar.appearance_device, threads=cfg.avatar.appearance_threads)
     return NeuralAvatarRenderer(warp, net, asynchronous=False)
@@ -1960,7 +1963,6 @@ def cmd_eval_renderers(args, cfg: AppConfig) -> int:
     import datetime
     import tempfile
 
-    from vcam_me.avatar import AvatarRenderer
     from vcam_me.avatar import mesh as mesh_mod
     from vcam_me.avatar.appearance import AppearanceFiles
     from vcam_me.bench import machine_info, write_results
@@ -2000,7 +2002,7 @@ def cmd_eval_renderers(args, cfg: AppConfig) -> int:
         ref_px = mesh_mod.landmarks_to_pixels(ref_obs.landmarks, ref_obs.image_size)
         references = {"avatar": describer.describe(kept[part["reference_frame"]], ref_obs.landmarks)}
         renderers = {
-            "warp_only": AvatarRenderer.create(avatar, size, cfg.avatar, keep_clear_row=label_top_row(size, cfg)),
+            "warp_only": warp_renderer(avatar, size, cfg),
             # with [avatar] geometry = "network", each network renderer with its own geometry
             # head (the generic one, the fine-tuned one); the warp keeps the basis alone
             "generic": _neural(avatar, size, cfg, generic, geometry_refiner(avatar, cfg)),
@@ -2068,7 +2070,6 @@ def cmd_eval_identity(args, cfg: AppConfig) -> int:
     import numpy as np
 
     from vcam_me import avatar as avatar_stage
-    from vcam_me.avatar import AvatarRenderer
     from vcam_me.bench import machine_info, write_results
     from vcam_me.evaluation.renderers import HeldBack, score_renderer
     from vcam_me.types import Frame
@@ -2109,8 +2110,7 @@ def cmd_eval_identity(args, cfg: AppConfig) -> int:
         for clip, (observations, driver) in drivers.items():
             rows[name][clip.name] = {}
             for kind in ("warp_only", "network"):
-                renderer = (AvatarRenderer.create(avatar, size, cfg.avatar, keep_clear_row=label_top_row(size, cfg))
-                            if kind == "warp_only" else build_renderer(avatar, size, net_cfg))
+                renderer = warp_renderer(avatar, size, cfg) if kind == "warp_only" else build_renderer(avatar, size, net_cfg)
                 expression = build_expression(cfg, offline=True, observations=observations)
                 with build_tracker(cfg, "video") as out_tracker:
                     r = score_renderer(observations, 0, HeldBack(), renderer, expression, out_tracker,

@@ -94,7 +94,6 @@ def test_face_is_framed_above_a_row_to_keep_clear(size, badge_top):
     assert chin[1] <= badge_top - CHIN_CLEARANCE * h + 1e-6
     assert forehead[1] >= FACE_TOP_LIMIT * h - 1e-6
     assert kept[0, 0] >= 0.5 * usual[0, 0]
-    assert abs(chin[0] - usual_chin[0]) < 1e-6 or kept[0, 0] < usual[0, 0]  # only moved up, or shrunk
     # the renderer built with it draws its rest mesh there
     r = AvatarRenderer.create(avatar, size=size, keep_clear_row=badge_top)
     assert r.rest[M.CHIN, 1] <= badge_top - CHIN_CLEARANCE * h + 1e-3
