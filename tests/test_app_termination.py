@@ -50,7 +50,10 @@ def _signal_and_wait(proc: subprocess.Popen, signum: int, what: str, timeout_s: 
         return proc.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         proc.kill()
-        pytest.fail(f"{what} did not stop within {timeout_s:.0f} s of the signal")
+        # the app's stop watchdog (app.STOP_WATCHDOG_S) has written every thread's stack to its log
+        logs = "".join(p.read_text(encoding="utf-8", errors="replace")[-6000:] for p in Path(
+            os.environ.get("XDG_STATE_HOME", "/nonexistent")).rglob("*.log"))
+        pytest.fail(f"{what} did not stop within {timeout_s:.0f} s of the signal; its log:\n{logs}")
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
@@ -92,3 +95,27 @@ def test_a_signal_quits_the_tray_app_through_its_quit_path(private_user_dirs, tm
     text = log.read_text(encoding="utf-8")
     assert code == 0, f"exit {code}\n{text[-2000:]}"
     assert f"{signal.Signals(signum).name}: quitting" in text
+
+
+def test_a_stop_that_hangs_leaves_every_threads_stack_in_the_log(private_user_dirs):
+    """The stop watchdog: armed by a termination signal, it writes where every thread waits into
+    the log file when the process is still there after the delay (and nothing when it is not)."""
+    code = ("import threading, time\n"
+            "from vcam_me import app\n"
+            "threading.Thread(target=time.sleep, args=(5,), name='stuck-worker').start()\n"
+            "app.watch_the_stop(0.3)\n"
+            "time.sleep(1.0)\n")
+    subprocess.run([sys.executable, "-c", code], check=True, env=_env(private_user_dirs), timeout=60)
+    logs = list(private_user_dirs.rglob("vcam-me.log"))
+    assert logs, "no log file written"
+    text = logs[0].read_text(encoding="utf-8")
+    assert text.startswith("Timeout (")
+    assert text.count("(most recent call first)") == 2  # both threads' stacks
+    assert '"<string>", line 5' in text  # the main thread, caught in its sleep
+
+    quick = "from vcam_me import app\napp.watch_the_stop(5.0)\n"
+    for path in logs:
+        path.unlink()
+    subprocess.run([sys.executable, "-c", quick], check=True, env=_env(private_user_dirs), timeout=60)
+    assert all(not p.read_text(encoding="utf-8") for p in private_user_dirs.rglob("vcam-me.log"))
+
