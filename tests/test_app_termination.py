@@ -56,7 +56,7 @@ def _signal_and_wait(proc: subprocess.Popen, signum: int, what: str, timeout_s: 
         pytest.fail(f"{what} did not stop within {timeout_s:.0f} s of the signal; its log:\n{logs}")
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
 def test_a_signal_stops_run_and_the_recording_is_kept(private_user_dirs, tmp_path, signum):
     import av
 
@@ -119,3 +119,42 @@ def test_a_stop_that_hangs_leaves_every_threads_stack_in_the_log(private_user_di
     subprocess.run([sys.executable, "-c", quick], check=True, env=_env(private_user_dirs), timeout=60)
     assert all(not p.read_text(encoding="utf-8") for p in private_user_dirs.rglob("vcam-me.log"))
 
+
+
+class _Stream:
+    stop_requested = False
+
+    def request_stop(self):
+        self.stop_requested = True
+
+
+def _deliver(signum: int) -> None:
+    """Send ``signum`` to this process and give Python a few bytecodes to run its handler."""
+    os.kill(os.getpid(), signum)
+    for _ in range(50):
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_a_signal_during_a_stream_asks_it_to_end_and_a_second_one_raises(monkeypatch, signum):
+    """In a stream the first signal only sets the stream's stop flag (no exception lands in the
+    middle of a stage); a second one, or one outside a stream, raises as before."""
+    from vcam_me import app
+
+    armed = []
+    monkeypatch.setattr(app, "watch_the_stop", lambda *a: armed.append(a))
+    expected = KeyboardInterrupt if signum == signal.SIGINT else app.Terminated
+    restore = app.stop_on_termination_signals()
+    try:
+        stream = _Stream()
+        with app.signals_end_stream(stream):
+            _deliver(signum)
+            assert stream.stop_requested
+            with pytest.raises(expected):
+                _deliver(signum)
+        with pytest.raises(expected):
+            _deliver(signum)
+    finally:
+        restore()
+    assert app._stream_to_end is None
+    assert len(armed) == (0 if signum == signal.SIGINT else 3)  # the watchdog is for the termination signals

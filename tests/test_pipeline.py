@@ -187,3 +187,21 @@ def test_set_renderer_swaps_the_avatar_from_another_thread_without_touching_the_
     assert set(values[:switched]) == {10} and set(values[switched:]) == {200}  # one clean cut, no mix
     assert pipe.renderer.value == 200 and pipe.stamper is second_stamper
     assert second_stamper.banners == 1  # the new avatar is announced with the start banner
+
+
+def test_request_stop_ends_the_loop_after_the_current_frame():
+    """What a stop signal does to a stream: a plain flag, read once a frame; run() returns normally."""
+    sink = ListSink()
+    holder = {}
+
+    def on_frame(frame, state):
+        if len(sink.frames) == 5:
+            holder["pipe"].request_stop()
+
+    pipe = holder["pipe"] = LivePipeline(FakeSource(300), FakeTracker(), FakeExpression(), FakeRenderer(), FakeStamper(),
+                                         sink, fps=60, on_frame=on_frame)
+    t0 = time.monotonic()
+    stats = pipe.run(duration_s=5)
+    assert time.monotonic() - t0 < 2
+    assert pipe.stop_requested
+    assert stats.output_frames == len(sink.frames) == 5

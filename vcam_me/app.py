@@ -1312,8 +1312,9 @@ def _stream(source, sinks, renderer, stamper, expression, fps, size, cfg, durati
         guard.start(now_ms())
         pipeline = connect(LivePipeline(source, tracker, expression, renderer, stamper, sink, fps, guard=guard))
         try:
-            stats = pipeline.run(duration_s=duration)
-        except KeyboardInterrupt:
+            with signals_end_stream(pipeline):
+                stats = pipeline.run(duration_s=duration)
+        except KeyboardInterrupt:  # a second signal, or one before the loop began
             stats = pipeline.stats
     summary = stats.summary(fps)
     print(f"vcam-me: {summary['output_frames']} frames in {summary['wall_s']} s "
@@ -2392,17 +2393,61 @@ def watch_the_stop(after_s: float = STOP_WATCHDOG_S) -> None:
         pass
 
 
+#: The stream that a stop signal ends at its next frame (see :func:`signals_end_stream`).
+_stream_to_end = None
+
+
+@contextlib.contextmanager
+def signals_end_stream(pipeline):
+    """While the block runs, Ctrl+C, SIGTERM and SIGHUP ask ``pipeline`` to end after the frame
+    it is on (:meth:`~vcam_me.pipeline.LivePipeline.request_stop`) instead of raising in the
+    middle of whatever the main thread was doing. An exception raised there can land between
+    taking a lock and the ``try`` that releases it (CPython's ``with`` is not signal-safe), and a
+    stage's lock left held would make a tracker thread, and then the tracker's close, wait for
+    ever. A second signal while that stop is pending raises as before."""
+    global _stream_to_end
+    _stream_to_end = pipeline
+    try:
+        yield pipeline
+    finally:
+        _stream_to_end = None
+
+
+def _end_stream_on_signal() -> bool:
+    """From a signal handler: ask the running stream to end; False when there is none, or
+    when it was already asked (the caller then raises)."""
+    pipeline = _stream_to_end
+    if pipeline is None or getattr(pipeline, "stop_requested", True):
+        return False
+    pipeline.request_stop()
+    return True
+
+
 def stop_on_termination_signals():
     """Turn SIGTERM and SIGHUP into :class:`Terminated` on the main thread (the default would
-    end the process at once). The tray app replaces these with a quit of its event loop.
-    Returns a function that puts the previous handlers back."""
+    end the process at once), or, while a stream runs, into a request that it end at its next
+    frame; Ctrl+C does the same for a stream and otherwise raises ``KeyboardInterrupt`` as
+    usual. The tray app replaces these with a quit of its event loop. Returns a function that
+    puts the previous handlers back."""
     import signal
 
     def stop(signum, _frame):
         watch_the_stop()
+        if _end_stream_on_signal():
+            return
         raise Terminated(signum)
 
+    def interrupt(signum, frame):
+        if _end_stream_on_signal():
+            return
+        signal.default_int_handler(signum, frame)
+
     previous = {}
+    try:
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where Ctrl+C was set to be ignored
+            previous[signal.SIGINT] = signal.signal(signal.SIGINT, interrupt)
+    except ValueError:  # not the main thread
+        pass
     for name in ("SIGTERM", "SIGHUP"):
         number = getattr(signal, name, None)
         if number is None:  # Windows has no SIGHUP

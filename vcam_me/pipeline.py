@@ -169,6 +169,8 @@ class LivePipeline:
         self.on_frame = on_frame
         self.stats = StreamStats()
         self._stop = threading.Event()
+        #: Set by :meth:`request_stop`; a plain attribute, read by the render loop every frame.
+        self.stop_requested = False
         self._swap_lock = threading.Lock()
         self._pending_swap: tuple[Renderer, Stamper | None, Guard | None] | None = None
         self._tracking_error: BaseException | None = None
@@ -176,6 +178,13 @@ class LivePipeline:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def request_stop(self) -> None:
+        """Ask the render loop to end after the frame it is on, and :meth:`run` to return
+        normally. Unlike :meth:`stop` this takes no lock, so a signal handler may call it
+        whatever the interrupted thread was doing (an ``Event.set`` there could wait on a lock
+        that very thread holds)."""
+        self.stop_requested = True
 
     def set_renderer(self, renderer: Renderer, stamper: Stamper | None = None, guard: Guard | None = None) -> None:
         """Show another avatar from the next tick on, without stopping the stream or its sinks.
@@ -279,7 +288,7 @@ class LivePipeline:
         last_source: int | None = None
         seen_arrival = 0
         try:
-            while not self._stop.is_set():
+            while not self._stop.is_set() and not self.stop_requested:
                 if duration_s is not None and time.perf_counter() - wall0 >= duration_s:
                     break
                 if not tracking.is_alive() and self.source.finished:
