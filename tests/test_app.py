@@ -237,3 +237,42 @@ def test_the_renderer_frames_the_face_above_the_labels_badge(size, private_user_
     assert label_top_row(size, cfg) == badge_top
     chin_row = build_renderer(avatar, size, cfg).rest[M.CHIN, 1]
     assert chin_row <= badge_top - CHIN_CLEARANCE * size[1] + 1e-3
+
+
+def test_an_avatar_driven_by_its_owner_is_drawn_as_measured(private_user_dirs):
+    """``[avatar] driver``: a photo avatar is drawn for anyone (the basis's cross-identity gains
+    and mixing), an avatar personalised by ``vcam-me setup`` for its owner (the motion as
+    measured), and the setting overrides either way."""
+    import dataclasses
+
+    from vcam_me.app import BUNDLED_AVATAR, driven_by_owner, resolve_avatar, warp_renderer
+    from vcam_me.avatar.basis import FEATURE_NAMES
+    from vcam_me.config import load_config
+    from vcam_me.types import AU_INDEX, ExpressionState
+
+    cfg = load_config(None, use_user_config=False)
+    as_owner = dataclasses.replace(cfg, avatar=dataclasses.replace(cfg.avatar, driver="owner"))
+    as_other = dataclasses.replace(cfg, avatar=dataclasses.replace(cfg.avatar, driver="other"))
+    photo = resolve_avatar(str(BUNDLED_AVATAR), cfg)
+
+    class SetUpAvatar:  # what vcam-me setup leaves: an avatar that carries its own network
+        def network_files(self):
+            return {"fp32": Path("network/appearance.onnx")}
+
+    assert cfg.avatar.driver == "auto"
+    assert not driven_by_owner(photo, cfg) and driven_by_owner(SetUpAvatar(), cfg)
+    assert driven_by_owner(photo, as_owner) and not driven_by_owner(SetUpAvatar(), as_other)
+
+    commanded = {"AU7_L": 0.3, "AU12_R": 0.2, "AU2_L": 0.4}
+    au = ExpressionState.neutral(0).au.copy()
+    for name, value in commanded.items():
+        au[AU_INDEX[name]] = value
+    state = ExpressionState.neutral(0)
+    state = ExpressionState(0, au, state.gaze, state.head_pose)
+    own = warp_renderer(photo, (640, 360), as_owner).drive(state)
+    other = warp_renderer(photo, (640, 360), cfg).drive(state)
+    expected = np.zeros(len(FEATURE_NAMES), np.float32)
+    for name, value in commanded.items():
+        expected[FEATURE_NAMES.index(name)] = value
+    np.testing.assert_allclose(own, expected, atol=1e-6)  # drawn as commanded, nothing added
+    assert abs(other[FEATURE_NAMES.index("AU7_L")] - 0.3) > 0.1  # the gained draw differs

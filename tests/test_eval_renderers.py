@@ -27,7 +27,7 @@ def test_eval_renderers_scores_three_renderers_on_held_back_frames(short_clip, p
     result = json.loads(out.read_text())
     row = result["clips"]["short.mp4"]
     assert row["reference_frame"] < row["first_held_back_frame"], "the avatar comes from the first part"
-    for name in ("warp_only", "generic", "personalised"):
+    for name in ("warp_only", "generic", "personalised", "warp_for_owner"):
         r = row[name]
         assert r["quality_frames"] > 15
         for key in ("face_psnr", "mouth_psnr", "eyes_psnr"):
@@ -36,7 +36,9 @@ def test_eval_renderers_scores_three_renderers_on_held_back_frames(short_clip, p
     # the person's own held-back frames, described at the same frames as the renders
     real = row["real_frames"]
     assert real["frames"] >= 3 and 0 < real["identity_to_avatar_mean"] <= real["identity_to_avatar_max"] < 0.6
-    assert set(result["summary"]) == {"warp_only", "generic", "personalised", "real_frames"}
+    assert set(result["summary"]) == {"warp_only", "generic", "personalised", "warp_for_owner", "real_frames"}
+    # the person's own motion drawn as measured is not the gained warp
+    assert row["warp_for_owner"]["face_psnr"] != row["warp_only"]["face_psnr"]
 
 
 def test_eval_identity_compares_the_render_with_avatar_and_driver(short_clip, private_user_dirs):

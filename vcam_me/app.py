@@ -305,11 +305,23 @@ def build_renderer(avatar, size: tuple[int, int], cfg: AppConfig, *, live: bool 
     return NeuralAvatarRenderer(warp, net, asynchronous=live, min_interval_ms=cfg.avatar.appearance_interval_ms)
 
 
-def warp_renderer(avatar, size: tuple[int, int], cfg: AppConfig, **kwargs):
-    """The mesh-warp renderer for ``avatar`` at ``size``, its face framed clear of the label
-    (``kwargs`` go to :meth:`~vcam_me.avatar.AvatarRenderer.create`)."""
-    from vcam_me.avatar import AvatarRenderer
+def driven_by_owner(avatar, cfg: AppConfig) -> bool:
+    """Whether ``avatar`` is drawn for its own person driving it (``[avatar] driver``; "auto":
+    yes for an avatar personalised by ``vcam-me setup``, which carries its own network)."""
+    if cfg.avatar.driver != "auto":
+        return cfg.avatar.driver == "owner"
+    return bool(avatar.network_files())
 
+
+def warp_renderer(avatar, size: tuple[int, int], cfg: AppConfig, *, owner: bool | None = None, **kwargs):
+    """The mesh-warp renderer for ``avatar`` at ``size``, its face framed clear of the label
+    (``kwargs`` go to :meth:`~vcam_me.avatar.AvatarRenderer.create`). ``owner``: whether the
+    avatar's own person drives it (default: :func:`driven_by_owner`); then the AU basis is
+    drawn as measured, without the gains that make another person's motion read back."""
+    from vcam_me.avatar import AUBasis, AvatarRenderer
+
+    if driven_by_owner(avatar, cfg) if owner is None else owner:
+        kwargs["basis"] = (kwargs.get("basis") or AUBasis.load()).as_measured()
     return AvatarRenderer.create(avatar, size, cfg.avatar, keep_clear_row=label_top_row(size, cfg), **kwargs)
 
 
@@ -1908,6 +1920,8 @@ RENDERER_EVAL_CLIPS = (
 )
 #: Clips whose frames may appear in the committed picture sheet (../shared/data/MANIFEST.md).
 SHEET_CLIPS = ("pyfeat_WolfgangLanger_Pexels.mp4",)
+#: The renderers the picture sheet shows, after the reference and the real frame.
+SHEET_RENDERERS = ("warp_only", "generic", "personalised")
 
 
 def _track_clip_for_renderers(clip: Path, cfg: AppConfig, first_held_back: int, keep: set[int], describe=None):
@@ -1950,10 +1964,10 @@ def _avatar_from_frame(image, cfg: AppConfig):
     return avatar_stage.create_avatar(image, faces, None, min_face_px=64, source_name="evaluation reference frame")
 
 
-def _neural(avatar, size, cfg: AppConfig, files, refiner=None):
+def _neural(avatar, size, cfg: AppConfig, files, refiner=None, owner: bool | None = None):
     from vcam_me.avatar.appearance import AppearanceNet, NeuralAvatarRenderer
 
-    warp = warp_renderer(avatar, size, cfg, refiner=refiner)
+    warp = warp_renderer(avatar, size, cfg, refiner=refiner, owner=owner)
     warp.draw_details = False
     net = AppearanceNet.load(files, device=cfg.avatar.appearance_device, threads=cfg.avatar.appearance_threads)
     return NeuralAvatarRenderer(warp, net, asynchronous=False)
@@ -2002,13 +2016,18 @@ def cmd_eval_renderers(args, cfg: AppConfig) -> int:
         ref_obs = observations[part["reference_frame"]]
         ref_px = mesh_mod.landmarks_to_pixels(ref_obs.landmarks, ref_obs.image_size)
         references = {"avatar": describer.describe(kept[part["reference_frame"]], ref_obs.landmarks)}
+        # The avatar is a photo of the clip's person: warp only and generic draw it as the app
+        # draws a photo avatar (for anyone to drive), the personalised one as it draws an avatar
+        # that vcam-me setup made from its owner's video (for its owner: [avatar] driver);
+        # "warp_for_owner" is the warp drawn that way too, to tell that part of the gain apart.
         renderers = {
             "warp_only": warp_renderer(avatar, size, cfg),
             # with [avatar] geometry = "network", each network renderer with its own geometry
             # head (the generic one, the fine-tuned one); the warp keeps the basis alone
             "generic": _neural(avatar, size, cfg, generic, geometry_refiner(avatar, cfg)),
             "personalised": _neural(avatar, size, cfg, AppearanceFiles(part["fp32"], part["int8"]),
-                                    geometry_refiner(avatar, cfg, own=part["geometry"])),
+                                    geometry_refiner(avatar, cfg, own=part["geometry"]), owner=True),
+            "warp_for_owner": warp_renderer(avatar, size, cfg, owner=True),
         }
         row = {"first_held_back_frame": cut, "reference_frame": part["reference_frame"],
                "held_back_face_l1_crops": part["held_back_face_l1"],
@@ -2040,7 +2059,7 @@ def cmd_eval_renderers(args, cfg: AppConfig) -> int:
                 real_px = mesh_mod.landmarks_to_pixels(observations[k].landmarks, observations[k].image_size)
                 sheet_rows.append([aligned_crop(kept[part["reference_frame"]], ref_px, 256)[0],
                                    aligned_crop(kept[k], real_px, 256)[0]] +
-                                  [shots[k].get(n) for n in renderers])
+                                  [shots[k].get(n) for n in SHEET_RENDERERS])
     result = {"clips": rows, "summary": _renderer_summary(rows), "split": args.split, "steps": args.steps,
               "command": "vcam-me " + " ".join(sys.argv[1:]),
               "date": datetime.datetime.now().isoformat(timespec="seconds"), "machine": machine_info(), "size": list(size)}
@@ -2147,7 +2166,7 @@ def _renderer_summary(rows: dict) -> dict:
     keys = ("face_psnr", "face_ssim", "mouth_psnr", "mouth_ssim", "eyes_psnr", "eyes_ssim", "aed_ratio", "apd_ratio",
             "min_pearson_r", "identity_to_avatar_mean", "identity_to_avatar_max")
     out = {}
-    for name in ("warp_only", "generic", "personalised", "real_frames"):
+    for name in (*SHEET_RENDERERS, "warp_for_owner", "real_frames"):
         out[name] = {}
         for key in keys:
             values = [r[name].get(key) for r in rows.values() if r.get(name, {}).get(key) is not None]

@@ -147,6 +147,13 @@ class AvatarOptions:
     #: fidelity little either way and cost micro-expressions their side (benchmarks/README.md,
     #: "The geometry head at run time").
     geometry: Literal["basis", "network"] = "basis"
+    #: Who drives the avatar. "owner": the person it shows (expressions are drawn as measured
+    #: on real faces: a face moved by its own person's motion reads back as that motion);
+    #: "other": someone else (drawn with the AU basis's cross-identity gains and cross-talk
+    #: mixing, which make up for MediaPipe reading another person's motion weakly on this
+    #: face); "auto": "owner" for avatars personalised by ``vcam-me setup`` from their owner's
+    #: video, "other" for photo avatars (benchmarks/README.md, "Driven by its own face").
+    driver: Literal["auto", "owner", "other"] = "auto"
 
 
 @dataclass(frozen=True)

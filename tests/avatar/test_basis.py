@@ -41,3 +41,14 @@ def test_mixing_of_the_wrong_shape_is_a_model_error(tmp_path, bad):
 def test_shipped_basis_loads():
     basis = AUBasis.load()
     assert basis.mixing.shape == (N, N) and np.isfinite(basis.mixing).all()
+
+
+def test_as_measured_drops_the_gains_and_mixing_and_keeps_the_rest():
+    shipped = AUBasis.load()
+    assert not np.allclose(shipped.gain, 1.0) and not np.allclose(shipped.mixing, np.eye(N))
+    measured = shipped.as_measured()
+    np.testing.assert_array_equal(measured.basis, shipped.basis)
+    np.testing.assert_array_equal(measured.gain, np.ones(N))
+    np.testing.assert_array_equal(measured.mixing, np.eye(N))
+    np.testing.assert_array_equal(measured.pose_gain, shipped.pose_gain)
+    np.testing.assert_array_equal(measured.pose_coupling, shipped.pose_coupling)

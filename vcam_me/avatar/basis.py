@@ -96,3 +96,14 @@ class AUBasis:
             raise ModelError(f"AU basis {path} has a mixing matrix of shape {mixing.shape}, expected ({n}, {n}) "
                              "finite values; recalibrate it")
         return cls(basis, gain, pose_gain, coupling, mixing)
+
+    def as_measured(self) -> "AUBasis":
+        """This basis without its closed-loop gains and cross-talk mixing: each feature moves
+        the mesh by what was measured on real faces, the head-pose terms unchanged.
+
+        The gains and mixing were calibrated on avatars driven by *other* people, whose
+        expressions MediaPipe reads weakly and coupled on a warped photo of another face. On a
+        face driven by its own person the measured motion already reads back right, and the
+        gains overdraw it (self-reenactment of 10 clips, benchmarks/README.md, "Driven by its
+        own face": AED ratio better on 9, eye-region SSIM on all 10)."""
+        return AUBasis(self.basis, None, self.pose_gain, self.pose_coupling, None)
