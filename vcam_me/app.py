@@ -320,7 +320,9 @@ def warp_renderer(avatar, size: tuple[int, int], cfg: AppConfig, *, owner: bool 
     drawn as measured, without the gains that make another person's motion read back."""
     from vcam_me.avatar import AUBasis, AvatarRenderer
 
-    if driven_by_owner(avatar, cfg) if owner is None else owner:
+    if owner is None:
+        owner = driven_by_owner(avatar, cfg)
+    if owner:
         kwargs["basis"] = (kwargs.get("basis") or AUBasis.load()).as_measured()
     return AvatarRenderer.create(avatar, size, cfg.avatar, keep_clear_row=label_top_row(size, cfg), **kwargs)
 

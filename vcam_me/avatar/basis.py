@@ -104,6 +104,6 @@ class AUBasis:
         The gains and mixing were calibrated on avatars driven by *other* people, whose
         expressions MediaPipe reads weakly and coupled on a warped photo of another face. On a
         face driven by its own person the measured motion already reads back right, and the
-        gains overdraw it (self-reenactment of 10 clips, benchmarks/README.md, "Driven by its
-        own face": AED ratio better on 9, eye-region SSIM on all 10)."""
+        gains overdraw it (self-reenactment of 10 clips with the warp, benchmarks/README.md,
+        "Driven by its own face": AED ratio and eye-region SSIM better on all 10)."""
         return AUBasis(self.basis, None, self.pose_gain, self.pose_coupling, None)
