@@ -152,7 +152,9 @@ class AvatarOptions:
     #: "other": someone else (drawn with the AU basis's cross-identity gains and cross-talk
     #: mixing, which make up for MediaPipe reading another person's motion weakly on this
     #: face); "auto": "owner" for avatars personalised by ``vcam-me setup`` from their owner's
-    #: video, "other" for photo avatars (benchmarks/README.md, "Driven by its own face").
+    #: video, "other" for photo avatars (benchmarks/README.md, "Driven by its own face"). An
+    #: imported avatar that someone else personalised counts as theirs: driven by you, its
+    #: expressions come out weaker than with "other" (they still follow you).
     driver: Literal["auto", "owner", "other"] = "auto"
 
 
