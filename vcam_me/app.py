@@ -700,6 +700,9 @@ def cmd_avatar(args, cfg: AppConfig) -> int:
         else:
             print(f"vcam-me: it carries no consent record; before it can be used: vcam-me consent record --avatar "
                   f"{avatar.folder} --name NAME, or vcam-me consent attest --avatar {avatar.folder} --licence TEXT")
+        if driven_by_owner(avatar, cfg):
+            print("vcam-me: it was personalised from its owner's video, so it is drawn for its owner driving it; "
+                  "if someone else drives it, set [avatar] driver = \"other\" for stronger expressions")
         return 0
     print("vcam-me: error: say what to do with avatars: vcam-me avatar create --photo FILE | list | export NAME OUT.zip "
           "| import ARCHIVE.zip", file=sys.stderr)

@@ -269,6 +269,17 @@ def test_app_builds_the_configured_renderer(avatar, cfg, tmp_path):
     own = add_network(save_avatar(avatar, tmp_path / "own"), shipped_files().fp32, shipped_files().int8)
     personal = build_renderer(own, SIZE, auto_cfg)
     assert isinstance(personal, A.NeuralAvatarRenderer) and not personal.asynchronous
+    # an avatar with its own network is drawn for its owner ([avatar] driver = "auto"): the
+    # basis as measured, a commanded AU drawn as it is, where a photo avatar's gains change it
+    from vcam_me.avatar.basis import FEATURE_NAMES
+    from vcam_me.types import AU_INDEX, ExpressionState
+
+    au = ExpressionState.neutral(0).au.copy()
+    au[AU_INDEX["AU7_L"]] = 0.3
+    squint = ExpressionState(0, au, ExpressionState.neutral(0).gaze, ExpressionState.neutral(0).head_pose)
+    k = FEATURE_NAMES.index("AU7_L")
+    assert personal.warp.drive(squint)[k] == pytest.approx(0.3)
+    assert build_renderer(avatar, SIZE, auto_cfg).drive(squint)[k] != pytest.approx(0.3)
     net_cfg = dataclasses.replace(cfg, avatar=dataclasses.replace(cfg.avatar, appearance="network", appearance_device="cpu"))
     live = build_renderer(avatar, SIZE, net_cfg, live=True)
     try:
