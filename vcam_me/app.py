@@ -2441,7 +2441,7 @@ def _end_stream_on_signal() -> bool:
     """From a signal handler: ask the running stream to end; False when there is none, or
     when it was already asked (the caller then raises)."""
     pipeline = _stream_to_end
-    if pipeline is None or getattr(pipeline, "stop_requested", True):
+    if pipeline is None or pipeline.stop_requested:
         return False
     pipeline.request_stop()
     return True
