@@ -792,8 +792,8 @@ def cmd_setup(args, cfg: AppConfig) -> int:
         raise SetupError(f"capture not found: {capture}")
     out = Path(args.out).expanduser() if args.out else _free_name(_avatar_cache_dir() / capture.stem)
     bars: dict[str, Progress] = {}
-    labels = {"checking": "checking the capture", "tracking": "tracking your face", "training": "fine-tuning",
-              "saving": "saving"}
+    labels = {"checking": "checking the capture", "tracking": "tracking your face",
+              "preparing": "preparing the training frames", "training": "fine-tuning", "saving": "saving"}
 
     def progress(stage: str, done: int, total: int) -> None:
         if stage not in bars:
@@ -1991,7 +1991,7 @@ def cmd_eval_renderers(args, cfg: AppConfig) -> int:
     from vcam_me.models import verified_model_path
 
     try:
-        from vcam_me.training.personalise import personalise_clip_part
+        from vcam_me.training.personalise import BASIS_WARPED, personalise_clip_part
     except ImportError as err:
         raise SetupError(f"the personalised renderer needs PyTorch ({err.name} is missing): {_how_to_get_torch()}") from None
     if args.driving:
@@ -2066,6 +2066,7 @@ def cmd_eval_renderers(args, cfg: AppConfig) -> int:
                                    aligned_crop(kept[k], real_px, 256)[0]] +
                                   [shots[k].get(n) for n in SHEET_RENDERERS])
     result = {"clips": rows, "summary": _renderer_summary(rows), "split": args.split, "steps": args.steps,
+              "personalised_on": "true and basis-drawn meshes" if BASIS_WARPED else "true meshes",
               "command": "vcam-me " + " ".join(sys.argv[1:]),
               "date": datetime.datetime.now().isoformat(timespec="seconds"), "machine": machine_info(), "size": list(size)}
     write_results(result, args.out)

@@ -57,6 +57,8 @@ def test_setup_writes_an_avatar_with_its_own_network_and_resumes_after_cancel(sh
                       threads=1)
     assert not out.exists(), "a cancelled set-up leaves no half-made avatar"
     assert ("training", 6, 10) in stages
+    preparing = [(d, t) for s, d, t in stages if s == "preparing"]
+    assert preparing and preparing[-1][0] == preparing[-1][1], "the basis-drawn frames are made with a progress bar"
 
     stages.clear()
     result = P.personalise(short_capture, out, prior=prior, steps=10, progress=progress, cache_root=cache, threads=1)
@@ -143,3 +145,40 @@ def test_a_damaged_checkpoint_is_set_aside_and_training_starts_afresh(prior, tmp
     assert stages[0] == ("training", 0, 2) and len(history) == 2, "started from step 0, not from the junk"
     assert "is damaged" in caplog.text
     assert (work / (CHECKPOINT + ".damaged")).read_bytes() == b"half a checkpoint", "set aside, not deleted"
+
+
+def test_the_owner_is_fine_tuned_on_the_true_mesh_and_on_the_basis_drawn_one(tmp_path):
+    from vcam_me.avatar import AUBasis
+    from vcam_me.training.reenact_data import load_tracked, samples_from_tracked
+
+    tracked = load_tracked(CLIP, max_frames=6, stride=12, cache_dir=tmp_path)
+    samples = samples_from_tracked(CLIP, tracked)
+    assert P.training_samples(samples, tracked, basis_warped=False) == [samples]
+    true_mesh, drawn = P.training_samples(samples, tracked, basis_warped=True)
+    assert true_mesh is samples
+    np.testing.assert_array_equal(drawn.target, samples.target)
+    np.testing.assert_array_equal(drawn.condition, samples.condition)
+    assert np.abs(drawn.warped.astype(int) - samples.warped).mean() > 0.5
+    # drawn as the app draws an owner's avatar: the shipped basis as measured, no gains
+    from vcam_me.training.reenact_data import warped_by_basis
+
+    again = warped_by_basis(samples, tracked, AUBasis.load().as_measured().basis)
+    np.testing.assert_array_equal(drawn.warped, again.warped)
+
+
+def test_cancel_while_preparing_the_training_frames_stops_there(tmp_path):
+    from vcam_me.training.reenact_data import load_tracked, samples_from_tracked
+
+    tracked = load_tracked(CLIP, max_frames=6, stride=12, cache_dir=tmp_path)
+    samples = samples_from_tracked(CLIP, tracked)
+    cancel = threading.Event()
+    seen: list[int] = []
+
+    def progress(stage: str, done: int, total: int) -> None:
+        seen.append(done)
+        if done == 2:
+            cancel.set()
+
+    with pytest.raises(P.Cancelled, match="cancelled before the fine-tuning"):
+        P.training_samples(samples, tracked, basis_warped=True, progress=progress, cancel=cancel)
+    assert seen == [1, 2]

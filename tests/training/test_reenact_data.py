@@ -67,6 +67,42 @@ def test_warped_reference_is_closer_to_the_target_than_the_plain_reference(sampl
     assert warped_err < 0.85 * plain_err
 
 
+def _tracked(cache_dir: Path) -> R.TrackedClip:
+    with np.load(next(cache_dir.glob("*.npz"))) as z:
+        return R.TrackedClip(**{k: z[k] for k in R.TrackedClip.__dataclass_fields__})
+
+
+def test_a_basis_that_draws_the_true_mesh_warps_as_the_true_mesh_does(samples, cache_dir):
+    tracked = _tracked(cache_dir)
+    targets = np.searchsorted(tracked.index, samples.frame_index)
+    # five samples, 51 features: the least-squares basis reproduces their displacements exactly
+    flat = samples.displacement.reshape(len(samples), -1).astype(np.float64)
+    basis = np.linalg.lstsq(tracked.features[targets].astype(np.float64), flat, rcond=None)[0]
+    exact = R.warped_by_basis(samples, tracked, basis.reshape(len(R.FEATURE_NAMES), 478, 3))
+    assert np.abs(exact.warped.astype(int) - samples.warped).mean() < 0.5
+    for name in ("target", "face_mask", "condition", "displacement", "frame_index"):
+        np.testing.assert_array_equal(getattr(exact, name), getattr(samples, name))
+
+
+def test_a_basis_that_draws_nothing_leaves_the_expression_out(samples, cache_dir):
+    tracked = _tracked(cache_dir)
+    still = R.warped_by_basis(samples, tracked, np.zeros((len(R.FEATURE_NAMES), 478, 3)))
+    face = samples.face_mask.astype(bool)
+    # the true warp follows the expression to the target; drawing none leaves it further off
+    err_true = np.abs(samples.warped.astype(np.float32) - samples.target)[face].mean()
+    err_still = np.abs(still.warped.astype(np.float32) - samples.target)[face].mean()
+    assert err_still > err_true
+
+
+def test_a_basis_warp_of_samples_from_another_clip_is_refused(samples, cache_dir):
+    tracked = _tracked(cache_dir)
+    other = R.TrackedClip(**{**tracked.__dict__, "index": tracked.index + 1})
+    with pytest.raises(ValueError, match="not made from this tracked clip"):
+        R.warped_by_basis(samples, other, np.zeros((len(R.FEATURE_NAMES), 478, 3)))
+    with pytest.raises(ValueError, match="basis of shape"):
+        R.warped_by_basis(samples, tracked, np.zeros((3, 478, 3)))
+
+
 def test_cache_is_used_on_the_second_load(samples, cache_dir, monkeypatch):
     def fail(*_a, **_k):
         raise AssertionError("tracked again instead of reading the cache")

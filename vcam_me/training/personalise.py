@@ -8,8 +8,10 @@
 2. **calibrate** the owner: neutral baseline and pose (the most relaxed frames) and each AU's
    range (a high percentile over the capture);
 3. **fine-tune** the transfer network from the shipped prior on the capture's
-   self-reenactment samples (its rest frame warped to every other frame), on the GPU when
-   PyTorch sees one;
+   self-reenactment samples (its rest frame warped to every other frame, once to the frame's
+   true mesh and once to the mesh the AU basis draws for it, as the app will draw the owner's
+   face: :func:`~vcam_me.training.reenact_data.warped_by_basis`), on the GPU when PyTorch
+   sees one;
 4. **export** the appearance head to ONNX (fp32, and int8 for the CPU) and the owner's
    refinement of the AU basis (the geometry head's non-linear part), and write the avatar
    folder: the rest frame as the reference, the networks, the calibration.
@@ -53,6 +55,10 @@ LUMINANCE_RANGE = (45.0, 215.0)
 DEFAULT_STEPS = 500
 CHECKPOINT_EVERY = 50
 FINE_TUNE_LR = 2e-4
+#: Fine-tune on the reference warped by the AU basis as well as by the true mesh (half each).
+#: The app draws an owner's avatar with the basis, so the network also learns to mend what
+#: the basis draws wrong on this face (benchmarks/README.md, "Driven by its own face").
+BASIS_WARPED = True
 
 Progress = Callable[[str, int, int], None]
 
@@ -215,6 +221,24 @@ def fine_tune(net, data, *, steps: int, work: Path, settings: dict, device: str 
     return history
 
 
+def training_samples(samples, tracked, basis_warped: bool = BASIS_WARPED, *, progress: Progress = _noop,
+                     cancel: threading.Event | None = None) -> list:
+    """The samples to fine-tune on: ``samples`` (warped to the true mesh) and, with
+    ``basis_warped``, the same targets with the reference warped by the shipped AU basis drawn
+    for its owner (as measured), as the app draws a set-up avatar (stage "preparing")."""
+    if not basis_warped:
+        return [samples]
+    from vcam_me.avatar import AUBasis
+    from vcam_me.training.reenact_data import warped_by_basis
+
+    def step(done: int, total: int) -> None:
+        progress("preparing", done, total)
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("set-up cancelled before the fine-tuning; run it again to start it")
+
+    return [samples, warped_by_basis(samples, tracked, AUBasis.load().as_measured().basis, progress=step)]
+
+
 def export_network(net, data, out_dir: Path) -> tuple[Path, Path, Path]:
     """``appearance.onnx``, ``appearance.int8.onnx`` and ``geometry_refinement.onnx`` (the
     owner's own refinement of the AU basis) in ``out_dir``."""
@@ -289,13 +313,14 @@ def personalise(capture: Path, out_dir: Path, *, prior: Path, steps: int = DEFAU
     calibration = owner_calibration(tracked.blendshapes, tracked.pose_deg)
 
     settings = {"capture": capture.name, "steps": steps, "lr": FINE_TUNE_LR, "stride": STRIDE,
-                "max_frames": MAX_FRAMES, "prior": _short_hash(prior)}
+                "max_frames": MAX_FRAMES, "prior": _short_hash(prior), "basis_warped": _basis_warp_key(BASIS_WARPED)}
     work = work_dir_for(capture, settings, cache_root / "setup" if cache_root else None)
     dev = torch_device(device)
     net = load_prior(prior)
-    data = TrainData.stack([samples])
+    data = TrainData.stack([samples])  # the true mesh: what the before/after figures are on
     before = face_l1(net, data)
-    fine_tune(net, data, steps=steps, work=work, settings=settings, device=dev, progress=progress, cancel=cancel)
+    train_on = TrainData.stack(training_samples(samples, tracked, progress=progress, cancel=cancel))
+    fine_tune(net, train_on, steps=steps, work=work, settings=settings, device=dev, progress=progress, cancel=cancel)
     after = face_l1(net, data)
 
     progress("saving", 0, 1)
@@ -322,6 +347,14 @@ def personalise(capture: Path, out_dir: Path, *, prior: Path, steps: int = DEFAU
                         "warp_only": round(after["warp_only"], 3)})
 
 
+def _basis_warp_key(basis_warped: bool) -> int:
+    """The checkpoint settings' word on the basis-drawn samples: 0 for none, else the version of
+    the drawing, so a checkpoint made from other samples is never resumed."""
+    from vcam_me.training.reenact_data import WARPED_BY_BASIS_VERSION
+
+    return WARPED_BY_BASIS_VERSION if basis_warped else 0
+
+
 def _short_hash(path: Path) -> str:
     from vcam_me.models import sha256_of
 
@@ -329,7 +362,8 @@ def _short_hash(path: Path) -> str:
 
 
 def personalise_clip_part(clip: Path, out_dir: Path, *, prior: Path, split: float = 0.6, steps: int = 300,
-                          threads: int = 1, cache_root: Path | None = None, progress: Progress = _noop) -> dict:
+                          threads: int = 1, cache_root: Path | None = None, progress: Progress = _noop,
+                          basis_warped: bool = BASIS_WARPED) -> dict:
     """Fine-tune ``prior`` on the first ``split`` of ``clip`` only (the evaluation's
     personalised renderer, scored on the held-back rest). Returns the ONNX files, the rest
     frame the avatar is to be made from (in the first part), the first held-back video frame
@@ -345,16 +379,16 @@ def personalise_clip_part(clip: Path, out_dir: Path, *, prior: Path, split: floa
     first = samples_from_tracked(clip, tracked, split=split, part="first")
     rest = samples_from_tracked(clip, tracked, split=split, part="rest")
     settings = {"capture": clip.name, "steps": steps, "lr": FINE_TUNE_LR, "stride": STRIDE, "max_frames": MAX_FRAMES,
-                "prior": _short_hash(prior), "split": split}
+                "prior": _short_hash(prior), "split": split, "basis_warped": _basis_warp_key(basis_warped)}
     work = work_dir_for(clip, settings, cache_root / "setup" if cache_root else None)
     net = load_prior(prior)
     held = TrainData.stack([rest])
     before = face_l1(net, held)
-    fine_tune(net, TrainData.stack([first]), steps=steps, work=work, settings=settings, device=torch_device(),
-              progress=progress)
+    train_on = TrainData.stack(training_samples(first, tracked, basis_warped))
+    fine_tune(net, train_on, steps=steps, work=work, settings=settings, device=torch_device(), progress=progress)
     after = face_l1(net, held)
     out_dir.mkdir(parents=True, exist_ok=True)
-    fp32, int8, geometry = export_network(net, TrainData.stack([first]), out_dir)
+    fp32, int8, geometry = export_network(net, train_on, out_dir)
     return {"fp32": fp32, "int8": int8, "geometry": geometry, "reference_frame": first.reference_index,
             "first_held_back_frame": int(rest.frame_index.min()),
             "held_back_face_l1": {"warp_only": round(before["warp_only"], 3), "prior": round(before["network"], 3),

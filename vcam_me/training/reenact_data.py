@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -40,6 +40,7 @@ from vcam_me.avatar.crop import ALIGN_IDS, CROP_SIZE, POSE_UNIT_DEG, crop_points
 from vcam_me.errors import CaptureError, TrackingError
 from vcam_me.geometry import pose_from_transform
 from vcam_me.storage import atomic_write_bytes
+from vcam_me.types import NUM_LANDMARKS
 from vcam_me.training.features import (
     FEATURE_NAMES,
     blendshapes_to_au_and_gaze,
@@ -281,6 +282,51 @@ def samples_from_tracked(clip: Path, t: TrackedClip, size: int = CROP_SIZE, *, s
         frame_index=t.index[targets],
         reference_index=int(t.index[ref]),
     )
+
+
+#: Bumped whenever :func:`warped_by_basis` draws differently: fine-tuning checkpoints are
+#: resumed only when made with the same samples (``training.personalise`` keys them on it).
+WARPED_BY_BASIS_VERSION = 2
+
+
+def warped_by_basis(samples: ClipSamples, t: TrackedClip, basis: np.ndarray, progress=None) -> ClipSamples:
+    """``samples`` with each warped reference drawn as the app draws the avatar's mesh: the
+    reference moved by the AU basis (``(len(FEATURE_NAMES), 478, 3)``, drawn as measured)
+    instead of to the target's true landmarks.
+
+    The true mesh teaches the appearance head only what a warp cannot draw; at run time the
+    warp follows the basis, whose mesh differs from the true one on every face. Trained on
+    these, the head also learns to mend what the basis draws wrong on this face. The target's
+    own head pose and crop placement are kept (the basis moves the expression only): each
+    target's landmarks get the basis's expression displacement in place of the true one,
+    mapped from the pose-normalised frame into that target's crop by the affine projection
+    that best maps its own pose-normalised mesh onto its crop landmarks (so a turned head's
+    displacements are turned with it).
+
+    ``progress(done, total)`` is called per warped frame (about 20 ms each on one core).
+    """
+    basis = np.asarray(basis, np.float64)
+    if basis.shape != (len(FEATURE_NAMES), NUM_LANDMARKS, 3):
+        raise ValueError(f"basis of shape {basis.shape}, expected ({len(FEATURE_NAMES)}, {NUM_LANDMARKS}, 3)")
+    ref = int(np.searchsorted(t.index, samples.reference_index))
+    targets = np.searchsorted(t.index, samples.frame_index)
+    if ref >= len(t.index) or t.index[ref] != samples.reference_index or not np.array_equal(t.index[targets], samples.frame_index):
+        raise ValueError(f"{samples.clip.name}: the samples were not made from this tracked clip")
+    drawn = np.einsum("nf,fpc->npc", t.features[targets].astype(np.float64), basis)
+    true = (t.aligned[targets] - t.aligned[ref]).astype(np.float64)
+    moved = np.empty((len(targets), NUM_LANDMARKS, 2))
+    for k, target in enumerate(targets):
+        mesh3 = t.aligned[target].astype(np.float64)
+        crop_lm = t.crop_landmarks[target][:, :2].astype(np.float64)
+        projection = np.linalg.lstsq(np.c_[mesh3, np.ones(len(mesh3))], crop_lm, rcond=None)[0]  # (4, 2)
+        moved[k] = crop_lm + (drawn[k] - true[k]) @ projection[:3]
+    ref_lm = t.crop_landmarks[ref]
+    warped = np.empty_like(samples.warped)
+    for k, points in enumerate(moved):
+        warped[k] = warp_to_geometry(samples.reference_crop, ref_lm, points)
+        if progress is not None:
+            progress(k + 1, len(moved))
+    return replace(samples, warped=warped)
 
 
 def mirror_condition(condition: np.ndarray) -> np.ndarray:

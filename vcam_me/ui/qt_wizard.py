@@ -324,7 +324,7 @@ class TrainingPage(QWizardPage):
     """Fine-tuning, with a progress bar, the time left and Cancel (resume starts it again)."""
 
     LABELS: ClassVar[dict[str, str]] = {"starting": "Starting…", "checking": "Checking the recording", "tracking": "Tracking your face",
-                                        "training": "Learning your face", "saving": "Saving"}
+                                        "preparing": "Preparing", "training": "Learning your face", "saving": "Saving"}
 
     def __init__(self, wizard: SetupWizard) -> None:
         super().__init__()
