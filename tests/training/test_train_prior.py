@@ -107,6 +107,13 @@ def test_onnx_export_matches_pytorch_and_int8_stays_close(data, tmp_path):
     assert err["mean"] < 2.0 and err["p99"] < 20.0, err  # grey levels of the composited face
 
 
+def test_spread_takes_an_even_subset_and_keeps_samples_whole(data):
+    assert len(data) == 5 and data.spread(5) is data
+    few = data.spread(3)
+    for name in ("warped", "target", "face_mask", "condition", "displacement"):
+        np.testing.assert_array_equal(getattr(few, name), getattr(data, name)[[0, 2, 4]])
+
+
 def test_laplacian_pyramid_reconstructs_the_image():
     x = torch.rand(1, 3, 32, 32)
     bands = T.laplacian_pyramid(x, levels=3)

@@ -79,6 +79,14 @@ class TrainData:
             displacement=np.concatenate([c.displacement for c in clips]),
         )
 
+    def spread(self, at_most: int) -> TrainData:
+        """At most ``at_most`` samples, evenly spread over all of them (a quick report)."""
+        if len(self) <= at_most:
+            return self
+        index = np.linspace(0, len(self) - 1, at_most).round().astype(int)
+        return TrainData(self.warped[index], self.target[index], self.face_mask[index], self.condition[index],
+                         self.displacement[index])
+
     def batch(self, index: np.ndarray, rng: np.random.Generator | None = None) -> dict[str, torch.Tensor]:
         """The samples at ``index`` as float tensors; with ``rng``, augmented (:func:`augment`)."""
         warped, target = self.warped[index], self.target[index]
