@@ -40,13 +40,13 @@ from vcam_me.avatar.crop import ALIGN_IDS, CROP_SIZE, POSE_UNIT_DEG, crop_points
 from vcam_me.errors import CaptureError, TrackingError
 from vcam_me.geometry import pose_from_transform
 from vcam_me.storage import atomic_write_bytes
-from vcam_me.types import NUM_LANDMARKS
 from vcam_me.training.features import (
     FEATURE_NAMES,
     blendshapes_to_au_and_gaze,
     features_from,
     mirror_features,
 )
+from vcam_me.types import NUM_LANDMARKS
 
 log = logging.getLogger(__name__)
 
@@ -314,18 +314,15 @@ def warped_by_basis(samples: ClipSamples, t: TrackedClip, basis: np.ndarray, pro
         raise ValueError(f"{samples.clip.name}: the samples were not made from this tracked clip")
     drawn = np.einsum("nf,fpc->npc", t.features[targets].astype(np.float64), basis)
     true = (t.aligned[targets] - t.aligned[ref]).astype(np.float64)
-    moved = np.empty((len(targets), NUM_LANDMARKS, 2))
+    warped = np.empty_like(samples.warped)
     for k, target in enumerate(targets):
         mesh3 = t.aligned[target].astype(np.float64)
         crop_lm = t.crop_landmarks[target][:, :2].astype(np.float64)
         projection = np.linalg.lstsq(np.c_[mesh3, np.ones(len(mesh3))], crop_lm, rcond=None)[0]  # (4, 2)
-        moved[k] = crop_lm + (drawn[k] - true[k]) @ projection[:3]
-    ref_lm = t.crop_landmarks[ref]
-    warped = np.empty_like(samples.warped)
-    for k, points in enumerate(moved):
-        warped[k] = warp_to_geometry(samples.reference_crop, ref_lm, points)
+        moved = crop_lm + (drawn[k] - true[k]) @ projection[:3]
+        warped[k] = warp_to_geometry(samples.reference_crop, t.crop_landmarks[ref], moved)
         if progress is not None:
-            progress(k + 1, len(moved))
+            progress(k + 1, len(targets))
     return replace(samples, warped=warped)
 
 
