@@ -147,12 +147,19 @@ def test_a_damaged_checkpoint_is_set_aside_and_training_starts_afresh(prior, tmp
     assert (work / (CHECKPOINT + ".damaged")).read_bytes() == b"half a checkpoint", "set aside, not deleted"
 
 
-def test_the_owner_is_fine_tuned_on_the_true_mesh_and_on_the_basis_drawn_one(tmp_path):
-    from vcam_me.avatar import AUBasis
+@pytest.fixture(scope="module")
+def few_tracked(tmp_path_factory):
+    """Six tracked frames of the bundled clip and their self-reenactment samples."""
     from vcam_me.training.reenact_data import load_tracked, samples_from_tracked
 
-    tracked = load_tracked(CLIP, max_frames=6, stride=12, cache_dir=tmp_path)
-    samples = samples_from_tracked(CLIP, tracked)
+    tracked = load_tracked(CLIP, max_frames=6, stride=12, cache_dir=tmp_path_factory.mktemp("reenact"))
+    return tracked, samples_from_tracked(CLIP, tracked)
+
+
+def test_the_owner_is_fine_tuned_on_the_true_mesh_and_on_the_basis_drawn_one(few_tracked):
+    from vcam_me.avatar import AUBasis
+
+    tracked, samples = few_tracked
     assert P.training_samples(samples, tracked, basis_warped=False) == [samples]
     true_mesh, drawn = P.training_samples(samples, tracked, basis_warped=True)
     assert true_mesh is samples
@@ -166,11 +173,8 @@ def test_the_owner_is_fine_tuned_on_the_true_mesh_and_on_the_basis_drawn_one(tmp
     np.testing.assert_array_equal(drawn.warped, again.warped)
 
 
-def test_cancel_while_preparing_the_training_frames_stops_there(tmp_path):
-    from vcam_me.training.reenact_data import load_tracked, samples_from_tracked
-
-    tracked = load_tracked(CLIP, max_frames=6, stride=12, cache_dir=tmp_path)
-    samples = samples_from_tracked(CLIP, tracked)
+def test_cancel_while_preparing_the_training_frames_stops_there(few_tracked):
+    tracked, samples = few_tracked
     cancel = threading.Event()
     seen: list[int] = []
 

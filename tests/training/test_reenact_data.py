@@ -26,6 +26,13 @@ def samples(cache_dir: Path) -> R.ClipSamples:
     return R.load_clip(CLIP, max_frames=6, stride=12, cache_dir=cache_dir)
 
 
+@pytest.fixture(scope="module")
+def tracked(samples: R.ClipSamples, cache_dir: Path) -> R.TrackedClip:
+    """The tracked clip the samples were made from, read back from the cache."""
+    with np.load(next(cache_dir.glob("*.npz"))) as z:
+        return R.TrackedClip(**{k: z[k] for k in R.TrackedClip.__dataclass_fields__})
+
+
 def test_samples_shapes_and_reference(samples: R.ClipSamples):
     n, s = len(samples), R.CROP_SIZE
     assert n == 5  # six tracked frames: one reference, five targets
@@ -38,9 +45,7 @@ def test_samples_shapes_and_reference(samples: R.ClipSamples):
     assert samples.frame_index.tolist() == sorted(samples.frame_index.tolist())
 
 
-def test_reference_is_the_relaxed_frame_and_not_an_occluded_one(cache_dir):
-    with np.load(next(cache_dir.glob("*.npz"))) as z:
-        tracked = R.TrackedClip(**{k: z[k] for k in R.TrackedClip.__dataclass_fields__})
+def test_reference_is_the_relaxed_frame_and_not_an_occluded_one(tracked):
     n_au = len(R.FEATURE_NAMES) - 4
     features = tracked.features.copy()
     features[:, :n_au] = 0.4
@@ -67,13 +72,7 @@ def test_warped_reference_is_closer_to_the_target_than_the_plain_reference(sampl
     assert warped_err < 0.85 * plain_err
 
 
-def _tracked(cache_dir: Path) -> R.TrackedClip:
-    with np.load(next(cache_dir.glob("*.npz"))) as z:
-        return R.TrackedClip(**{k: z[k] for k in R.TrackedClip.__dataclass_fields__})
-
-
-def test_a_basis_that_draws_the_true_mesh_warps_as_the_true_mesh_does(samples, cache_dir):
-    tracked = _tracked(cache_dir)
+def test_a_basis_that_draws_the_true_mesh_warps_as_the_true_mesh_does(samples, tracked):
     targets = np.searchsorted(tracked.index, samples.frame_index)
     # five samples, 51 features: the least-squares basis reproduces their displacements exactly
     flat = samples.displacement.reshape(len(samples), -1).astype(np.float64)
@@ -84,8 +83,7 @@ def test_a_basis_that_draws_the_true_mesh_warps_as_the_true_mesh_does(samples, c
         np.testing.assert_array_equal(getattr(exact, name), getattr(samples, name))
 
 
-def test_a_basis_that_draws_nothing_leaves_the_expression_out(samples, cache_dir):
-    tracked = _tracked(cache_dir)
+def test_a_basis_that_draws_nothing_leaves_the_expression_out(samples, tracked):
     still = R.warped_by_basis(samples, tracked, np.zeros((len(R.FEATURE_NAMES), 478, 3)))
     face = samples.face_mask.astype(bool)
     # the true warp follows the expression to the target; drawing none leaves it further off
@@ -94,8 +92,7 @@ def test_a_basis_that_draws_nothing_leaves_the_expression_out(samples, cache_dir
     assert err_still > err_true
 
 
-def test_a_basis_warp_of_samples_from_another_clip_is_refused(samples, cache_dir):
-    tracked = _tracked(cache_dir)
+def test_a_basis_warp_of_samples_from_another_clip_is_refused(samples, tracked):
     other = R.TrackedClip(**{**tracked.__dict__, "index": tracked.index + 1})
     with pytest.raises(ValueError, match="not made from this tracked clip"):
         R.warped_by_basis(samples, other, np.zeros((len(R.FEATURE_NAMES), 478, 3)))
