@@ -7,6 +7,11 @@ import re
 
 from vcam_me import __version__
 
+#: Fine-tuning steps of ``vcam-me setup``, and of the evaluation's personalised renderer, so that
+#: the evaluation scores the avatar a set-up makes (``training.personalise.DEFAULT_STEPS``; the
+#: parser does not import the training code, a test keeps the two equal).
+SETUP_STEPS = 500
+
 
 def _size(text: str) -> tuple[int, int]:
     m = re.fullmatch(r"(\d+)[xX×](\d+)", text.strip())
@@ -148,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a 60-90 s recording of you alone: neutral, then brows up, frown, wide eyes, squint, "
                             "nose wrinkle, smile, jaw open, blinks, small head turns")
     setup.add_argument("--out", metavar="FOLDER", help="the new avatar folder (default: a new folder among your avatars)")
-    setup.add_argument("--steps", type=int, default=500, help="fine-tuning steps (default 500: about 3 minutes on 2 CPU cores)")
+    setup.add_argument("--steps", type=int, default=SETUP_STEPS, help=f"fine-tuning steps (default {SETUP_STEPS}: about 3 minutes on 2 CPU cores)")
     setup.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
                        help="where to fine-tune (default auto: the GPU when PyTorch sees one)")
     sub.add_parser("doctor", help="check this machine: camera, virtual camera driver, models, GPU")
@@ -190,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "on the still driver (none: skip it)")
     ev.add_argument("--split", type=float, default=0.6, metavar="F",
                     help="renderers: personalise on the first F of each clip, score the rest (default 0.6)")
-    ev.add_argument("--steps", type=int, default=300, help="renderers: fine-tuning steps per clip (default 300)")
+    ev.add_argument("--steps", type=int, default=SETUP_STEPS,
+                    help=f"renderers: fine-tuning steps per clip (default {SETUP_STEPS}, as vcam-me setup)")
     ev.add_argument("--sheet", metavar="FILE.jpg", help="renderers: write a before/after picture sheet here")
     ev.add_argument("--frames", type=int, default=150, help="identity: driving frames per clip (default 150)")
     return p

@@ -186,3 +186,13 @@ def test_cancel_while_preparing_the_training_frames_stops_there(few_tracked):
     with pytest.raises(P.Cancelled, match="cancelled before the fine-tuning"):
         P.training_samples(samples, tracked, basis_warped=True, progress=progress, cancel=cancel)
     assert seen == [1, 2]
+
+
+def test_the_evaluation_fine_tunes_as_many_steps_as_the_set_up():
+    """`vcam-me eval renderers` scores the avatar `vcam-me setup` makes: both parse the same default."""
+    from vcam_me.cli import SETUP_STEPS, build_parser
+
+    parser = build_parser()
+    assert SETUP_STEPS == P.DEFAULT_STEPS
+    assert parser.parse_args(["setup", "--from-video", "x.mp4"]).steps == P.DEFAULT_STEPS
+    assert parser.parse_args(["eval", "renderers"]).steps == P.DEFAULT_STEPS
