@@ -367,7 +367,7 @@ def _short_hash(path: Path) -> str:
     return sha256_of(Path(path))[:16]
 
 
-def personalise_clip_part(clip: Path, out_dir: Path, *, prior: Path, split: float = 0.6, steps: int = 300,
+def personalise_clip_part(clip: Path, out_dir: Path, *, prior: Path, split: float = 0.6, steps: int = DEFAULT_STEPS,
                           threads: int = 1, cache_root: Path | None = None, progress: Progress = _noop,
                           basis_warped: bool = BASIS_WARPED) -> dict:
     """Fine-tune ``prior`` on the first ``split`` of ``clip`` only (the evaluation's
