@@ -31,7 +31,7 @@ import logging
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -84,8 +84,7 @@ class TrainData:
         if len(self) <= at_most:
             return self
         index = np.linspace(0, len(self) - 1, at_most).round().astype(int)
-        return TrainData(self.warped[index], self.target[index], self.face_mask[index], self.condition[index],
-                         self.displacement[index])
+        return TrainData(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
     def batch(self, index: np.ndarray, rng: np.random.Generator | None = None) -> dict[str, torch.Tensor]:
         """The samples at ``index`` as float tensors; with ``rng``, augmented (:func:`augment`)."""
