@@ -130,7 +130,7 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_cli_trains_exports_and_resumes(tmp_path):
+def test_cli_trains_exports_and_resumes(tmp_path, capsys):
     out = tmp_path / "prior"
     common = ["--clips", str(CLIP), "--batch", "2", "--max-frames", "5", "--stride", "15",
               "--cache-dir", str(tmp_path / "cache"), "--out", str(out), "--latency-calls", "3"]
@@ -143,6 +143,11 @@ def test_cli_trains_exports_and_resumes(tmp_path):
     assert max(report["onnx_parity_max_abs"].values()) < ONNX_PARITY_ATOL
     assert (out / "appearance.onnx").is_file() and (out / "geometry.onnx").is_file()
     assert (out / "geometry_refinement.onnx").is_file() and report["geometry_refinement_latency_ms_1thread_median"] > 0
+    assert report["settings"]["stem"] == "shuffle" and report["settings"]["widths"] == list(NetConfig.widths)
+    capsys.readouterr()
+    # a network of another shape is refused by name, before any weights are loaded into it
+    assert T.main(common + ["--steps", "4", "--stem", "full"]) == 2
+    assert "other settings" in capsys.readouterr().err and report["steps"] == 3
 
 
 @pytest.mark.slow
@@ -150,7 +155,7 @@ def test_cli_exports_trained_weights_without_training(tmp_path):
     """``--export-from``: the saved weights go to ONNX as they are (no step taken), at the
     widths they were made with."""
     torch.manual_seed(3)
-    net = TransferNet(NetConfig(widths=(8, 16, 24, 32)))
+    net = TransferNet(NetConfig(widths=(8, 16, 24, 32), stem="full"))  # a prior of the earlier shape
     prior = tmp_path / "prior.pt"
     torch.save(net.state_dict(), prior)
     out = tmp_path / "export"
@@ -159,7 +164,7 @@ def test_cli_exports_trained_weights_without_training(tmp_path):
     assert T.main(common + ["--export-from", str(prior)]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["steps"] == 0 and "loss_last" not in report
-    assert report["settings"]["exported_from"] == str(prior)
+    assert report["settings"]["exported_from"] == str(prior) and report["settings"]["stem"] == "full"
     assert max(report["onnx_parity_max_abs"].values()) < ONNX_PARITY_ATOL
     assert not (out / T.CHECKPOINT).exists()
     import onnxruntime as ort

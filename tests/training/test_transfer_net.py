@@ -132,7 +132,39 @@ def test_reducing_before_upsampling_is_the_same_function():
 
 
 def test_net_config_is_read_back_from_a_state_dict():
-    narrow = NetConfig(widths=(8, 12, 24, 40))
-    state = TransferNet(narrow).state_dict()
-    assert NetConfig.of_state_dict(state) == narrow
-    assert NetConfig.of_state_dict(TransferNet().state_dict()) == NetConfig()
+    for config in (NetConfig(widths=(8, 12, 24, 40)), NetConfig(widths=(8, 12, 24, 40), stem="shuffle"),
+                   NetConfig(stem="full"), NetConfig(stem="shuffle"), NetConfig()):
+        assert NetConfig.of_state_dict(TransferNet(config).state_dict()) == config
+
+
+def test_an_unknown_stem_is_refused():
+    with pytest.raises(ValueError, match="stem"):
+        NetConfig(stem="half")
+
+
+def test_the_shuffle_stem_reads_and_draws_every_pixel_at_full_size():
+    torch.manual_seed(0)
+    shuffled = TransferNet(NetConfig(widths=(32, 48, 96, 128), stem="shuffle")).eval()
+    warped, cond = torch.rand(2, 3, CROP_SIZE, CROP_SIZE), torch.rand(2, N_CONDITION)
+    with torch.no_grad():
+        _, residual, mask = shuffled(warped, cond)
+        assert residual.shape == (2, 3, CROP_SIZE, CROP_SIZE) and mask.shape == (2, 1, CROP_SIZE, CROP_SIZE)
+        # untrained, it is the warp: the mask's logits are the last four of the 16 channels
+        assert mask.max() < 0.05
+        assert (composite(warped, residual, mask) - warped).abs().max() < 0.05
+        # one input pixel changes the output at full resolution, not just its 2×2 block
+        poked = warped.clone()
+        poked[:, :, 41, 40] = 1.0 - poked[:, :, 41, 40]
+        for p in shuffled.appearance.out.parameters():
+            nn.init.normal_(p, std=0.3)
+        a, b = shuffled.appearance(warped, cond)[0], shuffled.appearance(poked, cond)[0]
+    changed = (a - b).abs().sum(dim=(0, 1)) > 0
+    assert changed[41, 40] and changed.sum() > 4
+
+
+def test_the_shuffle_stem_costs_less_at_the_same_widths():
+    x, c = torch.rand(1, 3, CROP_SIZE, CROP_SIZE), torch.rand(1, N_CONDITION)
+    widths = (32, 48, 96, 128)
+    full = count_macs(TransferNet(NetConfig(widths=widths, stem="full")).appearance, x, c)
+    shuffle = count_macs(TransferNet(NetConfig(widths=widths, stem="shuffle")).appearance, x, c)
+    assert shuffle < 0.3 * full and shuffle <= MAC_BUDGET

@@ -412,7 +412,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="train on the first SPLIT fraction of each clip's frames only; report face L1 on the rest")
     ap.add_argument("--no-augment", action="store_true", help="no mirroring or colour jitter")
     ap.add_argument("--widths", type=int, nargs=4, default=list(NetConfig.widths), metavar="W",
-                    help="U-Net channels at full, 1/2, 1/4 and 1/8 resolution (default: %(default)s)")
+                    help="U-Net channels of its four levels, finest first (default: %(default)s)")
+    ap.add_argument("--stem", choices=("full", "shuffle"), default=NetConfig.stem,
+                    help="finest level at the crop's resolution, or at half of it through pixel (un)shuffle "
+                         "(default: %(default)s)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
@@ -450,11 +453,10 @@ def _run(args: argparse.Namespace) -> int:
 
         net = load_prior(args.export_from)  # at the widths it was trained with; --widths does not apply
         settings["exported_from"] = str(args.export_from)
-        if net.config.widths != NetConfig.widths:
-            settings["widths"] = list(net.config.widths)
+        settings |= {"widths": list(net.config.widths), "stem": net.config.stem}
         return _report_and_export(args, net, data, clips, [], settings)
-    if tuple(args.widths) != NetConfig.widths:  # recorded only when not the default, so older checkpoints still resume
-        settings["widths"] = list(args.widths)
+    # Always recorded: a checkpoint of another shape is refused by name, not by a failed load.
+    settings |= {"widths": list(args.widths), "stem": args.stem}
     basis = None
     if not args.no_basis:
         from vcam_me.models import verified_model_path
@@ -462,7 +464,7 @@ def _run(args: argparse.Namespace) -> int:
         with np.load(verified_model_path("au_basis")) as z:
             basis = z["basis"]
     torch.manual_seed(args.seed)
-    net = TransferNet(NetConfig(widths=tuple(args.widths)), basis)
+    net = TransferNet(NetConfig(widths=tuple(args.widths), stem=args.stem), basis)
     optimiser = torch.optim.Adam(net.parameters(), lr=args.lr)
     ckpt = args.out / CHECKPOINT
     start, history = 0, []
