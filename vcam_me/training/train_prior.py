@@ -451,7 +451,7 @@ def _run(args: argparse.Namespace) -> int:
         # the exporter did): the weights are the trained ones, untouched.
         from vcam_me.training.personalise import load_prior
 
-        net = load_prior(args.export_from)  # at the widths it was trained with; --widths does not apply
+        net = load_prior(args.export_from)  # in the shape it was trained in; --widths and --stem do not apply
         settings["exported_from"] = str(args.export_from)
         settings |= {"widths": list(net.config.widths), "stem": net.config.stem}
         return _report_and_export(args, net, data, clips, [], settings)
