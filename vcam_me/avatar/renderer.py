@@ -55,9 +55,13 @@ FACE_TOP_LIMIT = 0.10
 MOUTH_COLOUR = np.array([46, 20, 24], np.float32)
 MOUTH_FULL_GAP_IOD = 0.06
 #: Eye closure is drawn explicitly (the fitted lid motion is driver-sized, not this
-#: avatar's): closure = clip(BLINK_GAIN · AU43, 0, 1) of the lid gap. MediaPipe reads a
-#: fully closed eye as eyeBlink ≈ 0.6–0.7 above rest, hence the gain.
-BLINK_GAIN = 1.6
+#: avatar's): closure = clip(BLINK_GAIN · f, 0, 1) of the lid gap, where f is the AU43
+#: feature after the basis's mixing and gain (together ≈ 3.35 × AU43 for the shipped basis).
+#: At 1.6 the lid was fully shut from AU43 ≈ 0.19, and a drawn half-closed lid reads back
+#: mostly as eyeLookDown (the lid hides the top of the iris): the drivers' small lid
+#: movements came out as a half-shut, downcast eye. 0.8 shuts it from AU43 ≈ 0.37, which a
+#: real blink still passes (benchmarks/README.md, "Eye closure").
+BLINK_GAIN = 0.8
 #: How far the iris may travel towards an eye corner, as a fraction of the room between its rest
 #: place and that corner (less its radius and 2 px); a soft (tanh) limit.
 IRIS_ROOM = 0.55
