@@ -55,13 +55,14 @@ FACE_TOP_LIMIT = 0.10
 MOUTH_COLOUR = np.array([46, 20, 24], np.float32)
 MOUTH_FULL_GAP_IOD = 0.06
 #: Eye closure is drawn explicitly (the fitted lid motion is driver-sized, not this
-#: avatar's): closure = clip(BLINK_GAIN · f, 0, 1) of the lid gap, where f is the AU43
-#: feature after the basis's mixing and gain (together ≈ 3.35 × AU43 for the shipped basis).
-#: At 1.6 the lid was fully shut from AU43 ≈ 0.19, and a drawn half-closed lid reads back
-#: mostly as eyeLookDown (the lid hides the top of the iris): the drivers' small lid
-#: movements came out as a half-shut, downcast eye. 0.8 shuts it from AU43 ≈ 0.37, which a
-#: real blink still passes (benchmarks/README.md, "Eye closure").
-BLINK_GAIN = 0.8
+#: avatar's): closure = clip(BLINK_GAIN · AU43, 0, 1) of the lid gap, AU43 taken after the
+#: basis's cross-talk mixing but *not* its cross-identity gain. MediaPipe reads a fully closed
+#: eye as eyeBlink ≈ 0.6–0.7 above rest, hence the gain; it is already set to what the tracker
+#: reads, so the gain that makes up for it reading basis motion weakly on another face does
+#: not belong here. With that gain (2.0) the lid was shut from AU43 ≈ 0.19 on a photo avatar,
+#: and a drawn half-shut lid reads back mostly as eyeLookDown: the drivers' small lid movements
+#: came out as a half-shut, downcast eye (benchmarks/README.md, "Eye closure").
+BLINK_GAIN = 1.6
 #: How far the iris may travel towards an eye corner, as a fraction of the room between its rest
 #: place and that corner (less its radius and 2 px); a soft (tanh) limit.
 IRIS_ROOM = 0.55
@@ -649,12 +650,13 @@ class AvatarRenderer:
             return features
         return np.clip(self._mixing @ features, self._mixed_low, self._mixed_high)
 
-    def _fix_eyes(self, v: np.ndarray, features: np.ndarray) -> None:
-        """Close the lids by the blink features, keep each upper lid from passing its lower
-        lid, and keep the iris between them (in place)."""
+    def _fix_eyes(self, v: np.ndarray, mixed: np.ndarray) -> None:
+        """Close the lids by the blink features (``mixed``: after the cross-talk mixing, before
+        the gain; see :data:`BLINK_GAIN`), keep each upper lid from passing its lower lid, and
+        keep the iris between them (in place)."""
         for eye in self._eyes:
             gap = (v[eye.lower_pair] - v[eye.upper]) @ eye.down
-            closure = float(np.clip(BLINK_GAIN * features[eye.blink_feature], 0.0, 1.0))
+            closure = float(np.clip(BLINK_GAIN * mixed[eye.blink_feature], 0.0, 1.0))
             self._closure[eye.blink_feature] = closure
             # move down by the closed fraction of the open gap; up by any overlap
             shift = (closure * np.maximum(gap, 0.0))[:, None] * eye.down
@@ -686,11 +688,12 @@ class AvatarRenderer:
 
     def mesh(self, state: ExpressionState) -> np.ndarray:
         """``(478, 3) float32`` posed mesh in output pixels (x, y; z scaled like x)."""
-        f = self.drive(state)
+        mixed = self._mixed_features(state)
+        f = mixed * self._gain  # what drive(state) returns
         v = self.rest + (f @ self._basis).reshape(-1, 3)
         if self._refiner is not None:
             v += self._refiner(self._refiner_condition(state)) @ self._canonical_to_px
-        self._fix_eyes(v, f)
+        self._fix_eyes(v, mixed)
         pose = self._pose(state)
         self._rotation = np.eye(3)
         if np.any(pose != 0):
