@@ -121,6 +121,27 @@ def test_blink_closes_the_eyes(renderer, neutral):
         assert v[lower, 1] - v[upper, 1] < 0.2 * (renderer.rest[lower, 1] - renderer.rest[upper, 1])
 
 
+
+def test_lid_closure_ignores_the_cross_identity_gain():
+    """The lid is shut by BLINK_GAIN · AU43 (after the mixing), whatever the basis's gain: the
+    closure is already set to what the tracker reads, and with the gain on top a photo
+    avatar's eye was shut from AU43 ≈ 0.19 (benchmarks/README.md, "Eye closure")."""
+    from vcam_me.avatar.renderer import BLINK_GAIN
+
+    shipped = AUBasis.load()
+    tripled = AUBasis(shipped.basis, 3.0 * np.asarray(shipped.gain), shipped.pose_gain, shipped.pose_coupling,
+                      shipped.mixing)
+    closures = []
+    for basis in (shipped, tripled, shipped.as_measured()):
+        r = AvatarRenderer.create(Avatar.load(SAMPLE), (640, 360), basis=basis)
+        r.mesh(state({"AU43_L": 0.1}))
+        closures.append(r._closure[FEATURE_NAMES.index("AU43_L")])
+    assert closures[0] == pytest.approx(closures[1])
+    # the owner's basis (no mixing) closes by exactly BLINK_GAIN · AU43; the shipped mixing
+    # strengthens a one-sided AU43 but stays far from the old gain-doubled 5.4 ×
+    assert closures[2] == pytest.approx(BLINK_GAIN * 0.1)
+    assert closures[2] < closures[0] < 2.0 * BLINK_GAIN * 0.1 * 1.1
+
 def test_gaze_moves_the_iris(renderer):
     left = renderer.mesh(state(gaze=[[1.0, 0.0], [1.0, 0.0]]))
     right = renderer.mesh(state(gaze=[[-1.0, 0.0], [-1.0, 0.0]]))
