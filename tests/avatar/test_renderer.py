@@ -121,7 +121,6 @@ def test_blink_closes_the_eyes(renderer, neutral):
         assert v[lower, 1] - v[upper, 1] < 0.2 * (renderer.rest[lower, 1] - renderer.rest[upper, 1])
 
 
-
 def test_lid_closure_ignores_the_cross_identity_gain():
     """The lid is shut by BLINK_GAIN · AU43 (after the mixing), whatever the basis's gain: the
     closure is already set to what the tracker reads, and with the gain on top a photo
@@ -141,6 +140,7 @@ def test_lid_closure_ignores_the_cross_identity_gain():
     # strengthens a one-sided AU43 but stays far from the old gain-doubled 5.4 ×
     assert closures[2] == pytest.approx(BLINK_GAIN * 0.1)
     assert closures[2] < closures[0] < 2.0 * BLINK_GAIN * 0.1 * 1.1
+
 
 def test_gaze_moves_the_iris(renderer):
     left = renderer.mesh(state(gaze=[[1.0, 0.0], [1.0, 0.0]]))
