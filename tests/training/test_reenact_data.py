@@ -65,6 +65,34 @@ def test_reference_is_the_relaxed_frame_and_not_an_occluded_one(tracked):
     assert s.reference_index == tracked.index[4]
 
 
+def test_conditioning_is_the_rise_above_the_clips_own_neutral(tracked: R.TrackedClip):
+    """The network is fed calibrated AUs at run time, so it is trained on them: a channel that
+    rests high (a person whose squint never relaxes) conditions as 0 at rest, and only the
+    rise above that rest counts; the neutral comes from the frames before ``cut`` only."""
+    from vcam_me.expression.action_units import default_crosswalk
+    from vcam_me.types import AU_INDEX
+
+    cw = default_crosswalk()
+    squint = R.FEATURE_NAMES.index("AU7_L")
+    source = int(cw.source_index[list(cw.channel_index).index(AU_INDEX["AU7_L"])])
+    blend = tracked.blendshapes.copy()
+    blend[:, source] = 0.69
+    blend[-1, source] = 0.89
+    moved = R.TrackedClip(**{**tracked.__dict__, "blendshapes": blend})
+    f = R.calibrated_features(moved)
+    assert f.shape == (len(tracked.index), len(R.FEATURE_NAMES)) and f.dtype == np.float32
+    np.testing.assert_allclose(f[:-1, squint], 0.0, atol=1e-6)
+    assert f[-1, squint] == pytest.approx(0.2, abs=1e-5)
+    s = R.samples_from_tracked(CLIP, moved)
+    targets = np.searchsorted(tracked.index, s.frame_index)
+    np.testing.assert_array_equal(s.condition[:, :len(R.FEATURE_NAMES)], f[targets])
+    # a neutral taken before a later, higher rest: the frames after the cut read its rise
+    blend[3:, source] = 0.79
+    later = R.calibrated_features(R.TrackedClip(**{**tracked.__dict__, "blendshapes": blend}), cut=3)
+    np.testing.assert_allclose(later[3:, squint], 0.1, atol=1e-5)
+    np.testing.assert_allclose(later[:3, squint], 0.0, atol=1e-6)
+
+
 def test_warped_reference_is_closer_to_the_target_than_the_plain_reference(samples: R.ClipSamples):
     face = samples.face_mask.astype(bool)
     warped_err = np.abs(samples.warped.astype(np.float32) - samples.target)[face].mean()
@@ -73,10 +101,11 @@ def test_warped_reference_is_closer_to_the_target_than_the_plain_reference(sampl
 
 
 def test_a_basis_that_draws_the_true_mesh_warps_as_the_true_mesh_does(samples, tracked):
-    targets = np.searchsorted(tracked.index, samples.frame_index)
     # five samples, 51 features: the least-squares basis reproduces their displacements exactly
+    # (from the features it is drawn with: the samples' calibrated ones)
     flat = samples.displacement.reshape(len(samples), -1).astype(np.float64)
-    basis = np.linalg.lstsq(tracked.features[targets].astype(np.float64), flat, rcond=None)[0]
+    drawn_with = samples.condition[:, :len(R.FEATURE_NAMES)].astype(np.float64)
+    basis = np.linalg.lstsq(drawn_with, flat, rcond=None)[0]
     exact = R.warped_by_basis(samples, tracked, basis.reshape(len(R.FEATURE_NAMES), 478, 3))
     assert np.abs(exact.warped.astype(int) - samples.warped).mean() < 0.5
     for name in ("target", "face_mask", "condition", "displacement", "frame_index"):

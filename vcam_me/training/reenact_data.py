@@ -18,7 +18,9 @@ Per clip (each clip shows one person):
 
 Conditioning vector per target (:data:`CONDITION_NAMES`): the driving AU channels and gaze
 of :mod:`vcam_me.training.features`, then head pose (yaw, pitch, roll) relative to the
-reference's, in units of 30°.
+reference's, in units of 30°. The AUs are calibrated as the app calibrates its user
+(:func:`calibrated_features`): each channel's change from the clip's own neutral, not the
+tracker's raw score, since that is what the network is fed at run time.
 
 Extracted clips are cached as ``.npz`` under the user cache folder (never in the repository),
 keyed by the clip's path, size, mtime and the extraction settings.
@@ -246,6 +248,32 @@ def rest_frame(t: TrackedClip, cut: int | None = None) -> int:
     return int(np.argmin(au_sum + OCCLUSION_WEIGHT * diff))
 
 
+#: The neutral baseline of :func:`calibrated_features`: each channel's low percentile over the
+#: frames the calibration may see (the app's :meth:`~vcam_me.expression.Calibration.from_observations`).
+BASELINE_PERCENTILE = 5.0
+
+
+def calibrated_features(t: TrackedClip, cut: int | None = None) -> np.ndarray:
+    """``(n, len(FEATURE_NAMES)) float32``: every tracked frame's features as the app drives
+    the avatar with them: each AU channel's rise above its neutral baseline (the
+    :data:`BASELINE_PERCENTILE` over the frames ``[:cut]``, as a calibration over a recording
+    of the user takes it), clipped to [0, 1], the derived channels from those; gaze as
+    tracked.
+
+    The raw scores carry each person's resting offsets (on liveportrait_d5 eyeSquint rests at
+    0.69, so AU7 reads 0.69 on a neutral face and 0.06 after calibration). A network trained
+    on raw scores and fed calibrated ones at run time saw a face it had never been shown
+    (benchmarks/README.md, "The network's conditioning")."""
+    from vcam_me.expression.action_units import fill_derived, gaze_from_blendshapes, raw_channels
+    from vcam_me.expression.calibration import apply_calibration
+
+    cut = len(t.index) if cut is None else cut
+    raw = raw_channels(np.asarray(t.blendshapes, np.float32))
+    baseline = np.percentile(raw[:cut], BASELINE_PERCENTILE, axis=0).astype(np.float32)
+    au = fill_derived(apply_calibration(raw, baseline, None))
+    return features_from(au, gaze_from_blendshapes(np.asarray(t.blendshapes, np.float32))).astype(np.float32)
+
+
 def samples_from_tracked(clip: Path, t: TrackedClip, size: int = CROP_SIZE, *, split: float | None = None,
                          part: str = "all") -> ClipSamples:
     """Pick the rest frame, warp it to every other frame and build the conditioning.
@@ -269,7 +297,7 @@ def samples_from_tracked(clip: Path, t: TrackedClip, size: int = CROP_SIZE, *, s
     warped = np.stack([warp_to_geometry(ref_crop, ref_lm, t.crop_landmarks[k]) for k in targets])
     masks = np.stack([face_mask(t.crop_landmarks[k], size) for k in targets])
     pose = (t.pose_deg[targets] - t.pose_deg[ref]) / POSE_UNIT_DEG
-    condition = np.concatenate([t.features[targets], pose], axis=1).astype(np.float32)
+    condition = np.concatenate([calibrated_features(t, cut)[targets], pose], axis=1).astype(np.float32)
     return ClipSamples(
         clip=clip,
         reference_crop=ref_crop,
@@ -286,7 +314,7 @@ def samples_from_tracked(clip: Path, t: TrackedClip, size: int = CROP_SIZE, *, s
 
 #: Bumped whenever :func:`warped_by_basis` draws differently: fine-tuning checkpoints are
 #: resumed only when made with the same samples (``training.personalise`` keys them on it).
-WARPED_BY_BASIS_VERSION = 2
+WARPED_BY_BASIS_VERSION = 3
 
 
 def warped_by_basis(samples: ClipSamples, t: TrackedClip, basis: np.ndarray, progress=None) -> ClipSamples:
@@ -312,7 +340,8 @@ def warped_by_basis(samples: ClipSamples, t: TrackedClip, basis: np.ndarray, pro
     targets = np.searchsorted(t.index, samples.frame_index)
     if ref >= len(t.index) or t.index[ref] != samples.reference_index or not np.array_equal(t.index[targets], samples.frame_index):
         raise ValueError(f"{samples.clip.name}: the samples were not made from this tracked clip")
-    drawn = np.einsum("nf,fpc->npc", t.features[targets].astype(np.float64), basis)
+    # drawn with the samples' own (calibrated) features, as the app drives the basis
+    drawn = np.einsum("nf,fpc->npc", samples.condition[:, :len(FEATURE_NAMES)].astype(np.float64), basis)
     true = (t.aligned[targets] - t.aligned[ref]).astype(np.float64)
     warped = np.empty_like(samples.warped)
     for k, target in enumerate(targets):
