@@ -260,8 +260,8 @@ def calibrated_features(t: TrackedClip, cut: int | None = None) -> np.ndarray:
     of the user takes it), clipped to [0, 1], the derived channels from those; gaze as
     tracked.
 
-    The raw scores carry each person's resting offsets (on liveportrait_d5 eyeSquint rests at
-    0.69, so AU7 reads 0.69 on a neutral face and 0.06 after calibration). A network trained
+    The raw scores carry each person's resting offsets (over liveportrait_d5's held-back frames
+    AU7, from eyeSquint, averaged 0.69 raw and 0.06 calibrated). A network trained
     on raw scores and fed calibrated ones at run time saw a face it had never been shown
     (benchmarks/README.md, "The network's conditioning")."""
     from vcam_me.expression.action_units import fill_derived, gaze_from_blendshapes, raw_channels
